@@ -1,0 +1,89 @@
+// swift-tools-version:6.0
+// Umbra: a decentralized VPN. The target graph is the architecture (docs/architecture.md):
+// protocol targets (UmbraCore, Sessions, Node, and the later Kademlia, Gossip, ...) are pure and
+// cannot import NIO, GRDB or Hummingbird; only NodeRuntime, NodeAPI and the executable touch the OS.
+import PackageDescription
+
+let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
+let package = Package(
+    name: "Umbra",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "umbra", targets: ["umbra"]),
+        .library(name: "UmbraCore", targets: ["UmbraCore"]),
+        .library(name: "Sessions", targets: ["Sessions"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        // MARK: - Crypto (libsodium)
+        .systemLibrary(
+            name: "CSodium",
+            pkgConfig: "libsodium",
+            providers: [.apt(["libsodium-dev"])]
+        ),
+        .target(name: "UmbraCrypto", dependencies: ["CSodium"], swiftSettings: strict),
+
+        // MARK: - Pure protocol cores (no I/O, no clock, no unseeded randomness)
+        .target(name: "UmbraCore", dependencies: ["UmbraCrypto"], swiftSettings: strict),
+        .target(name: "Sessions", dependencies: ["UmbraCore", "UmbraCrypto"], swiftSettings: strict),
+        .target(name: "Node", dependencies: ["UmbraCore", "Sessions"], swiftSettings: strict),
+
+        // MARK: - Shells
+        .target(
+            name: "NodeRuntime",
+            dependencies: [
+                "Node", "UmbraCore", "Sessions", "UmbraCrypto",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(name: "NetSim", dependencies: ["Node", "UmbraCore", "Sessions"], swiftSettings: strict),
+        .target(
+            name: "NodeAPI",
+            dependencies: [
+                "NodeRuntime", "UmbraCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "umbra",
+            dependencies: [
+                "NodeAPI", "NodeRuntime", "NetSim", "Node", "UmbraCore", "UmbraCrypto",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "bench-crypto",
+            dependencies: ["Sessions", "UmbraCrypto", "UmbraCore"],
+            path: "Sources/BenchCrypto",
+            swiftSettings: strict
+        ),
+
+        // MARK: - Tests
+        .testTarget(name: "UmbraCryptoTests", dependencies: ["UmbraCrypto"], resources: [.copy("Fixtures")], swiftSettings: strict),
+        .testTarget(name: "UmbraCoreTests", dependencies: ["UmbraCore"], swiftSettings: strict),
+        .testTarget(name: "SessionsTests", dependencies: ["Sessions", "UmbraCore", "UmbraCrypto"], swiftSettings: strict),
+        .testTarget(
+            name: "NodeTests",
+            dependencies: ["Node", "NetSim", "NodeRuntime", "NodeAPI", "UmbraCore", "Sessions"],
+            swiftSettings: strict
+        ),
+    ]
+)

@@ -1,0 +1,197 @@
+// NetSim: the deterministic shell. It interprets the very same NodeInstance the real runtime does,
+// over virtual time and simulated links (latency, loss, partitions), all driven by one seeded RNG.
+// Same seed, same trace: a failing run replays exactly.
+
+import Node
+import UmbraCore
+
+/// How simulated links behave. Latency is one-way, drawn uniformly per datagram.
+public struct LinkModel: Sendable {
+    public var minimumLatency: Duration = .milliseconds(20)
+    public var maximumLatency: Duration = .milliseconds(200)
+    /// Probability in [0, 1] that a datagram is lost.
+    public var lossRate: Double = 0.01
+
+    public init(minimumLatency: Duration = .milliseconds(20), maximumLatency: Duration = .milliseconds(200),
+                lossRate: Double = 0.01) {
+        self.minimumLatency = minimumLatency
+        self.maximumLatency = maximumLatency
+        self.lossRate = lossRate
+    }
+}
+
+/// One line of the simulation trace.
+public struct TraceEntry: Sendable, Equatable, CustomStringConvertible {
+    public var time: Instant
+    public var node: Int
+    public var event: NodeEvent
+
+    public var description: String { "\(time) node\(node) \(event)" }
+}
+
+/// Counters of the simulated network.
+public struct NetSimStatistics: Sendable, Equatable {
+    public var datagramsSent: UInt64 = 0
+    public var datagramsDelivered: UInt64 = 0
+    public var datagramsLost: UInt64 = 0
+    public var datagramsPartitioned: UInt64 = 0
+    public var datagramsToNowhere: UInt64 = 0
+    public var eventsProcessed: UInt64 = 0
+}
+
+public struct NetSim {
+    private enum Event {
+        case deliver(datagram: [UInt8], from: Endpoint, to: Int)
+        case timer(node: Int, generation: UInt64)
+    }
+
+    private struct SimNode {
+        var instance: NodeInstance
+        var endpoint: Endpoint
+        var isUp = true
+        var armedDeadline: UInt64?
+        var timerGeneration: UInt64 = 0
+    }
+
+    public private(set) var now = Instant.zero
+    public private(set) var trace: [TraceEntry] = []
+    public private(set) var statistics = NetSimStatistics()
+    public var link: LinkModel
+    /// Keep at most this many trace entries (the oldest are dropped first).
+    public var traceLimit = 1_000_000
+
+    private var rng: SeededRandom
+    private var nodes: [SimNode] = []
+    private var byEndpoint: [Endpoint: Int] = [:]
+    private var queue = EventQueue<Event>()
+    private var partitions: Set<Pair> = []
+    /// Called for every node event, after it is traced (tests hook pongs and the like here).
+    public var observer: ((Int, NodeEvent) -> Void)?
+
+    private struct Pair: Hashable {
+        let a: Int
+        let b: Int
+        init(_ x: Int, _ y: Int) { (a, b) = x < y ? (x, y) : (y, x) }
+    }
+
+    public init(seed: UInt64, link: LinkModel = LinkModel()) {
+        self.rng = SeededRandom(seed: seed)
+        self.link = link
+    }
+
+    // MARK: - Building the network
+
+    /// A simulated address for node `index`: 10.x.y.z:4747 (never sent anywhere: it is virtual).
+    public static func endpoint(forNode index: Int) -> Endpoint {
+        Endpoint(address: .v4(0x0A00_0000 | UInt32(index + 1)), port: 4747)
+    }
+
+    /// Adds a node; it starts (dials its bootstrap list) at the current virtual time.
+    @discardableResult
+    public mutating func addNode(identity: Identity, config: NodeConfig) -> Int {
+        let index = nodes.count
+        let endpoint = Self.endpoint(forNode: index)
+        nodes.append(SimNode(instance: NodeInstance(identity: identity, config: config), endpoint: endpoint))
+        byEndpoint[endpoint] = index
+        let effects = nodes[index].instance.start(now: now, rng: &rng)
+        apply(effects, from: index)
+        return index
+    }
+
+    public var nodeCount: Int { nodes.count }
+
+    public func instance(_ index: Int) -> NodeInstance { nodes[index].instance }
+
+    public func endpoint(of index: Int) -> Endpoint { nodes[index].endpoint }
+
+    /// Stops a node: it receives nothing and its timers no longer fire.
+    public mutating func kill(_ index: Int) {
+        nodes[index].isUp = false
+        nodes[index].timerGeneration += 1
+        nodes[index].armedDeadline = nil
+    }
+
+    /// Cuts (or restores) the link between two nodes in both directions.
+    public mutating func partition(_ a: Int, _ b: Int, cut: Bool = true) {
+        if cut { partitions.insert(Pair(a, b)) } else { partitions.remove(Pair(a, b)) }
+    }
+
+    /// Lets a node act now, from outside (like the control API does in the real runtime).
+    public mutating func perform(
+        on index: Int, _ body: (inout NodeInstance, Instant, inout SeededRandom) -> [NodeEffect]
+    ) {
+        let effects = body(&nodes[index].instance, now, &rng)
+        apply(effects, from: index)
+    }
+
+    // MARK: - Running
+
+    /// Processes events until virtual time reaches `deadline` or nothing is left to do.
+    public mutating func run(until deadline: Instant) {
+        while let next = queue.nextTime, next <= deadline.nanoseconds {
+            let (time, event) = queue.pop()!
+            now = Instant(nanoseconds: time)
+            statistics.eventsProcessed += 1
+            switch event {
+            case .deliver(let datagram, let source, let target):
+                guard nodes[target].isUp else { continue }
+                statistics.datagramsDelivered += 1
+                let effects = nodes[target].instance.receive(datagram, from: source, now: now, rng: &rng)
+                apply(effects, from: target)
+            case .timer(let index, let generation):
+                guard nodes[index].isUp, nodes[index].timerGeneration == generation else { continue }
+                nodes[index].armedDeadline = nil
+                let effects = nodes[index].instance.tick(now: now, rng: &rng)
+                apply(effects, from: index)
+            }
+        }
+        if now < deadline { now = deadline }
+    }
+
+    /// Runs for `duration` of virtual time.
+    public mutating func run(for duration: Duration) { run(until: now + duration) }
+
+    // MARK: - Interpreting effects
+
+    private mutating func apply(_ effects: [NodeEffect], from index: Int) {
+        for effect in effects {
+            switch effect {
+            case .send(let bytes, let destination):
+                statistics.datagramsSent += 1
+                guard let target = byEndpoint[destination] else {
+                    statistics.datagramsToNowhere += 1
+                    continue
+                }
+                if partitions.contains(Pair(index, target)) {
+                    statistics.datagramsPartitioned += 1
+                    continue
+                }
+                if link.lossRate > 0, Double.random(in: 0..<1, using: &rng) < link.lossRate {
+                    statistics.datagramsLost += 1
+                    continue
+                }
+                let low = UInt64(max(0, link.minimumLatency.nanosecondsClamped))
+                let high = max(low, UInt64(max(0, link.maximumLatency.nanosecondsClamped)))
+                let latency = UInt64.random(in: low...high, using: &rng)
+                queue.push(.deliver(datagram: bytes, from: nodes[index].endpoint, to: target),
+                           at: now.nanoseconds + latency)
+            case .event(let event):
+                trace.append(TraceEntry(time: now, node: index, event: event))
+                if trace.count > traceLimit { trace.removeFirst(trace.count - traceLimit) }
+                observer?(index, event)
+            }
+        }
+        armTimer(index)
+    }
+
+    private mutating func armTimer(_ index: Int) {
+        guard nodes[index].isUp, let deadline = nodes[index].instance.nextDeadline else { return }
+        // A deadline already due fires 1 ms from now: a core that keeps reporting a past deadline
+        // must not stall virtual time.
+        let at = deadline.nanoseconds > now.nanoseconds ? deadline.nanoseconds : now.nanoseconds + 1_000_000
+        if let armed = nodes[index].armedDeadline, armed <= at { return }
+        nodes[index].timerGeneration += 1
+        nodes[index].armedDeadline = at
+        queue.push(.timer(node: index, generation: nodes[index].timerGeneration), at: at)
+    }
+}

@@ -1,0 +1,46 @@
+// Frames: what rides inside an authenticated session. One channel byte, then the payload
+// (docs/protocol.md §Frames). Later cores (DHT, gossip, dialogue, relay, tunnel) get their own
+// channels; a frame on a channel this node does not know is counted and dropped.
+
+import UmbraCore
+
+/// The first byte of every frame.
+public enum FrameChannel: UInt8, Sendable, CaseIterable {
+    /// Node-level liveness and RTT probe: `nonce(8)`.
+    case ping = 0x01
+    /// Answer to a ping, echoing its nonce: `nonce(8)`.
+    case pong = 0x02
+}
+
+/// A decoded frame.
+public enum Frame: Equatable, Sendable {
+    case ping(nonce: UInt64)
+    case pong(nonce: UInt64)
+
+    /// Control frames must fit one datagram with room for headers and relaying (DESIGN §3).
+    public static let maximumControlSize = 1200
+
+    public func encoded() -> [UInt8] {
+        var writer = ByteWriter(capacity: 9)
+        switch self {
+        case .ping(let nonce):
+            writer.write(FrameChannel.ping.rawValue)
+            writer.write(nonce)
+        case .pong(let nonce):
+            writer.write(FrameChannel.pong.rawValue)
+            writer.write(nonce)
+        }
+        return writer.bytes
+    }
+
+    public init(decoding bytes: [UInt8]) throws(DecodeError) {
+        var reader = ByteReader(bytes)
+        let channel = try reader.readUInt8()
+        switch FrameChannel(rawValue: channel) {
+        case .ping: self = .ping(nonce: try reader.readUInt64())
+        case .pong: self = .pong(nonce: try reader.readUInt64())
+        case nil: throw .unknownTag(field: "frame channel", value: UInt64(channel))
+        }
+        try reader.expectEnd()
+    }
+}

@@ -1,0 +1,276 @@
+// NodeInstance: one Umbra node as a pure value. It composes the protocol cores (today the session
+// layer; the DHT, gossip, dialogue, relay and tunnel cores plug in as frame channels) and routes
+// frames between them. Two shells drive it: NodeRuntime (real UDP) and NetSim (virtual links).
+//
+// Each call takes `now` and an RNG and returns `[NodeEffect]`; after every call the shell re-arms
+// one timer at `nextDeadline` and calls `tick` when it fires.
+
+import Sessions
+import UmbraCore
+
+/// What the shell must do.
+public enum NodeEffect: Sendable, Equatable {
+    case send([UInt8], to: Endpoint)
+    case event(NodeEvent)
+}
+
+/// Things worth logging or tracing. They carry no obligations for the shell.
+public enum NodeEvent: Sendable, Equatable, CustomStringConvertible {
+    case peerUp(PublicKey, Endpoint)
+    case peerDown(PublicKey)
+    case peerUnreachable(PublicKey)
+    case endpointChanged(PublicKey, Endpoint)
+    case pong(PublicKey, nonce: UInt64, rtt: Duration)
+    case frameRejected(PublicKey, reason: String)
+
+    public var description: String {
+        switch self {
+        case .peerUp(let key, let endpoint): "peer-up \(NodeAddress(publicKey: key)) \(endpoint)"
+        case .peerDown(let key): "peer-down \(NodeAddress(publicKey: key))"
+        case .peerUnreachable(let key): "peer-unreachable \(NodeAddress(publicKey: key))"
+        case .endpointChanged(let key, let endpoint): "endpoint-changed \(NodeAddress(publicKey: key)) \(endpoint)"
+        case .pong(let key, let nonce, let rtt):
+            "pong \(NodeAddress(publicKey: key)) nonce=\(nonce) rtt=\(rtt.nanosecondsClamped / 1000)us"
+        case .frameRejected(let key, let reason): "frame-rejected \(NodeAddress(publicKey: key)) \(reason)"
+        }
+    }
+}
+
+/// A peer this node keeps a session with on its own initiative (today: the bootstrap list).
+public struct DialTarget: Sendable, Equatable {
+    public var publicKey: PublicKey
+    public var endpoint: Endpoint
+
+    public init(publicKey: PublicKey, endpoint: Endpoint) {
+        self.publicKey = publicKey
+        self.endpoint = endpoint
+    }
+}
+
+/// Node-level settings.
+public struct NodeConfig: Sendable {
+    public var sessions = SessionConfig()
+    /// Peers to connect to at start and to keep connected.
+    public var bootstrap: [DialTarget] = []
+    /// Each established peer is pinged this often (RTT estimate, liveness).
+    public var pingInterval: Duration = .seconds(15)
+    /// A lost or unreachable dial target is retried after this, doubling up to `redialMaximum`.
+    public var redialInitial: Duration = .seconds(1)
+    public var redialMaximum: Duration = .seconds(60)
+    /// Outstanding pings remembered at most (oldest forgotten first).
+    public var maximumOutstandingPings = 1024
+
+    public init() {}
+}
+
+/// Counters of the node layer (frames), next to the session layer's datagram counters.
+public struct NodeCounters: Sendable, Equatable {
+    public var framesReceived: UInt64 = 0
+    public var framesRejected: UInt64 = 0
+    public var pingsSent: UInt64 = 0
+    public var pongsReceived: UInt64 = 0
+    public var redials: UInt64 = 0
+    public init() {}
+}
+
+/// A peer as `umbra peers` shows it.
+public struct PeerStatus: Sendable, Equatable {
+    public var session: PeerSnapshot
+    public var isBootstrap: Bool
+    public var rtt: Duration?
+    public var nextRedial: Instant?
+}
+
+public struct NodeInstance: Sendable {
+    public let identity: Identity
+    public let config: NodeConfig
+    public private(set) var sessions: SessionManager
+    public private(set) var counters = NodeCounters()
+
+    private struct Dial: Sendable {
+        var target: DialTarget
+        var backoff: Duration
+        var nextAttempt: Instant?
+    }
+
+    private var dials: [PublicKey: Dial] = [:]
+    private var outstandingPings: [UInt64: (peer: PublicKey, sentAt: Instant)] = [:]
+    private var pingOrder: [UInt64] = []
+    private var rtts: [PublicKey: Duration] = [:]
+    private var nextPingRound: Instant?
+
+    public init(identity: Identity, config: NodeConfig) {
+        self.identity = identity
+        self.config = config
+        self.sessions = SessionManager(identity: identity, config: config.sessions)
+        for target in config.bootstrap where target.publicKey != identity.publicKey {
+            dials[target.publicKey] = Dial(target: target, backoff: config.redialInitial, nextAttempt: nil)
+        }
+    }
+
+    // MARK: - Inputs
+
+    /// Dials every bootstrap peer.
+    public mutating func start(now: Instant, rng: inout some RandomNumberGenerator) -> [NodeEffect] {
+        var effects: [NodeEffect] = []
+        for key in dials.keys.sorted(by: Self.keyOrder) {
+            let endpoint = dials[key]!.target.endpoint
+            absorb(sessions.connect(key, endpoint: endpoint, now: now, rng: &rng), now: now, rng: &rng, into: &effects)
+        }
+        nextPingRound = now + config.pingInterval
+        return effects
+    }
+
+    /// Handles one datagram from the network.
+    public mutating func receive(
+        _ datagram: [UInt8], from source: Endpoint, now: Instant, rng: inout some RandomNumberGenerator
+    ) -> [NodeEffect] {
+        var effects: [NodeEffect] = []
+        absorb(sessions.receive(datagram, from: source, now: now, rng: &rng), now: now, rng: &rng, into: &effects)
+        return effects
+    }
+
+    /// Runs due timers.
+    public mutating func tick(now: Instant, rng: inout some RandomNumberGenerator) -> [NodeEffect] {
+        var effects: [NodeEffect] = []
+        absorb(sessions.tick(now: now, rng: &rng), now: now, rng: &rng, into: &effects)
+        for key in dials.keys.sorted(by: Self.keyOrder) {
+            guard let due = dials[key]!.nextAttempt, due <= now else { continue }
+            dials[key]!.nextAttempt = nil
+            counters.redials += 1
+            let endpoint = dials[key]!.target.endpoint
+            absorb(sessions.connect(key, endpoint: endpoint, now: now, rng: &rng), now: now, rng: &rng, into: &effects)
+        }
+        if let round = nextPingRound, round <= now {
+            nextPingRound = now + config.pingInterval
+            for snapshot in sessions.snapshots where snapshot.state == .established {
+                effects += ping(snapshot.publicKey, now: now, rng: &rng).effects
+            }
+        }
+        return effects
+    }
+
+    /// Adds a peer to keep connected (like a bootstrap entry) and dials it now.
+    public mutating func addDialTarget(
+        _ target: DialTarget, now: Instant, rng: inout some RandomNumberGenerator
+    ) -> [NodeEffect] {
+        guard target.publicKey != identity.publicKey else { return [] }
+        dials[target.publicKey] = Dial(target: target, backoff: config.redialInitial, nextAttempt: nil)
+        var effects: [NodeEffect] = []
+        absorb(
+            sessions.connect(target.publicKey, endpoint: target.endpoint, now: now, rng: &rng), now: now, rng: &rng,
+            into: &effects)
+        return effects
+    }
+
+    /// Sends a ping to `peer` (starting a handshake if needed). The pong comes back as an event.
+    public mutating func ping(
+        _ peer: PublicKey, now: Instant, rng: inout some RandomNumberGenerator
+    ) -> (nonce: UInt64, effects: [NodeEffect]) {
+        let nonce = rng.next()
+        outstandingPings[nonce] = (peer, now)
+        pingOrder.append(nonce)
+        if pingOrder.count > config.maximumOutstandingPings {
+            outstandingPings.removeValue(forKey: pingOrder.removeFirst())
+        }
+        counters.pingsSent += 1
+        var effects: [NodeEffect] = []
+        absorb(
+            sessions.send(Frame.ping(nonce: nonce).encoded(), to: peer, now: now, rng: &rng), now: now, rng: &rng,
+            into: &effects)
+        return (nonce, effects)
+    }
+
+    /// The earliest instant at which `tick` has work to do.
+    public var nextDeadline: Instant? {
+        var candidates = dials.values.compactMap(\.nextAttempt)
+        if let deadline = sessions.nextDeadline { candidates.append(deadline) }
+        if let nextPingRound { candidates.append(nextPingRound) }
+        return candidates.min()
+    }
+
+    // MARK: - Status
+
+    public var peers: [PeerStatus] {
+        sessions.snapshots.map { snapshot in
+            PeerStatus(
+                session: snapshot, isBootstrap: dials[snapshot.publicKey] != nil, rtt: rtts[snapshot.publicKey],
+                nextRedial: dials[snapshot.publicKey]?.nextAttempt)
+        }
+    }
+
+    public var establishedPeerCount: Int { sessions.establishedCount }
+
+    // MARK: - Routing session effects
+
+    private mutating func absorb(
+        _ sessionEffects: [SessionEffect], now: Instant, rng: inout some RandomNumberGenerator,
+        into effects: inout [NodeEffect]
+    ) {
+        for effect in sessionEffects {
+            switch effect {
+            case .send(let bytes, let endpoint):
+                effects.append(.send(bytes, to: endpoint))
+            case .established(let key, let endpoint):
+                dials[key]?.backoff = config.redialInitial
+                dials[key]?.nextAttempt = nil
+                effects.append(.event(.peerUp(key, endpoint)))
+            case .lost(let key):
+                scheduleRedial(key, now: now, rng: &rng)
+                rtts.removeValue(forKey: key)
+                effects.append(.event(.peerDown(key)))
+            case .unreachable(let key):
+                scheduleRedial(key, now: now, rng: &rng)
+                effects.append(.event(.peerUnreachable(key)))
+            case .endpointChanged(let key, let endpoint):
+                effects.append(.event(.endpointChanged(key, endpoint)))
+            case .deliver(let key, let bytes):
+                handleFrame(bytes, from: key, now: now, rng: &rng, into: &effects)
+            }
+        }
+    }
+
+    private mutating func handleFrame(
+        _ bytes: [UInt8], from key: PublicKey, now: Instant, rng: inout some RandomNumberGenerator,
+        into effects: inout [NodeEffect]
+    ) {
+        counters.framesReceived += 1
+        let frame: Frame
+        do { frame = try Frame(decoding: bytes) } catch {
+            counters.framesRejected += 1
+            effects.append(.event(.frameRejected(key, reason: error.description)))
+            return
+        }
+        switch frame {
+        case .ping(let nonce):
+            absorb(
+                sessions.send(Frame.pong(nonce: nonce).encoded(), to: key, now: now, rng: &rng), now: now, rng: &rng,
+                into: &effects)
+        case .pong(let nonce):
+            guard let outstanding = outstandingPings[nonce], outstanding.peer == key else {
+                counters.framesRejected += 1
+                effects.append(.event(.frameRejected(key, reason: "unsolicited pong")))
+                return
+            }
+            outstandingPings.removeValue(forKey: nonce)
+            counters.pongsReceived += 1
+            let rtt = now.since(outstanding.sentAt)
+            rtts[key] = rtts[key].map { ($0 * 7 + rtt) / 8 } ?? rtt  // smoothed like TCP's SRTT
+            effects.append(.event(.pong(key, nonce: nonce, rtt: rtt)))
+        }
+    }
+
+    private mutating func scheduleRedial(_ key: PublicKey, now: Instant, rng: inout some RandomNumberGenerator) {
+        guard var dial = dials[key] else { return }
+        // Full jitter in [backoff/2, backoff] so that peers that failed together do not retry together.
+        let half = dial.backoff.nanosecondsClamped / 2
+        let wait = Duration.nanoseconds(half + Int64.random(in: 0...max(0, half), using: &rng))
+        dial.nextAttempt = now + wait
+        dial.backoff = min(dial.backoff * 2, config.redialMaximum)
+        dials[key] = dial
+    }
+
+    private static func keyOrder(_ lhs: PublicKey, _ rhs: PublicKey) -> Bool {
+        lhs.bytes.lexicographicallyPrecedes(rhs.bytes)
+    }
+}

@@ -1,0 +1,214 @@
+// The local control API: HTTP/1.1 + JSON over a unix socket in the data dir (mode 0600), so only
+// the node's own user can talk to it (docs/api.md). No TCP listener, no passwords.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NodeRuntime
+import ServiceLifecycle
+import UmbraCore
+
+/// A request the router understands.
+public struct APIRequest: Sendable {
+    public var method: HTTPMethod
+    public var path: String
+    public var query: [String: String]
+}
+
+/// A response: status and a JSON body.
+public struct APIResponse: Sendable {
+    public var status: HTTPResponseStatus
+    public var body: [UInt8]
+}
+
+/// Maps requests to the node.
+public struct ControlRouter: Sendable {
+    public let host: NodeHost
+    /// Called by `POST /v1/shutdown`.
+    public let requestShutdown: @Sendable () -> Void
+
+    public init(host: NodeHost, requestShutdown: @escaping @Sendable () -> Void) {
+        self.host = host
+        self.requestShutdown = requestShutdown
+    }
+
+    public func handle(_ request: APIRequest) async -> APIResponse {
+        do {
+            switch (request.method, request.path) {
+            case (.GET, "/v1/status"):
+                return try json(StatusReport(await host.snapshot()))
+            case (.GET, "/v1/peers"):
+                let snapshot = try await host.snapshot()
+                return try json(PeersReport(peers: snapshot.peers.map { PeerReport($0, now: snapshot.now) }))
+            case (.POST, "/v1/shutdown"):
+                requestShutdown()
+                return try json(["status": "shutting down"])
+            case (_, "/v1/status"), (_, "/v1/peers"), (_, "/v1/shutdown"):
+                return try json(ErrorReport(error: "method \(request.method) not allowed on \(request.path)"),
+                                status: .methodNotAllowed)
+            default:
+                return try json(ErrorReport(error: "no such endpoint: \(request.path) (see docs/api.md)"),
+                                status: .notFound)
+            }
+        } catch {
+            return (try? json(ErrorReport(error: "\(error)"), status: .internalServerError))
+                ?? APIResponse(status: .internalServerError, body: [])
+        }
+    }
+
+    private func json(_ value: some Encodable, status: HTTPResponseStatus = .ok) throws -> APIResponse {
+        APIResponse(status: status, body: Array(try ControlJSON.encoder.encode(value)))
+    }
+}
+
+public enum ControlJSON {
+    public static var encoder: JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+        return encoder
+    }
+
+    public static var decoder: JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        return decoder
+    }
+}
+
+/// Serves the control API on a unix socket for as long as the service group runs.
+public struct ControlService: Service {
+    public let socketPath: String
+    public let router: ControlRouter
+    private let logger: Logger
+    private let group: any EventLoopGroup
+
+    public init(socketPath: String, router: ControlRouter, group: any EventLoopGroup, logger: Logger) {
+        self.socketPath = socketPath
+        self.router = router
+        self.group = group
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        try Self.removeStaleSocket(socketPath)
+        let router = self.router
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 16)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(ControlHTTPHandler(router: router))
+                }
+            }
+        // The socket is created by bind(); a restrictive umask means it is never briefly open to others.
+        let previous = umask(0o177)
+        let channel: any Channel
+        do {
+            channel = try await bootstrap.bind(unixDomainSocketPath: socketPath).get()
+            umask(previous)
+        } catch {
+            umask(previous)
+            throw error
+        }
+        chmod(socketPath, 0o600)
+        logger.info("control API listening", metadata: ["socket": "\(socketPath)"])
+        try? await gracefulShutdown()
+        try? await channel.close()
+        unlink(socketPath)
+    }
+
+    /// A socket file nobody listens on (left by a crash) is removed; a live one is an error.
+    static func removeStaleSocket(_ path: String) throws {
+        guard access(path, F_OK) == 0 else { return }
+        if ControlClient.isListening(path) {
+            throw ControlError.alreadyRunning(path: path)
+        }
+        unlink(path)
+    }
+}
+
+public enum ControlError: Error, CustomStringConvertible {
+    case alreadyRunning(path: String)
+    case notRunning(path: String, reason: String)
+    case badResponse(String)
+    case server(status: Int, message: String)
+
+    public var description: String {
+        switch self {
+        case .alreadyRunning(let path):
+            "another node is already running with this data dir (its control socket \(path) answers); "
+                + "stop it with `umbra down` or use another --data-dir"
+        case .notRunning(let path, let reason):
+            "no node is running with this data dir (cannot connect to \(path): \(reason)); start one with `umbra up`"
+        case .badResponse(let detail): "the node sent an unreadable answer: \(detail)"
+        case .server(let status, let message): "the node answered \(status): \(message)"
+        }
+    }
+}
+
+final class ControlHTTPHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let router: ControlRouter
+    private var head: HTTPRequestHead?
+    private var bodySize = 0
+
+    init(router: ControlRouter) { self.router = router }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            self.head = head
+            bodySize = 0
+        case .body(let buffer):
+            bodySize += buffer.readableBytes
+            if bodySize > 64 * 1024 { context.close(promise: nil) }  // bounded: no endpoint takes a body yet
+        case .end:
+            guard let head else { return }
+            self.head = nil
+            let (path, query) = Self.split(head.uri)
+            let request = APIRequest(method: head.method, path: path, query: query)
+            let router = self.router
+            let keepAlive = head.isKeepAlive
+            let version = head.version
+            let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            context.eventLoop.makeFutureWithTask { await router.handle(request) }.whenSuccess { response in
+                let context = bound.value
+                var headers = HTTPHeaders()
+                headers.add(name: "Content-Type", value: "application/json")
+                headers.add(name: "Content-Length", value: String(response.body.count))
+                headers.add(name: "Connection", value: keepAlive ? "keep-alive" : "close")
+                context.write(
+                    NIOAny(HTTPServerResponsePart.head(HTTPResponseHead(version: version, status: response.status,
+                                                                          headers: headers))), promise: nil)
+                var buffer = context.channel.allocator.buffer(capacity: response.body.count)
+                buffer.writeBytes(response.body)
+                context.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(buffer))), promise: nil)
+                context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil))).whenComplete { _ in
+                    if !keepAlive { bound.value.close(promise: nil) }
+                }
+            }
+        }
+    }
+
+    static func split(_ uri: String) -> (String, [String: String]) {
+        guard let mark = uri.firstIndex(of: "?") else { return (uri, [:]) }
+        var query: [String: String] = [:]
+        for pair in uri[uri.index(after: mark)...].split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1)
+            let key = String(parts[0]).removingPercentEncoding ?? String(parts[0])
+            let value = parts.count > 1 ? (String(parts[1]).removingPercentEncoding ?? String(parts[1])) : ""
+            query[key] = value
+        }
+        return (String(uri[..<mark]), query)
+    }
+}

@@ -1,0 +1,237 @@
+// The real shell around NodeInstance: one UDP socket (SwiftNIO, batched reads via recvmmsg and
+// batched writes flushed once per batch, which NIO turns into sendmmsg), one timer, and the CSPRNG.
+//
+// Threading: every method that touches `instance` runs on the channel's event loop. The control API
+// reaches in through `withInstance`, which hops onto that loop; nothing else shares the state.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Logging
+import NIOCore
+import NIOPosix
+import Node
+import Sessions
+import UmbraCore
+import UmbraCrypto
+
+/// A point-in-time copy of what the node knows, for the control API.
+public struct NodeSnapshot: Sendable {
+    public var address: NodeAddress
+    public var listen: Endpoint
+    public var startedAt: Instant
+    public var now: Instant
+    public var sessionCounters: SessionCounters
+    public var nodeCounters: NodeCounters
+    public var peers: [PeerStatus]
+    public var knownPeerCount: Int
+    public var establishedPeerCount: Int
+}
+
+public final class NodeHost: @unchecked Sendable {
+    // @unchecked: all mutable state below is confined to `eventLoop` (asserted in debug builds).
+    public let eventLoop: any EventLoop
+    public let clock: RuntimeClock
+    private let logger: Logger
+    private var instance: NodeInstance
+    private var rng = SecureRandomGenerator()
+    private var channel: (any Channel)?
+    private var timer: Scheduled<Void>?
+    private var timerDeadline: Instant?
+    private var pendingPings: [UInt64: EventLoopPromise<Duration>] = [:]
+    public private(set) var listenEndpoint: Endpoint?
+
+    public init(instance: NodeInstance, eventLoop: any EventLoop, logger: Logger, clock: RuntimeClock = RuntimeClock()) {
+        self.instance = instance
+        self.eventLoop = eventLoop
+        self.logger = logger
+        self.clock = clock
+    }
+
+    /// Binds the UDP socket and dials the bootstrap peers.
+    public func start(host: String, port: Int) async throws {
+        let bootstrap = DatagramBootstrap(group: eventLoop)
+            .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            .channelOption(.datagramVectorReadMessageCount, value: 64)
+            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 64 * 2048))
+            .channelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(DatagramHandler(host: self))
+                }
+            }
+        let channel = try await bootstrap.bind(host: host, port: port).get()
+        // Large socket buffers: with the default ~208 KiB a burst overflows the receive queue
+        // (DESIGN §5). The FORCE variants pass rmem_max when we may (CAP_NET_ADMIN); else ask politely.
+        for (force, plain) in [(SO_RCVBUFFORCE, SO_RCVBUF), (SO_SNDBUFFORCE, SO_SNDBUF)] {
+            let size: SocketOptionValue = 7 << 20
+            do {
+                try await channel.setOption(.socketOption(.init(rawValue: force)), value: size).get()
+            } catch {
+                try? await channel.setOption(.socketOption(.init(rawValue: plain)), value: size).get()
+            }
+        }
+        try await eventLoop.submit { [self] in
+            self.channel = channel
+            self.listenEndpoint = channel.localAddress?.endpoint
+            let now = clock.now
+            let effects = instance.start(now: now, rng: &rng)
+            apply(effects)
+            flush()
+        }.get()
+    }
+
+    /// Closes the socket and cancels the timer.
+    public func stop() async {
+        let channel: (any Channel)? = try? await eventLoop.submit { [self] in
+            timer?.cancel()
+            timer = nil
+            for promise in pendingPings.values { promise.fail(ChannelError.ioOnClosedChannel) }
+            pendingPings.removeAll()
+            defer { self.channel = nil }
+            return self.channel
+        }.get()
+        try? await channel?.close()
+    }
+
+    /// Runs `body` on the event loop with the node state (for status queries and commands).
+    public func withInstance<T: Sendable>(_ body: @escaping @Sendable (NodeInstance) -> T) async throws -> T {
+        try await eventLoop.submit { [self] in body(instance) }.get()
+    }
+
+    public func snapshot() async throws -> NodeSnapshot {
+        try await eventLoop.submit { [self] in
+            NodeSnapshot(
+                address: instance.identity.address, listen: listenEndpoint ?? NetworkDefaults.unspecified,
+                startedAt: clock.startedAt, now: clock.now, sessionCounters: instance.sessions.counters,
+                nodeCounters: instance.counters, peers: instance.peers, knownPeerCount: instance.sessions.peerCount,
+                establishedPeerCount: instance.establishedPeerCount)
+        }.get()
+    }
+
+    /// Adds a peer to keep connected and dials it.
+    public func connect(_ target: DialTarget) async throws {
+        try await eventLoop.submit { [self] in
+            apply(instance.addDialTarget(target, now: clock.now, rng: &rng))
+            flush()
+        }.get()
+    }
+
+    /// Pings a known peer and waits for the pong (or the timeout).
+    public func ping(_ peer: PublicKey, timeout: Duration) async throws -> Duration {
+        let future: EventLoopFuture<Duration> = try await eventLoop.submit { [self] in
+            let promise = eventLoop.makePromise(of: Duration.self)
+            let (nonce, effects) = instance.ping(peer, now: clock.now, rng: &rng)
+            pendingPings[nonce] = promise
+            apply(effects)
+            flush()
+            eventLoop.scheduleTask(in: .nanoseconds(timeout.nanosecondsClamped)) { [self] in
+                pendingPings.removeValue(forKey: nonce)?.fail(PingTimeout())
+            }
+            return promise.futureResult
+        }.get()
+        return try await future.get()
+    }
+
+    public struct PingTimeout: Error, CustomStringConvertible {
+        public var description: String { "no pong within the timeout" }
+    }
+
+    // MARK: - Event loop side
+
+    func receive(_ envelope: AddressedEnvelope<ByteBuffer>) {
+        eventLoop.assertInEventLoop()
+        guard let source = envelope.remoteAddress.endpoint else { return }
+        let bytes = Array(envelope.data.readableBytesView)
+        let effects = instance.receive(bytes, from: source, now: clock.now, rng: &rng)
+        apply(effects)
+    }
+
+    func flush() {
+        channel?.flush()
+        armTimer()
+    }
+
+    private func fire() {
+        eventLoop.assertInEventLoop()
+        timer = nil
+        timerDeadline = nil
+        let effects = instance.tick(now: clock.now, rng: &rng)
+        apply(effects)
+        flush()
+    }
+
+    private func apply(_ effects: [NodeEffect]) {
+        guard let channel else { return }
+        for effect in effects {
+            switch effect {
+            case .send(let bytes, let endpoint):
+                var buffer = channel.allocator.buffer(capacity: bytes.count)
+                buffer.writeBytes(bytes)
+                channel.write(AddressedEnvelope(remoteAddress: SocketAddress(endpoint), data: buffer), promise: nil)
+            case .event(let event):
+                log(event)
+            }
+        }
+    }
+
+    private func log(_ event: NodeEvent) {
+        switch event {
+        case .peerUp(let key, let endpoint):
+            logger.info("peer up", metadata: ["peer.address": "\(key)", "peer.endpoint": "\(endpoint)"])
+        case .peerDown(let key):
+            logger.info("peer down", metadata: ["peer.address": "\(key)"])
+        case .peerUnreachable(let key):
+            logger.info("peer unreachable", metadata: ["peer.address": "\(key)"])
+        case .endpointChanged(let key, let endpoint):
+            logger.info("peer roamed", metadata: ["peer.address": "\(key)", "peer.endpoint": "\(endpoint)"])
+        case .pong(_, let nonce, let rtt):
+            pendingPings.removeValue(forKey: nonce)?.succeed(rtt)
+            logger.trace("pong", metadata: ["rtt.us": "\(rtt.nanosecondsClamped / 1000)"])
+        case .frameRejected(let key, let reason):
+            logger.debug("frame rejected", metadata: ["peer.address": "\(key)", "reason": "\(reason)"])
+        }
+    }
+
+    private func armTimer() {
+        guard let deadline = instance.nextDeadline else {
+            timer?.cancel()
+            timer = nil
+            timerDeadline = nil
+            return
+        }
+        if let armed = timerDeadline, armed <= deadline, timer != nil { return }
+        timer?.cancel()
+        let now = clock.now
+        // A deadline already due fires after 1 ms so a core cannot spin the loop.
+        let delay = deadline > now ? deadline.since(now) : .milliseconds(1)
+        timerDeadline = deadline
+        timer = eventLoop.scheduleTask(in: .nanoseconds(delay.nanosecondsClamped)) { [self] in fire() }
+    }
+}
+
+/// Feeds datagrams from the channel to the host; flushes writes once per read batch.
+final class DatagramHandler: ChannelInboundHandler {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+    private let host: NodeHost
+
+    init(host: NodeHost) { self.host = host }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        host.receive(unwrapInboundIn(data))
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        host.flush()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // ICMP errors (port unreachable) surface here on Linux; the session timers handle them.
+    }
+}
+
+public enum NetworkDefaults {
+    public static let port: UInt16 = 4747
+    public static let unspecified = Endpoint(address: .v4(0), port: 0)
+}

@@ -1,0 +1,29 @@
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+
+/// The node as a long-running `Service`: binds on `run()`, closes on graceful shutdown.
+public struct NodeService: Service {
+    public let host: NodeHost
+    public let listenHost: String
+    public let listenPort: Int
+    private let logger: Logger
+
+    public init(host: NodeHost, listenHost: String, listenPort: Int, logger: Logger) {
+        self.host = host
+        self.listenHost = listenHost
+        self.listenPort = listenPort
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        try await host.start(host: listenHost, port: listenPort)
+        let endpoint = try await host.snapshot().listen
+        logger.info("listening", metadata: ["listen": "\(endpoint)"])
+        // Wait for SIGTERM/SIGINT or `umbra down`, then close the socket.
+        try? await gracefulShutdown()
+        logger.info("shutting down")
+        await host.stop()
+    }
+}

@@ -1,0 +1,149 @@
+import UmbraCore
+import UmbraCrypto
+
+/// One direction pair of transport keys, from one completed handshake.
+struct Keypair: Sendable {
+    let localIndex: UInt32
+    let remoteIndex: UInt32
+    let sendKey: SymmetricKey
+    let receiveKey: SymmetricKey
+    let createdAt: Instant
+    let isInitiator: Bool
+    var sendCounter: UInt64 = 0
+    var replay = ReplayWindow()
+
+    init(
+        localIndex: UInt32, remoteIndex: UInt32, sendKey: SymmetricKey, receiveKey: SymmetricKey, createdAt: Instant,
+        isInitiator: Bool
+    ) {
+        self.localIndex = localIndex
+        self.remoteIndex = remoteIndex
+        self.sendKey = sendKey
+        self.receiveKey = receiveKey
+        self.createdAt = createdAt
+        self.isInitiator = isInitiator
+    }
+
+    func canSend(now: Instant, config: SessionConfig) -> Bool {
+        now.since(createdAt) < config.rejectAfterTime && sendCounter < config.rejectAfterMessages
+    }
+}
+
+/// An initiation we sent and wait to have answered.
+struct PendingHandshake: Sendable {
+    let localIndex: UInt32
+    let noise: NoiseIKHandshake
+    let mac1: [UInt8]
+    let retryAt: Instant
+}
+
+/// Where a keypair sits: `current` sends; `previous` still receives late packets after a rekey;
+/// `next` is a responder's keypair that becomes current when the initiator's first packet arrives.
+enum KeySlot: Sendable { case current, previous, next }
+
+/// Everything the session layer knows about one peer.
+struct Peer: Sendable {
+    let publicKey: PublicKey
+    /// The peer's Noise static key (X25519 form of its Ed25519 identity).
+    let remoteStatic: [UInt8]
+    let mac1Key: [UInt8]
+    var endpoint: Endpoint?
+    var pending: PendingHandshake?
+    var current: Keypair?
+    var previous: Keypair?
+    var next: Keypair?
+    var isEstablished = false
+    /// Highest initiation timestamp accepted from this peer (replay protection).
+    var latestTimestamp: UInt64 = 0
+    var lastInitiationReceived: Instant?
+    /// When we started trying to reach the peer; cleared on success.
+    var attemptingSince: Instant?
+    var lastHandshake: Instant?
+    var lastSent: Instant?
+    var lastReceived: Instant?
+    var cookie: (value: [UInt8], receivedAt: Instant)?
+    var queue: [[UInt8]] = []
+    var bytesSent: UInt64 = 0
+    var bytesReceived: UInt64 = 0
+
+    init(publicKey: PublicKey, remoteStatic: [UInt8], endpoint: Endpoint?) {
+        self.publicKey = publicKey
+        self.remoteStatic = remoteStatic
+        self.mac1Key = SessionManager.mac1Key(for: remoteStatic)
+        self.endpoint = endpoint
+    }
+
+    var ownedIndices: [UInt32] {
+        [pending?.localIndex, current?.localIndex, previous?.localIndex, next?.localIndex].compactMap { $0 }
+    }
+
+    func slot(forLocalIndex index: UInt32) -> KeySlot? {
+        if current?.localIndex == index { return .current }
+        if next?.localIndex == index { return .next }
+        if previous?.localIndex == index { return .previous }
+        return nil
+    }
+
+    func keypair(in slot: KeySlot) -> Keypair? {
+        switch slot {
+        case .current: current
+        case .previous: previous
+        case .next: next
+        }
+    }
+
+    /// Removes and returns the keypair in `slot` (so it can be mutated without a copy).
+    mutating func take(_ slot: KeySlot) -> Keypair? {
+        defer { clear(slot) }
+        return keypair(in: slot)
+    }
+
+    mutating func store(_ keypair: Keypair, in slot: KeySlot) {
+        switch slot {
+        case .current: current = keypair
+        case .previous: previous = keypair
+        case .next: next = keypair
+        }
+    }
+
+    mutating func clear(_ slot: KeySlot) {
+        switch slot {
+        case .current: current = nil
+        case .previous: previous = nil
+        case .next: next = nil
+        }
+    }
+
+    mutating func dropKeys() {
+        current = nil
+        previous = nil
+        next = nil
+        pending = nil
+    }
+
+    /// The earliest instant at which a timer of this peer fires.
+    func deadline(config: SessionConfig) -> Instant? {
+        var candidates: [Instant] = []
+        if let pending { candidates.append(pending.retryAt) }
+        if isEstablished, let heard = lastReceived ?? lastHandshake { candidates.append(heard + config.peerTimeout) }
+        for keypair in [current, previous, next].compactMap({ $0 }) {
+            candidates.append(keypair.createdAt + config.rejectAfterTime)
+        }
+        if let current, pending == nil {
+            let rekeyAge =
+                current.isInitiator
+                ? config.rekeyAfterTime : config.rejectAfterTime - config.keepaliveInterval - config.rekeyTimeout
+            candidates.append(current.createdAt + rekeyAge)
+            if isEstablished { candidates.append((lastSent ?? .zero) + config.keepaliveInterval) }
+        }
+        return candidates.min()
+    }
+
+    var snapshot: PeerSnapshot {
+        PeerSnapshot(
+            publicKey: publicKey, endpoint: endpoint,
+            state: isEstablished ? .established : (pending != nil ? .handshaking : .idle),
+            lastHandshake: lastHandshake, lastReceived: lastReceived, bytesSent: bytesSent,
+            bytesReceived: bytesReceived)
+    }
+}

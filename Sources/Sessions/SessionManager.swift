@@ -1,0 +1,655 @@
+// The session layer: Noise IK handshakes, transport keys, replay windows and timers for every
+// peer of a node, as a pure state machine (DESIGN §1, §3).
+//
+// Inputs: `receive(datagram:from:now:rng:)`, `send(_:to:now:rng:)`, `connect`, `tick(now:rng:)`.
+// Outputs: `[SessionEffect]` (datagrams to send, frames to deliver, peer up/down) and
+// `nextDeadline`, the earliest instant at which `tick` has work to do. The shell owns the socket and
+// the clock; this type never touches either.
+//
+// Receive path, cheapest checks first so garbage costs as little as possible:
+//   1. type byte and exact size            -> drop `too_short`, `unknown_type`, `malformed`
+//   2. mac1 keyed by our own static key    -> drop `bad_mac1` (random bytes stop here: no DH)
+//   3. under load: mac2 (cookie) or reply with a cookie -> drop `cookie_required`
+//   4. Noise (DH, AEAD), identity binding, timestamp replay check, flood check
+// Transport path: index lookup, replay-window check, key age, AEAD open, then replay accept.
+
+import UmbraCore
+import UmbraCrypto
+
+/// What the shell must do after a call into the session layer.
+public enum SessionEffect: Sendable, Equatable {
+    /// Send these bytes to this endpoint.
+    case send([UInt8], to: Endpoint)
+    /// An authenticated frame (never empty: keepalives are consumed here) arrived from a peer.
+    case deliver(peer: PublicKey, frame: [UInt8])
+    /// A peer's session became usable in both directions.
+    case established(peer: PublicKey, endpoint: Endpoint)
+    /// An established peer went silent for `peerTimeout`; its keys were dropped.
+    case lost(peer: PublicKey)
+    /// No handshake with this peer succeeded within `rekeyAttemptTime`; queued frames were dropped.
+    case unreachable(peer: PublicKey)
+    /// An authenticated packet came from a new address (roaming).
+    case endpointChanged(peer: PublicKey, endpoint: Endpoint)
+}
+
+/// A read-only view of one peer, for status output.
+public struct PeerSnapshot: Sendable, Equatable {
+    public enum State: String, Sendable, Codable { case idle, handshaking, established }
+    public var publicKey: PublicKey
+    public var endpoint: Endpoint?
+    public var state: State
+    public var lastHandshake: Instant?
+    public var lastReceived: Instant?
+    public var bytesSent: UInt64
+    public var bytesReceived: UInt64
+}
+
+/// The session layer of one node. Not thread safe: the shell calls it from one place at a time.
+public struct SessionManager: Sendable, CustomReflectable {
+    public let identity: Identity
+    public let config: SessionConfig
+    public private(set) var counters = SessionCounters()
+
+    private var peers: [PublicKey: Peer] = [:]
+    /// Local session index -> the peer that owns it (a pending handshake or a keypair).
+    private var indices: [UInt32: PublicKey] = [:]
+    private let prologue: [UInt8]
+    private let ownMac1Key: [UInt8]
+    private var cookieSecret: [UInt8] = []
+    private var cookieSecretCreated: Instant?
+    private var initiationWindowStart = Instant.zero
+    private var initiationsInWindow = 0
+    private var lastTimestampSent: UInt64 = 0
+
+    public init(identity: Identity, config: SessionConfig = SessionConfig()) {
+        self.identity = identity
+        self.config = config
+        self.prologue = config.prologue
+        self.ownMac1Key = Self.mac1Key(for: identity.x25519PublicKey)
+    }
+
+    /// Keys never appear in dumps or test failure messages.
+    public var customMirror: Mirror {
+        Mirror(self, children: ["identity": identity.address.description, "peers": peers.count, "counters": counters])
+    }
+
+    // MARK: - Queries
+
+    public var peerCount: Int { peers.count }
+    public var establishedCount: Int { peers.values.reduce(0) { $0 + ($1.isEstablished ? 1 : 0) } }
+
+    public func isEstablished(_ peer: PublicKey) -> Bool { peers[peer]?.isEstablished ?? false }
+
+    public func snapshot(of key: PublicKey) -> PeerSnapshot? { peers[key].map { $0.snapshot } }
+
+    public var snapshots: [PeerSnapshot] {
+        peers.values.map(\.snapshot).sorted { $0.publicKey.bytes.lexicographicallyPrecedes($1.publicKey.bytes) }
+    }
+
+    /// The earliest instant at which `tick` has something to do, or nil when nothing is pending.
+    public var nextDeadline: Instant? {
+        var earliest: Instant?
+        for peer in peers.values {
+            if let deadline = peer.deadline(config: config), earliest.map({ deadline < $0 }) ?? true {
+                earliest = deadline
+            }
+        }
+        return earliest
+    }
+
+    // MARK: - Commands
+
+    /// Registers a peer (or updates its endpoint) without sending anything.
+    /// Returns false when the key is not a valid Ed25519 point or the table is full.
+    @discardableResult
+    public mutating func addPeer(_ key: PublicKey, endpoint: Endpoint?) -> Bool {
+        if peers[key] != nil {
+            if let endpoint { peers[key]!.endpoint = endpoint }
+            return true
+        }
+        guard key != identity.publicKey, peers.count < config.maximumPeers,
+            let remoteStatic = try? Ed25519.x25519PublicKey(fromEd25519: key.bytes)
+        else { return false }
+        peers[key] = Peer(publicKey: key, remoteStatic: remoteStatic, endpoint: endpoint)
+        return true
+    }
+
+    /// Forgets a peer and all its keys.
+    public mutating func removePeer(_ key: PublicKey) {
+        guard let peer = peers.removeValue(forKey: key) else { return }
+        for index in peer.ownedIndices { indices.removeValue(forKey: index) }
+    }
+
+    /// Starts a handshake with `peer` at `endpoint` unless one is established or in flight.
+    public mutating func connect(
+        _ key: PublicKey, endpoint: Endpoint, now: Instant, rng: inout some RandomNumberGenerator
+    ) -> [SessionEffect] {
+        guard addPeer(key, endpoint: endpoint) else { return [] }
+        guard !(peers[key]!.isEstablished || peers[key]!.pending != nil) else { return [] }
+        var effects: [SessionEffect] = []
+        initiateHandshake(key, now: now, rng: &rng, effects: &effects)
+        return effects
+    }
+
+    /// Encrypts `frame` to `peer`, or queues it and starts a handshake when there is no session.
+    public mutating func send(
+        _ frame: [UInt8], to key: PublicKey, now: Instant, rng: inout some RandomNumberGenerator
+    ) -> [SessionEffect] {
+        guard peers[key] != nil else { return [] }
+        var effects: [SessionEffect] = []
+        if !sendNow(frame, to: key, now: now, effects: &effects) {
+            if peers[key]!.queue.count >= config.maximumQueuedFrames {
+                peers[key]!.queue.removeFirst()
+                count(.queueFull)
+            }
+            peers[key]!.queue.append(frame)
+            initiateHandshake(key, now: now, rng: &rng, effects: &effects)
+        }
+        return effects
+    }
+
+    /// Handles one datagram from the network.
+    public mutating func receive(
+        _ datagram: [UInt8], from source: Endpoint, now: Instant, rng: inout some RandomNumberGenerator
+    ) -> [SessionEffect] {
+        counters.datagramsReceived += 1
+        counters.bytesReceived += UInt64(datagram.count)
+        guard datagram.count >= WireSize.header else {
+            count(.tooShort)
+            return []
+        }
+        var effects: [SessionEffect] = []
+        switch MessageType(rawValue: datagram[0]) {
+        case .handshakeInitiation: handleInitiation(datagram, from: source, now: now, rng: &rng, effects: &effects)
+        case .handshakeResponse: handleResponse(datagram, from: source, now: now, rng: &rng, effects: &effects)
+        case .cookieReply: handleCookieReply(datagram, now: now)
+        case .transportData: handleTransport(datagram, from: source, now: now, rng: &rng, effects: &effects)
+        case nil: count(.unknownType)
+        }
+        return effects
+    }
+
+    /// Runs the timers: retransmits, rekeys, keepalives, expiry, liveness.
+    public mutating func tick(now: Instant, rng: inout some RandomNumberGenerator) -> [SessionEffect] {
+        var effects: [SessionEffect] = []
+        for key in peers.keys.sorted(by: { $0.bytes.lexicographicallyPrecedes($1.bytes) }) {
+            tickPeer(key, now: now, rng: &rng, effects: &effects)
+        }
+        return effects
+    }
+
+    // MARK: - Zero-copy transport (data plane and benchmarks)
+
+    /// Seals `frame` for `peer` into `output` (header + ciphertext). Returns the datagram length and
+    /// destination, or nil when there is no usable session (use `send` to queue and handshake).
+    /// `output` needs `WireSize.transportHeader + frame.count + 16` bytes. Does not allocate.
+    public mutating func seal(
+        _ frame: UnsafeRawBufferPointer, to key: PublicKey, into output: UnsafeMutableRawBufferPointer, now: Instant
+    ) -> (length: Int, endpoint: Endpoint)? {
+        // Take the peer and its keypair out of their containers so that mutating them does not
+        // copy the replay window (copy-on-write) on every packet.
+        guard var peer = peers.removeValue(forKey: key) else { return nil }
+        defer { peers[key] = peer }
+        guard let endpoint = peer.endpoint, output.count >= WireSize.transportHeader + frame.count + 16,
+            var keypair = peer.take(.current)
+        else { return nil }
+        defer { peer.store(keypair, in: .current) }
+        guard keypair.canSend(now: now, config: config) else { return nil }
+        let counter = keypair.sendCounter
+        keypair.sendCounter += 1
+        TransportHeader(receiverIndex: keypair.remoteIndex, counter: counter).write(into: output)
+        let body = UnsafeMutableRawBufferPointer(rebasing: output[WireSize.transportHeader...])
+        let sealed = keypair.sendKey.seal(
+            counter: counter, plaintext: frame, associatedData: UnsafeRawBufferPointer(start: nil, count: 0),
+            into: body)
+        peer.lastSent = now
+        peer.bytesSent += UInt64(frame.count)
+        let length = WireSize.transportHeader + sealed
+        counters.datagramsSent += 1
+        counters.bytesSent += UInt64(length)
+        return (length, endpoint)
+    }
+
+    /// Result of opening a transport datagram in place.
+    public enum OpenResult: Sendable, Equatable {
+        /// The frame is `datagram[range]`; `becameEstablished` means the caller must run the effects path.
+        case frame(peer: PublicKey, range: Range<Int>)
+        case dropped(DropReason)
+    }
+
+    /// Authenticates and decrypts a transport datagram in place. Keepalives yield an empty range.
+    /// Does not allocate. Session confirmation, roaming and liveness are updated here too.
+    public mutating func open(
+        _ datagram: UnsafeMutableRawBufferPointer, from source: Endpoint, now: Instant,
+        events: inout [SessionEffect]
+    ) -> OpenResult {
+        let header: TransportHeader
+        do { header = try TransportHeader(decoding: UnsafeRawBufferPointer(datagram)) } catch {
+            return drop(.malformed)
+        }
+        guard let key = indices[header.receiverIndex], var peer = peers.removeValue(forKey: key) else {
+            return drop(.unknownIndex)
+        }
+        defer { peers[key] = peer }
+        guard let slot = peer.slot(forLocalIndex: header.receiverIndex), var keypair = peer.take(slot) else {
+            return drop(.unknownIndex)
+        }
+        guard keypair.replay.check(header.counter),
+            now.since(keypair.createdAt) < config.rejectAfterTime, header.counter < config.rejectAfterMessages
+        else {
+            peer.store(keypair, in: slot)
+            return drop(keypair.replay.check(header.counter) ? .expiredKeys : .replayedCounter)
+        }
+        let ciphertext = UnsafeRawBufferPointer(rebasing: datagram[WireSize.transportHeader...])
+        let body = UnsafeMutableRawBufferPointer(rebasing: datagram[WireSize.transportHeader...])
+        let length: Int
+        do {
+            length = try keypair.receiveKey.open(
+                counter: header.counter, ciphertext: ciphertext,
+                associatedData: UnsafeRawBufferPointer(start: nil, count: 0), into: body)
+        } catch {
+            peer.store(keypair, in: slot)
+            return drop(.authenticationFailed)
+        }
+        keypair.replay.accept(header.counter)
+        peer.store(keypair, in: slot)
+        if slot == .next { confirmNext(&peer) }
+        peer.lastReceived = now
+        peer.bytesReceived += UInt64(length)
+        if peer.endpoint != source {
+            peer.endpoint = source
+            events.append(.endpointChanged(peer: key, endpoint: source))
+        }
+        if !peer.isEstablished {
+            peer.isEstablished = true
+            events.append(.established(peer: key, endpoint: source))
+        }
+        let start = WireSize.transportHeader
+        return .frame(peer: key, range: start..<start + length)
+    }
+
+    // MARK: - Handshake: initiator
+
+    private mutating func initiateHandshake(
+        _ key: PublicKey, now: Instant, rng: inout some RandomNumberGenerator, effects: inout [SessionEffect]
+    ) {
+        guard var peer = peers[key], let endpoint = peer.endpoint else { return }
+        if let pending = peer.pending, now < pending.retryAt { return }
+        if let old = peer.pending { indices.removeValue(forKey: old.localIndex) }
+        let localIndex = newIndex(for: key, rng: &rng)
+        var ephemeral = rng.bytes(32)
+        defer { SecureMemory.zero(&ephemeral) }
+        guard
+            var noise = try? NoiseIKHandshake(
+                role: .initiator, prologue: prologue, staticSecretKey: identity.x25519SecretKey,
+                remoteStaticKey: peer.remoteStatic, ephemeralSecretKey: ephemeral)
+        else { return }
+        lastTimestampSent = max(now.nanoseconds, lastTimestampSent + 1)
+        var payload = ByteWriter(capacity: WireSize.initiationPayload)
+        payload.write(raw: identity.publicKey.bytes)
+        payload.write(lastTimestampSent)
+        guard let message = try? noise.writeMessage(payload: payload.bytes) else { return }
+        var initiation = HandshakeInitiation(
+            senderIndex: localIndex, noiseMessage: message, mac1: Self.zeroMac, mac2: Self.zeroMac)
+        var bytes = initiation.encoded()
+        initiation.mac1 = Self.mac(key: peer.mac1Key, bytes[..<HandshakeInitiation.mac1Offset])
+        bytes.replaceSubrange(HandshakeInitiation.mac1Offset..<HandshakeInitiation.mac2Offset, with: initiation.mac1)
+        if let cookie = peer.cookie, now.since(cookie.receivedAt) < config.cookieLifetime {
+            let mac2 = Self.mac(key: cookie.value, bytes[..<HandshakeInitiation.mac2Offset])
+            bytes.replaceSubrange(HandshakeInitiation.mac2Offset..<WireSize.initiation, with: mac2)
+        }
+        let jitter = Duration.nanoseconds(
+            Int64(UInt64.random(in: 0...UInt64(max(0, config.rekeyJitter.nanosecondsClamped)), using: &rng)))
+        peer.pending = PendingHandshake(
+            localIndex: localIndex, noise: noise, mac1: initiation.mac1, retryAt: now + config.rekeyTimeout + jitter)
+        if peer.attemptingSince == nil { peer.attemptingSince = now }
+        peers[key] = peer
+        counters.handshakesInitiated += 1
+        emit(bytes, to: endpoint, effects: &effects)
+    }
+
+    private mutating func handleResponse(
+        _ datagram: [UInt8], from source: Endpoint, now: Instant, rng: inout some RandomNumberGenerator,
+        effects: inout [SessionEffect]
+    ) {
+        guard let response = try? HandshakeResponse(decoding: datagram) else { return count(.malformed) }
+        guard checkMacs(datagram, mac1Offset: HandshakeResponse.mac1Offset, from: source, now: now, rng: &rng) else {
+            return
+        }
+        guard let key = indices[response.receiverIndex], var peer = peers[key],
+            let pending = peer.pending, pending.localIndex == response.receiverIndex
+        else { return count(.unknownIndex) }
+        var noise = pending.noise
+        guard (try? noise.readMessage(response.noiseMessage)) != nil, noise.isComplete,
+            let keypair = Self.keypair(
+                from: noise, localIndex: pending.localIndex, remoteIndex: response.senderIndex, now: now,
+                isInitiator: true)
+        else { return count(.handshakeFailed) }
+        peer.pending = nil
+        if let previous = peer.previous { indices.removeValue(forKey: previous.localIndex) }
+        if let next = peer.next {
+            indices.removeValue(forKey: next.localIndex)
+            peer.next = nil
+        }
+        peer.previous = peer.current
+        peer.current = keypair
+        peer.endpoint = source
+        peer.lastHandshake = now
+        peer.lastReceived = now
+        peer.attemptingSince = nil
+        let wasEstablished = peer.isEstablished
+        peer.isEstablished = true
+        let queued = peer.queue
+        peer.queue = []
+        peers[key] = peer
+        counters.handshakesCompleted += 1
+        if !wasEstablished { effects.append(.established(peer: key, endpoint: source)) }
+        // Confirm the session to the responder at once: queued frames, or a keepalive.
+        if queued.isEmpty {
+            _ = sendNow([], to: key, now: now, effects: &effects)
+            counters.keepalivesSent += 1
+        }
+        for frame in queued { _ = sendNow(frame, to: key, now: now, effects: &effects) }
+    }
+
+    private mutating func handleCookieReply(_ datagram: [UInt8], now: Instant) {
+        guard let reply = try? CookieReply(decoding: datagram) else { return count(.malformed) }
+        guard let key = indices[reply.receiverIndex], var peer = peers[key],
+            let pending = peer.pending, pending.localIndex == reply.receiverIndex
+        else { return count(.unknownIndex) }
+        guard
+            let cookie = try? XChaCha20Poly1305.open(
+                key: Self.cookieKey(for: peer.remoteStatic), nonce: reply.nonce, ciphertext: reply.encryptedCookie,
+                associatedData: pending.mac1)
+        else { return count(.badCookie) }
+        peer.cookie = (cookie, now)
+        peers[key] = peer
+    }
+
+    // MARK: - Handshake: responder
+
+    private mutating func handleInitiation(
+        _ datagram: [UInt8], from source: Endpoint, now: Instant, rng: inout some RandomNumberGenerator,
+        effects: inout [SessionEffect]
+    ) {
+        guard let initiation = try? HandshakeInitiation(decoding: datagram) else { return count(.malformed) }
+        guard
+            checkMacs(
+                datagram, mac1Offset: HandshakeInitiation.mac1Offset, from: source, now: now, rng: &rng,
+                senderIndex: initiation.senderIndex, effects: &effects)
+        else { return }
+        var ephemeral = rng.bytes(32)
+        defer { SecureMemory.zero(&ephemeral) }
+        guard
+            var noise = try? NoiseIKHandshake(
+                role: .responder, prologue: prologue, staticSecretKey: identity.x25519SecretKey,
+                remoteStaticKey: nil, ephemeralSecretKey: ephemeral),
+            let payload = try? noise.readMessage(initiation.noiseMessage),
+            let remoteStatic = noise.remoteStaticKey
+        else { return count(.handshakeFailed) }
+        var reader = ByteReader(payload)
+        guard let identityBytes = try? reader.readBytes(32), let timestamp = try? reader.readUInt64(),
+            reader.isAtEnd, let key = try? PublicKey(bytes: identityBytes),
+            let derived = try? Ed25519.x25519PublicKey(fromEd25519: identityBytes),
+            SecureMemory.equals(derived, remoteStatic)
+        else { return count(.identityMismatch) }
+        guard key != identity.publicKey else { return count(.selfConnection) }
+        if peers[key] == nil {
+            guard addPeer(key, endpoint: source) else { return count(.peerTableFull) }
+        }
+        var peer = peers[key]!
+        guard timestamp > peer.latestTimestamp else { return count(.replayedInitiation) }
+        if let last = peer.lastInitiationReceived, now.since(last) < config.minimumInitiationInterval {
+            return count(.initiationFlood)
+        }
+        guard let message = try? noise.writeMessage(payload: []), noise.isComplete else {
+            return count(.handshakeFailed)
+        }
+        let localIndex = newIndex(for: key, rng: &rng)
+        guard
+            let keypair = Self.keypair(
+                from: noise, localIndex: localIndex, remoteIndex: initiation.senderIndex, now: now,
+                isInitiator: false)
+        else {
+            indices.removeValue(forKey: localIndex)
+            return count(.handshakeFailed)
+        }
+        peer.latestTimestamp = timestamp
+        peer.lastInitiationReceived = now
+        if let next = peer.next { indices.removeValue(forKey: next.localIndex) }
+        peer.next = keypair
+        peer.endpoint = source
+        peer.lastHandshake = now
+        var response = HandshakeResponse(
+            senderIndex: localIndex, receiverIndex: initiation.senderIndex, noiseMessage: message,
+            mac1: Self.zeroMac, mac2: Self.zeroMac)
+        var bytes = response.encoded()
+        response.mac1 = Self.mac(key: peer.mac1Key, bytes[..<HandshakeResponse.mac1Offset])
+        bytes.replaceSubrange(HandshakeResponse.mac1Offset..<HandshakeResponse.mac2Offset, with: response.mac1)
+        if let cookie = peer.cookie, now.since(cookie.receivedAt) < config.cookieLifetime {
+            let mac2 = Self.mac(key: cookie.value, bytes[..<HandshakeResponse.mac2Offset])
+            bytes.replaceSubrange(HandshakeResponse.mac2Offset..<WireSize.response, with: mac2)
+        }
+        peers[key] = peer
+        counters.handshakesCompleted += 1
+        emit(bytes, to: source, effects: &effects)
+    }
+
+    /// Verifies mac1, and under load mac2 (answering with a cookie reply when it is missing).
+    private mutating func checkMacs(
+        _ datagram: [UInt8], mac1Offset: Int, from source: Endpoint, now: Instant,
+        rng: inout some RandomNumberGenerator, senderIndex: UInt32? = nil, effects: inout [SessionEffect]
+    ) -> Bool {
+        let mac1 = Array(datagram[mac1Offset..<mac1Offset + WireSize.mac])
+        guard SecureMemory.equals(Self.mac(key: ownMac1Key, datagram[..<mac1Offset]), mac1) else {
+            count(.badMac1)
+            return false
+        }
+        // Only initiations count towards load: a response is processed only for an index we are
+        // waiting on, so it cannot make us do work for strangers.
+        guard let senderIndex else { return true }
+        if now.since(initiationWindowStart) >= .seconds(1) {
+            initiationWindowStart = now
+            initiationsInWindow = 0
+        }
+        initiationsInWindow += 1
+        guard initiationsInWindow > config.handshakesPerSecondBeforeCookies else { return true }
+        let cookie = currentCookie(for: source, now: now, rng: &rng)
+        let mac2Offset = mac1Offset + WireSize.mac
+        let mac2 = Array(datagram[mac2Offset..<mac2Offset + WireSize.mac])
+        if SecureMemory.equals(Self.mac(key: cookie, datagram[..<mac2Offset]), mac2) { return true }
+        let nonce = rng.bytes(WireSize.cookieNonce)
+        if let sealed = try? XChaCha20Poly1305.seal(
+            key: Self.cookieKey(for: identity.x25519PublicKey), nonce: nonce, plaintext: cookie,
+            associatedData: mac1)
+        {
+            counters.cookieRepliesSent += 1
+            emit(
+                CookieReply(receiverIndex: senderIndex, nonce: nonce, encryptedCookie: sealed).encoded(),
+                to: source, effects: &effects)
+        }
+        count(.cookieRequired)
+        return false
+    }
+
+    private mutating func checkMacs(
+        _ datagram: [UInt8], mac1Offset: Int, from source: Endpoint, now: Instant,
+        rng: inout some RandomNumberGenerator
+    ) -> Bool {
+        var ignored: [SessionEffect] = []
+        return checkMacs(datagram, mac1Offset: mac1Offset, from: source, now: now, rng: &rng, effects: &ignored)
+    }
+
+    private mutating func currentCookie(
+        for source: Endpoint, now: Instant, rng: inout some RandomNumberGenerator
+    ) -> [UInt8] {
+        if cookieSecretCreated.map({ now.since($0) >= config.cookieSecretLifetime }) ?? true {
+            cookieSecret = rng.bytes(32)
+            cookieSecretCreated = now
+        }
+        var writer = ByteWriter(capacity: 19)
+        writer.write(source)
+        return BLAKE2b.hash(writer.bytes, outputLength: WireSize.mac, key: cookieSecret)
+    }
+
+    // MARK: - Transport
+
+    private mutating func handleTransport(
+        _ datagram: [UInt8], from source: Endpoint, now: Instant, rng: inout some RandomNumberGenerator,
+        effects: inout [SessionEffect]
+    ) {
+        var copy = datagram
+        let result = copy.withUnsafeMutableBytes { open($0, from: source, now: now, events: &effects) }
+        switch result {
+        case .dropped: return
+        case .frame(let key, let range):
+            if range.isEmpty { return }  // keepalive
+            effects.append(.deliver(peer: key, frame: Array(copy[range])))
+            // A confirmed session flushes what was queued while it was being set up.
+            let queued = peers[key]?.queue ?? []
+            if !queued.isEmpty {
+                peers[key]!.queue = []
+                for frame in queued { _ = sendNow(frame, to: key, now: now, effects: &effects) }
+            }
+        }
+    }
+
+    /// Seals and emits `frame` if a usable session exists. Returns false when it does not.
+    private mutating func sendNow(
+        _ frame: [UInt8], to key: PublicKey, now: Instant, effects: inout [SessionEffect]
+    ) -> Bool {
+        var datagram = [UInt8](repeating: 0, count: WireSize.transportHeader + frame.count + 16)
+        let sealed = frame.withUnsafeBytes { plain in
+            datagram.withUnsafeMutableBytes { seal(plain, to: key, into: $0, now: now) }
+        }
+        guard let sealed else { return false }
+        effects.append(.send(datagram, to: sealed.endpoint))
+        return true
+    }
+
+    private mutating func confirmNext(_ peer: inout Peer) {
+        guard let next = peer.next else { return }
+        if let previous = peer.previous { indices.removeValue(forKey: previous.localIndex) }
+        peer.previous = peer.current
+        peer.current = next
+        peer.next = nil
+        peer.attemptingSince = nil
+        if let pending = peer.pending {
+            // The peer's initiation crossed ours and won; ours is no longer needed.
+            indices.removeValue(forKey: pending.localIndex)
+            peer.pending = nil
+        }
+    }
+
+    // MARK: - Timers
+
+    private mutating func tickPeer(
+        _ key: PublicKey, now: Instant, rng: inout some RandomNumberGenerator, effects: inout [SessionEffect]
+    ) {
+        guard var peer = peers[key] else { return }
+        // Liveness.
+        if peer.isEstablished, let heard = peer.lastReceived ?? peer.lastHandshake,
+            now.since(heard) >= config.peerTimeout
+        {
+            for index in peer.ownedIndices { indices.removeValue(forKey: index) }
+            peer.dropKeys()
+            peer.isEstablished = false
+            peers[key] = peer
+            effects.append(.lost(peer: key))
+            return
+        }
+        // Key expiry.
+        for slot in [KeySlot.previous, .next, .current] {
+            if let keypair = peer.keypair(in: slot), now.since(keypair.createdAt) >= config.rejectAfterTime {
+                indices.removeValue(forKey: keypair.localIndex)
+                peer.clear(slot)
+            }
+        }
+        if peer.isEstablished && peer.current == nil && peer.next == nil { peer.isEstablished = false }
+        peers[key] = peer
+        // Handshake retry or give-up.
+        if let pending = peer.pending, now >= pending.retryAt {
+            if let since = peer.attemptingSince, now.since(since) >= config.rekeyAttemptTime {
+                indices.removeValue(forKey: pending.localIndex)
+                peers[key]!.pending = nil
+                peers[key]!.attemptingSince = nil
+                peers[key]!.queue = []
+                if !peer.isEstablished { effects.append(.unreachable(peer: key)) }
+                return
+            }
+            initiateHandshake(key, now: now, rng: &rng, effects: &effects)
+            return
+        }
+        // Rekey: the initiator after rekeyAfterTime, the responder shortly before its keys expire.
+        if peer.pending == nil, let current = peer.current {
+            let age = now.since(current.createdAt)
+            let due =
+                current.isInitiator
+                ? age >= config.rekeyAfterTime
+                : age >= config.rejectAfterTime - config.keepaliveInterval - config.rekeyTimeout
+            if due || current.sendCounter >= config.rekeyAfterMessages {
+                initiateHandshake(key, now: now, rng: &rng, effects: &effects)
+            }
+        }
+        // Keepalive.
+        if let peer = peers[key], peer.isEstablished, peer.current != nil,
+            now.since(peer.lastSent ?? .zero) >= config.keepaliveInterval
+        {
+            if sendNow([], to: key, now: now, effects: &effects) { counters.keepalivesSent += 1 }
+        }
+    }
+
+    // MARK: - Helpers
+
+    private mutating func newIndex(for key: PublicKey, rng: inout some RandomNumberGenerator) -> UInt32 {
+        while true {
+            let candidate = UInt32.random(in: 1...UInt32.max, using: &rng)
+            if indices[candidate] == nil {
+                indices[candidate] = key
+                return candidate
+            }
+        }
+    }
+
+    private mutating func emit(_ bytes: [UInt8], to endpoint: Endpoint, effects: inout [SessionEffect]) {
+        counters.datagramsSent += 1
+        counters.bytesSent += UInt64(bytes.count)
+        effects.append(.send(bytes, to: endpoint))
+    }
+
+    private mutating func count(_ reason: DropReason) {
+        counters.dropped[reason, default: 0] += 1
+    }
+
+    private mutating func drop(_ reason: DropReason) -> OpenResult {
+        count(reason)
+        return .dropped(reason)
+    }
+
+    private static let zeroMac = [UInt8](repeating: 0, count: WireSize.mac)
+
+    static func mac1Key(for staticPublicKey: [UInt8]) -> [UInt8] {
+        BLAKE2b.hash(Array("mac1----".utf8) + staticPublicKey, outputLength: 32)
+    }
+
+    static func cookieKey(for staticPublicKey: [UInt8]) -> [UInt8] {
+        BLAKE2b.hash(Array("cookie--".utf8) + staticPublicKey, outputLength: 32)
+    }
+
+    static func mac(key: [UInt8], _ bytes: ArraySlice<UInt8>) -> [UInt8] {
+        BLAKE2b.hash(Array(bytes), outputLength: WireSize.mac, key: key)
+    }
+
+    private static func keypair(
+        from noise: NoiseIKHandshake, localIndex: UInt32, remoteIndex: UInt32, now: Instant, isInitiator: Bool
+    ) -> Keypair? {
+        guard let (send, receive) = try? noise.split(), var sendBytes = send.key, var receiveBytes = receive.key,
+            let sendKey = try? SymmetricKey(bytes: sendBytes), let receiveKey = try? SymmetricKey(bytes: receiveBytes)
+        else { return nil }
+        SecureMemory.zero(&sendBytes)
+        SecureMemory.zero(&receiveBytes)
+        return Keypair(
+            localIndex: localIndex, remoteIndex: remoteIndex, sendKey: sendKey, receiveKey: receiveKey,
+            createdAt: now, isInitiator: isInitiator)
+    }
+}

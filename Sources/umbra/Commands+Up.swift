@@ -1,0 +1,131 @@
+import ArgumentParser
+import Foundation
+import Logging
+import NIOPosix
+import Node
+import NodeAPI
+import NodeRuntime
+import ServiceLifecycle
+import Sessions
+import UmbraCore
+
+struct Up: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the node in the foreground until SIGTERM, SIGINT or `umbra down`.")
+
+    @OptionGroup var options: DataDirOptions
+
+    @Option(help: ArgumentHelp("UDP address to listen on: IPv4 `HOST:PORT` or `[IPv6]:PORT`.", valueName: "host:port"))
+    var listen = "0.0.0.0:\(NetworkDefaults.port)"
+
+    @Option(help: ArgumentHelp("Bootstrap list: one contact `umbra1…@host:port` per line, `#` comments.",
+                               valueName: "file"))
+    var bootstrap: String?
+
+    @Option(help: "Network id; nodes of different networks cannot talk.")
+    var networkId = SessionConfig().networkID
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel = "info"
+
+    static let defaultBootstrapFile = "./bootstrap-peers.txt"
+
+    func run() async throws {
+        guard let level = Logger.Level(rawValue: logLevel) else {
+            throw CLIError("umbra up: unknown --log-level '\(logLevel)'; use one of "
+                + Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))
+        }
+        let listenEndpoint: Endpoint
+        do { listenEndpoint = try Endpoint(parsing: listen) } catch {
+            throw CLIError("umbra up: --listen '\(listen)': \(error)")
+        }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        var logger = Logger(label: "umbra")
+        logger.logLevel = level
+
+        let directory = DataDirectory.resolve(options.dataDir)
+        let (identity, created): (Identity, Bool)
+        do { (identity, created) = try IdentityStore.loadOrCreate(in: directory) } catch {
+            throw CLIError("umbra up: \(error)")
+        }
+        if created { logger.notice("created a new identity", metadata: ["file": "\(directory.identityFile)"]) }
+
+        var config = NodeConfig()
+        config.sessions.networkID = networkId
+        config.bootstrap = try loadBootstrap(logger: logger, own: identity.publicKey)
+
+        let group = MultiThreadedEventLoopGroup.singleton
+        let host = NodeHost(
+            instance: NodeInstance(identity: identity, config: config), eventLoop: group.next(), logger: logger)
+        let node = NodeService(
+            host: host, listenHost: listenEndpoint.address.description, listenPort: Int(listenEndpoint.port),
+            logger: logger)
+        let control = ControlService(
+            socketPath: directory.controlSocket,
+            router: ControlRouter(host: host, requestShutdown: {
+                // Same path as a signal, a moment later so the HTTP answer goes out first.
+                Task {
+                    try? await Task.sleep(for: .milliseconds(50))
+                    kill(getpid(), SIGTERM)
+                }
+            }),
+            group: group, logger: logger)
+        logger.info(
+            "starting node",
+            metadata: ["address": "\(identity.address)", "bootstrap.peers": "\(config.bootstrap.count)"])
+        let services = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: node), .init(service: control)],
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        do { try await services.run() } catch { throw CLIError("umbra up: \(error)") }
+        logger.info("stopped")
+    }
+
+    private func loadBootstrap(logger: Logger, own: PublicKey) throws -> [DialTarget] {
+        let path = bootstrap ?? Self.defaultBootstrapFile
+        guard let data = FileManager.default.contents(atPath: path) else {
+            if bootstrap == nil {
+                logger.warning("no bootstrap list, starting alone", metadata: ["file": "\(path)"])
+                return []
+            }
+            throw CLIError("umbra up: cannot read the bootstrap list \(path); check the --bootstrap path")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw CLIError("umbra up: the bootstrap list \(path) is not UTF-8 text")
+        }
+        let (contacts, errors) = BootstrapList.parse(text)
+        for error in errors {
+            logger.warning("skipping a bootstrap line", metadata: ["file": "\(path)", "line": "\(error.line)",
+                                                                    "reason": "\(error.message)"])
+        }
+        var targets: [DialTarget] = []
+        for contact in contacts where contact.publicKey != own {
+            do { targets.append(DialTarget(publicKey: contact.publicKey, endpoint: try Resolver.endpoint(of: contact))) }
+            catch { logger.warning("skipping a bootstrap contact", metadata: ["contact": "\(contact)",
+                                                                               "reason": "\(error)"]) }
+        }
+        return targets
+    }
+}
+
+struct Down: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Stop the running node gracefully.")
+    @OptionGroup var options: DataDirOptions
+
+    func run() async throws {
+        let directory = DataDirectory.resolve(options.dataDir)
+        do {
+            _ = try ControlClient.request([String: String].self, method: "POST", path: "/v1/shutdown",
+                                          socket: directory.controlSocket)
+        } catch { throw CLIError("umbra down: \(error)") }
+        // Wait (bounded) until the node has closed its control socket.
+        for _ in 0..<100 where ControlClient.isListening(directory.controlSocket) {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        print("stopped")
+    }
+}

@@ -1,0 +1,182 @@
+import Testing
+@testable import Sessions
+import UmbraCore
+import UmbraCrypto
+
+@Suite("Handshake and transport")
+struct HandshakeTests {
+    @Test func handshakeEstablishesBothSidesAndCarriesFrames() {
+        var pair = Pair()
+        pair.handshake()
+        #expect(pair.a.isEstablished(pair.bKey))
+        #expect(pair.b.isEstablished(pair.aKey))
+        pair.sendAB([1, 2, 3])
+        pair.sendBA([4, 5])
+        #expect(pair.delivered.map(\.frame) == [[1, 2, 3], [4, 5]])
+        #expect(pair.delivered.map(\.to) == ["b", "a"])
+        #expect(pair.a.counters.droppedTotal == 0 && pair.b.counters.droppedTotal == 0)
+        // The wire carried: initiation, response, a confirming keepalive, then the two frames.
+        #expect(pair.wire.map { $0.bytes[0] } == [1, 2, 4, 4, 4])
+        #expect(pair.wire[0].bytes.count == WireSize.initiation)
+        #expect(pair.wire[1].bytes.count == WireSize.response)
+    }
+
+    @Test func framesSentBeforeTheHandshakeAreQueuedAndDelivered() {
+        var pair = Pair()
+        let added = pair.a.addPeer(pair.bKey, endpoint: pair.bEndpoint)
+        #expect(added)
+        pair.sendAB([9])
+        pair.sendAB([10])
+        #expect(pair.delivered.map(\.frame) == [[9], [10]])
+    }
+
+    @Test func replayedInitiationIsRefused() {
+        var pair = Pair()
+        pair.handshake()
+        let initiation = pair.wire[0].bytes
+        let before = pair.b.counters.dropped[.replayedInitiation, default: 0]
+        pair.now = pair.now + .seconds(1)
+        let effects = pair.b.receive(initiation, from: pair.aEndpoint, now: pair.now, rng: &pair.rng)
+        #expect(effects.isEmpty)
+        #expect(pair.b.counters.dropped[.replayedInitiation, default: 0] == before + 1)
+    }
+
+    @Test func replayedTransportIsRefused() {
+        var pair = Pair()
+        pair.handshake()
+        pair.sendAB([7, 7, 7])
+        let data = pair.wire.last!.bytes
+        let effects = pair.b.receive(data, from: pair.aEndpoint, now: pair.now, rng: &pair.rng)
+        #expect(effects.isEmpty)
+        #expect(pair.b.counters.dropped[.replayedCounter] == 1)
+        #expect(pair.delivered.count == 1)
+    }
+
+    @Test(arguments: [16, 17, 20, 30])
+    func tamperedTransportIsRefused(byteIndex: Int) {
+        var pair = Pair()
+        pair.handshake()
+        let added = pair.a.addPeer(pair.bKey, endpoint: pair.bEndpoint)
+        #expect(added)
+        var effects = pair.a.send([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15], to: pair.bKey, now: pair.now,
+                                  rng: &pair.rng)
+        guard var data = firstSend(effects) else {
+            Issue.record("nothing sent")
+            return
+        }
+        data[byteIndex] ^= 0x40
+        effects = pair.b.receive(data, from: pair.aEndpoint, now: pair.now, rng: &pair.rng)
+        #expect(effects.isEmpty)
+        #expect(pair.b.counters.dropped[.authenticationFailed] == 1)
+        // The window did not advance: the genuine packet still gets through.
+        data[byteIndex] ^= 0x40
+        effects = pair.b.receive(data, from: pair.aEndpoint, now: pair.now, rng: &pair.rng)
+        #expect(effects.contains(.deliver(peer: pair.aKey, frame: Array(1...15))))
+    }
+
+    @Test func outOfOrderPacketsWithinTheWindowAreAccepted() {
+        var pair = Pair()
+        pair.handshake()
+        var datagrams: [[UInt8]] = []
+        for index in 0..<5 {
+            if let bytes = firstSend(pair.a.send([UInt8(index)], to: pair.bKey, now: pair.now, rng: &pair.rng)) {
+                datagrams.append(bytes)
+            }
+        }
+        var frames: [[UInt8]] = []
+        for bytes in datagrams.reversed() {
+            for case .deliver(_, let frame) in pair.b.receive(bytes, from: pair.aEndpoint, now: pair.now,
+                                                               rng: &pair.rng) {
+                frames.append(frame)
+            }
+        }
+        #expect(frames == [[4], [3], [2], [1], [0]])
+    }
+
+    @Test func garbageIsDroppedBeforeAnyCryptography() {
+        var pair = Pair()
+        var garbage = SeededRandom(seed: 7)
+        var sizes: [Int] = [0, 1, 3, 4, WireSize.initiation, WireSize.response, WireSize.cookieReply, 40, 1500]
+        for _ in 0..<200 { sizes.append(Int.random(in: 0...1600, using: &garbage)) }
+        for size in sizes {
+            var bytes = garbage.bytes(size)
+            if size >= 1, size == WireSize.initiation { bytes[0] = 1; bytes[1] = 0; bytes[2] = 0; bytes[3] = 0 }
+            let effects = pair.b.receive(bytes, from: pair.aEndpoint, now: pair.now, rng: &pair.rng)
+            #expect(effects.isEmpty)
+        }
+        let counters = pair.b.counters
+        #expect(counters.droppedTotal == UInt64(sizes.count))
+        #expect(counters.dropped[.handshakeFailed, default: 0] == 0, "random bytes must never reach the DH")
+        #expect(counters.dropped[.badMac1, default: 0] >= 1)
+        #expect(counters.handshakesCompleted == 0)
+    }
+
+    @Test func initiationForAnotherNetworkIsRefused() {
+        var other = SessionConfig()
+        other.networkID = "umbra-test-other"
+        var pair = Pair()
+        var keys = SeededRandom(seed: 99)
+        var stranger = SessionManager(identity: Identity.generate(using: &keys), config: other)
+        let effects = stranger.connect(pair.bKey, endpoint: pair.bEndpoint, now: pair.now, rng: &pair.rng)
+        let initiation = firstSend(effects)!
+        #expect(pair.b.receive(initiation, from: pair.aEndpoint, now: pair.now, rng: &pair.rng).isEmpty)
+        #expect(pair.b.counters.dropped[.handshakeFailed] == 1)
+    }
+
+    @Test func initiationWhoseIdentityDoesNotMatchItsStaticKeyIsRefused() throws {
+        var pair = Pair()
+        var keys = SeededRandom(seed: 5)
+        let liar = Identity.generate(using: &keys)
+        let claimed = Identity.generate(using: &keys)
+        // A handshake with the liar's static key that claims `claimed`'s Ed25519 identity.
+        var noise = try NoiseIKHandshake(
+            role: .initiator, prologue: SessionConfig().prologue, staticSecretKey: liar.x25519SecretKey,
+            remoteStaticKey: pair.b.identity.x25519PublicKey, ephemeralSecretKey: keys.bytes(32))
+        var payload = ByteWriter()
+        payload.write(raw: claimed.publicKey.bytes)
+        payload.write(UInt64(1))
+        let message = try noise.writeMessage(payload: payload.bytes)
+        var bytes = HandshakeInitiation(
+            senderIndex: 1, noiseMessage: message, mac1: [UInt8](repeating: 0, count: 16),
+            mac2: [UInt8](repeating: 0, count: 16)
+        ).encoded()
+        let mac1 = SessionManager.mac(
+            key: SessionManager.mac1Key(for: pair.b.identity.x25519PublicKey),
+            bytes[..<HandshakeInitiation.mac1Offset])
+        bytes.replaceSubrange(HandshakeInitiation.mac1Offset..<HandshakeInitiation.mac2Offset, with: mac1)
+        #expect(pair.b.receive(bytes, from: pair.aEndpoint, now: pair.now, rng: &pair.rng).isEmpty)
+        #expect(pair.b.counters.dropped[.identityMismatch] == 1)
+        #expect(pair.b.peerCount == 0)
+    }
+
+    @Test func authenticatedPacketFromANewAddressMovesTheEndpoint() {
+        var pair = Pair()
+        pair.handshake()
+        let roamed = Endpoint(address: .v4(0x7F00_0002), port: 3333)
+        let data = firstSend(pair.a.send([42], to: pair.bKey, now: pair.now, rng: &pair.rng))!
+        let effects = pair.b.receive(data, from: roamed, now: pair.now, rng: &pair.rng)
+        #expect(effects.contains(.endpointChanged(peer: pair.aKey, endpoint: roamed)))
+        #expect(pair.b.snapshot(of: pair.aKey)?.endpoint == roamed)
+        // A forged packet from yet another address moves nothing.
+        var forged = firstSend(pair.a.send([43], to: pair.bKey, now: pair.now, rng: &pair.rng))!
+        forged[forged.count - 1] ^= 1
+        let elsewhere = Endpoint(address: .v4(0x7F00_0003), port: 4444)
+        _ = pair.b.receive(forged, from: elsewhere, now: pair.now, rng: &pair.rng)
+        #expect(pair.b.snapshot(of: pair.aKey)?.endpoint == roamed)
+    }
+
+    @Test func crossingInitiationsConverge() {
+        var pair = Pair()
+        let fromA = pair.a.connect(pair.bKey, endpoint: pair.bEndpoint, now: pair.now, rng: &pair.rng)
+        let fromB = pair.b.connect(pair.aKey, endpoint: pair.aEndpoint, now: pair.now, rng: &pair.rng)
+        pair.pump(fromA, from: "a")
+        pair.pump(fromB, from: "b")
+        pair.sendAB([1])
+        pair.sendBA([2])
+        pair.run(for: .seconds(30))
+        pair.sendAB([3])
+        pair.sendBA([4])
+        #expect(pair.delivered.map(\.frame) == [[1], [2], [3], [4]])
+        #expect(pair.a.counters.dropped[.authenticationFailed, default: 0] == 0)
+    }
+}
