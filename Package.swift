@@ -77,9 +77,12 @@ let package = Package(
         ),
 
         // MARK: - Tests
-        .testTarget(name: "UmbraCryptoTests", dependencies: ["UmbraCrypto"], resources: [.copy("Fixtures")], swiftSettings: strict),
+        .testTarget(
+            name: "UmbraCryptoTests", dependencies: ["UmbraCrypto"], resources: [.copy("Fixtures")],
+            swiftSettings: strict),
         .testTarget(name: "UmbraCoreTests", dependencies: ["UmbraCore"], swiftSettings: strict),
-        .testTarget(name: "SessionsTests", dependencies: ["Sessions", "UmbraCore", "UmbraCrypto"], swiftSettings: strict),
+        .testTarget(
+            name: "SessionsTests", dependencies: ["Sessions", "UmbraCore", "UmbraCrypto"], swiftSettings: strict),
         .testTarget(
             name: "NodeTests",
             dependencies: ["Node", "NetSim", "NodeRuntime", "NodeAPI", "UmbraCore", "Sessions"],

@@ -10,6 +10,8 @@
 // cannot drop the work.
 
 import Foundation
+import Sessions
+import UmbraCore
 import UmbraCrypto
 
 // MARK: - Options
@@ -135,13 +137,59 @@ func benchRawAEAD(mode: RawMode, packetSize: Int, seconds: Double) -> BenchResul
 
 // MARK: - Row 2: full transport session path (placeholder)
 
-// ============================================================================================================
-// TODO(lead): fill in `benchSession` to measure the full Sessions transport path (frame, counter assignment,
-// seal, replay window, open) on `packetSize`-byte packets for ~`seconds` seconds, one seal+open per packet,
-// exactly like the `.roundTrip` row above so the ratio line is meaningful. Return nil until then.
-// ============================================================================================================
+// The full transport path of the session layer: counter assignment, header, seal into a
+// preallocated datagram (SessionManager.seal), then index lookup, replay-window check, open in place
+// and window update on the receiving side (SessionManager.open). One seal+open per packet, like the
+// `.roundTrip` row, so the ratio compares like with like.
 func benchSession(packetSize: Int, seconds: Double) -> BenchResult? {
-    nil
+    var keys = SeededRandom(seed: 1)
+    var sender = SessionManager(identity: Identity.generate(using: &keys))
+    var receiver = SessionManager(identity: Identity.generate(using: &keys))
+    let senderEndpoint = Endpoint(address: .v4(0x7F00_0001), port: 1)
+    let receiverEndpoint = Endpoint(address: .v4(0x7F00_0001), port: 2)
+    var rng = SeededRandom(seed: 2)
+    let now = Instant(nanoseconds: 1_000_000_000)
+    // Handshake by passing datagrams back and forth until both sides are established.
+    var inFlight: [(bytes: [UInt8], toReceiver: Bool)] = []
+    func enqueue(_ effects: [SessionEffect], toReceiver: Bool) {
+        for case .send(let bytes, _) in effects { inFlight.append((bytes, toReceiver)) }
+    }
+    enqueue(
+        sender.connect(receiver.identity.publicKey, endpoint: receiverEndpoint, now: now, rng: &rng),
+        toReceiver: true)
+    while !inFlight.isEmpty {
+        let (bytes, toReceiver) = inFlight.removeFirst()
+        if toReceiver {
+            enqueue(receiver.receive(bytes, from: senderEndpoint, now: now, rng: &rng), toReceiver: false)
+        } else {
+            enqueue(sender.receive(bytes, from: receiverEndpoint, now: now, rng: &rng), toReceiver: true)
+        }
+    }
+    guard sender.isEstablished(receiver.identity.publicKey), receiver.isEstablished(sender.identity.publicKey)
+    else { return nil }
+    let peer = receiver.identity.publicKey
+    let frame = [UInt8](repeating: 0xAB, count: packetSize)
+    var datagram = [UInt8](repeating: 0, count: packetSize + WireSize.transportHeader + 16)
+    var events: [SessionEffect] = []
+    events.reserveCapacity(4)
+    var checksum: UInt64 = 0
+    let (iterations, elapsed) = frame.withUnsafeBytes { plain in
+        datagram.withUnsafeMutableBytes { buffer in
+            measure(seconds: seconds) { _ in
+                guard let (length, _) = sender.seal(plain, to: peer, into: buffer, now: now) else {
+                    fatalError("session seal failed")
+                }
+                let packet = UnsafeMutableRawBufferPointer(rebasing: buffer[..<length])
+                switch receiver.open(packet, from: senderEndpoint, now: now, events: &events) {
+                case .frame(_, let range): checksum &+= UInt64(buffer[range.lowerBound]) &+ UInt64(range.count)
+                case .dropped(let reason): fatalError("session open dropped a packet: \(reason)")
+                }
+                events.removeAll(keepingCapacity: true)
+            }
+        }
+    }
+    return BenchResult(
+        name: "session seal+open", packets: iterations, packetSize: packetSize, seconds: elapsed, checksum: checksum)
 }
 
 // MARK: - Report

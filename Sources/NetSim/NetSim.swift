@@ -12,8 +12,10 @@ public struct LinkModel: Sendable {
     /// Probability in [0, 1] that a datagram is lost.
     public var lossRate: Double = 0.01
 
-    public init(minimumLatency: Duration = .milliseconds(20), maximumLatency: Duration = .milliseconds(200),
-                lossRate: Double = 0.01) {
+    public init(
+        minimumLatency: Duration = .milliseconds(20), maximumLatency: Duration = .milliseconds(200),
+        lossRate: Double = 0.01
+    ) {
         self.minimumLatency = minimumLatency
         self.maximumLatency = maximumLatency
         self.lossRate = lossRate
@@ -173,8 +175,9 @@ public struct NetSim {
                 let low = UInt64(max(0, link.minimumLatency.nanosecondsClamped))
                 let high = max(low, UInt64(max(0, link.maximumLatency.nanosecondsClamped)))
                 let latency = UInt64.random(in: low...high, using: &rng)
-                queue.push(.deliver(datagram: bytes, from: nodes[index].endpoint, to: target),
-                           at: now.nanoseconds + latency)
+                queue.push(
+                    .deliver(datagram: bytes, from: nodes[index].endpoint, to: target),
+                    at: now.nanoseconds + latency)
             case .event(let event):
                 trace.append(TraceEntry(time: now, node: index, event: event))
                 if trace.count > traceLimit { trace.removeFirst(trace.count - traceLimit) }

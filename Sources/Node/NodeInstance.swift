@@ -215,6 +215,8 @@ public struct NodeInstance: Sendable {
                 dials[key]?.backoff = config.redialInitial
                 dials[key]?.nextAttempt = nil
                 effects.append(.event(.peerUp(key, endpoint)))
+                // A first RTT sample right away, rather than at the next ping round.
+                effects += ping(key, now: now, rng: &rng).effects
             case .lost(let key):
                 scheduleRedial(key, now: now, rng: &rng)
                 rtts.removeValue(forKey: key)

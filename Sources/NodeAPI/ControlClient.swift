@@ -1,12 +1,13 @@
 // The CLI's side of the control API: one short HTTP/1.1 request over the unix socket, with a
 // timeout, reading a bounded response. Plain POSIX sockets: the CLI needs no event loop for this.
 
+import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import Foundation
 
 public enum ControlClient {
     /// Largest response the client reads.
@@ -18,7 +19,8 @@ public enum ControlClient {
     ) throws -> T {
         let (status, body) = try raw(method: method, path: path, socket: socketPath, timeoutSeconds: timeoutSeconds)
         guard (200..<300).contains(status) else {
-            let message = (try? ControlJSON.decoder.decode(ErrorReport.self, from: Data(body)))?.error
+            let message =
+                (try? ControlJSON.decoder.decode(ErrorReport.self, from: Data(body)))?.error
                 ?? String(decoding: body, as: UTF8.self)
             throw ControlError.server(status: status, message: message)
         }

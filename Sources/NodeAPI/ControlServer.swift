@@ -1,11 +1,6 @@
 // The local control API: HTTP/1.1 + JSON over a unix socket in the data dir (mode 0600), so only
 // the node's own user can talk to it (docs/api.md). No TCP listener, no passwords.
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import Foundation
 import Logging
 import NIOCore
@@ -14,6 +9,12 @@ import NIOPosix
 import NodeRuntime
 import ServiceLifecycle
 import UmbraCore
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// A request the router understands.
 public struct APIRequest: Sendable {
@@ -51,11 +52,13 @@ public struct ControlRouter: Sendable {
                 requestShutdown()
                 return try json(["status": "shutting down"])
             case (_, "/v1/status"), (_, "/v1/peers"), (_, "/v1/shutdown"):
-                return try json(ErrorReport(error: "method \(request.method) not allowed on \(request.path)"),
-                                status: .methodNotAllowed)
+                return try json(
+                    ErrorReport(error: "method \(request.method) not allowed on \(request.path)"),
+                    status: .methodNotAllowed)
             default:
-                return try json(ErrorReport(error: "no such endpoint: \(request.path) (see docs/api.md)"),
-                                status: .notFound)
+                return try json(
+                    ErrorReport(error: "no such endpoint: \(request.path) (see docs/api.md)"),
+                    status: .notFound)
             }
         } catch {
             return (try? json(ErrorReport(error: "\(error)"), status: .internalServerError))
@@ -188,8 +191,11 @@ final class ControlHTTPHandler: ChannelInboundHandler {
                 headers.add(name: "Content-Length", value: String(response.body.count))
                 headers.add(name: "Connection", value: keepAlive ? "keep-alive" : "close")
                 context.write(
-                    NIOAny(HTTPServerResponsePart.head(HTTPResponseHead(version: version, status: response.status,
-                                                                          headers: headers))), promise: nil)
+                    NIOAny(
+                        HTTPServerResponsePart.head(
+                            HTTPResponseHead(
+                                version: version, status: response.status,
+                                headers: headers))), promise: nil)
                 var buffer = context.channel.allocator.buffer(capacity: response.body.count)
                 buffer.writeBytes(response.body)
                 context.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(buffer))), promise: nil)

@@ -1,13 +1,14 @@
 // The identity key file on disk: `<data dir>/identity.key`, created with mode 0600 in a data dir
 // created with mode 0700. A key file that group or others can read is refused, as ssh does.
 
+import UmbraCore
+import UmbraCrypto
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import UmbraCore
-import UmbraCrypto
 
 public enum IdentityStoreError: Error, CustomStringConvertible, Equatable {
     case notFound(path: String)
@@ -122,7 +123,8 @@ public enum IdentityStore {
     }
 
     /// Loads the identity, creating it first when the file does not exist.
-    public static func loadOrCreate(in directory: DataDirectory) throws(IdentityStoreError) -> (Identity, created: Bool) {
+    public static func loadOrCreate(in directory: DataDirectory) throws(IdentityStoreError) -> (Identity, created: Bool)
+    {
         do { return (try load(from: directory), false) } catch .notFound {
             return (try create(in: directory), true)
         }

@@ -4,11 +4,6 @@
 // Threading: every method that touches `instance` runs on the channel's event loop. The control API
 // reaches in through `withInstance`, which hops onto that loop; nothing else shares the state.
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import Logging
 import NIOCore
 import NIOPosix
@@ -16,6 +11,12 @@ import Node
 import Sessions
 import UmbraCore
 import UmbraCrypto
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// A point-in-time copy of what the node knows, for the control API.
 public struct NodeSnapshot: Sendable {
@@ -43,7 +44,8 @@ public final class NodeHost: @unchecked Sendable {
     private var pendingPings: [UInt64: EventLoopPromise<Duration>] = [:]
     public private(set) var listenEndpoint: Endpoint?
 
-    public init(instance: NodeInstance, eventLoop: any EventLoop, logger: Logger, clock: RuntimeClock = RuntimeClock()) {
+    public init(instance: NodeInstance, eventLoop: any EventLoop, logger: Logger, clock: RuntimeClock = RuntimeClock())
+    {
         self.instance = instance
         self.eventLoop = eventLoop
         self.logger = logger

@@ -1,9 +1,10 @@
+import UmbraCore
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import UmbraCore
 
 /// Turns contacts into endpoints; host names go through getaddrinfo (once, at start).
 public enum Resolver {
@@ -40,8 +41,10 @@ public enum Resolver {
                 case AF_INET6:
                     var v6 = address.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee }
                     let words = withUnsafeBytes(of: &v6.sin6_addr) { raw in
-                        (UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 0, as: UInt64.self)),
-                         UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
+                        (
+                            UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 0, as: UInt64.self)),
+                            UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+                        )
                     }
                     return Endpoint(address: .v6(high: words.0, low: words.1), port: port)
                 default: break

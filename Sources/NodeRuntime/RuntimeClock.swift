@@ -1,9 +1,10 @@
+import UmbraCore
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import UmbraCore
 
 /// The runtime's clock: the wall clock read once at start, advanced by the monotonic clock, so
 /// `now` is close to Unix time (handshake timestamps must grow across restarts) but never goes

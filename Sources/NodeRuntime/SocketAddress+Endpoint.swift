@@ -1,10 +1,11 @@
+import NIOCore
+import UmbraCore
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import NIOCore
-import UmbraCore
 
 extension SocketAddress {
     /// The socket address of an endpoint, built without going through text.
@@ -32,13 +33,16 @@ extension SocketAddress {
     var endpoint: Endpoint? {
         switch self {
         case .v4(let v4):
-            return Endpoint(address: .v4(UInt32(bigEndian: v4.address.sin_addr.s_addr)),
-                            port: UInt16(bigEndian: v4.address.sin_port))
+            return Endpoint(
+                address: .v4(UInt32(bigEndian: v4.address.sin_addr.s_addr)),
+                port: UInt16(bigEndian: v4.address.sin_port))
         case .v6(let v6):
             var address = v6.address.sin6_addr
             let (high, low) = withUnsafeBytes(of: &address) { raw in
-                (UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 0, as: UInt64.self)),
-                 UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
+                (
+                    UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 0, as: UInt64.self)),
+                    UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+                )
             }
             let port = UInt16(bigEndian: v6.address.sin6_port)
             if high == 0, low >> 32 == 0xFFFF {

@@ -65,6 +65,8 @@ struct Peer: Sendable {
     var queue: [[UInt8]] = []
     var bytesSent: UInt64 = 0
     var bytesReceived: UInt64 = 0
+    /// Local indices of keys dropped inside a per-packet mutation, for the manager to unregister.
+    var retiredIndices: [UInt32] = []
 
     init(publicKey: PublicKey, remoteStatic: [UInt8], endpoint: Endpoint?) {
         self.publicKey = publicKey
@@ -90,6 +92,27 @@ struct Peer: Sendable {
         case .previous: previous
         case .next: next
         }
+    }
+
+    /// Runs `body` on the keypair in `slot` in place; nil when the slot is empty.
+    mutating func withKeypair<R>(in slot: KeySlot, _ body: (inout Keypair) throws -> R) rethrows -> R? {
+        switch slot {
+        case .current: if current == nil { return nil } else { return try body(&current!) }
+        case .previous: if previous == nil { return nil } else { return try body(&previous!) }
+        case .next: if next == nil { return nil } else { return try body(&next!) }
+        }
+    }
+
+    /// The initiator's first packet on the `next` keypair confirms it: it becomes current.
+    mutating func confirmNext() {
+        guard let confirmed = next else { return }
+        if let previous { retiredIndices.append(previous.localIndex) }
+        previous = current
+        current = confirmed
+        next = nil
+        attemptingSince = nil
+        // A crossing initiation of ours (if any) stays pending: its response, when it comes,
+        // simply rotates in one more fresh keypair, and both sides converge on it.
     }
 
     /// Removes and returns the keypair in `slot` (so it can be mutated without a copy).

@@ -40,7 +40,7 @@ public struct SessionConfig: Sendable {
 }
 
 /// Why a datagram was dropped. Every drop is counted under exactly one reason.
-public enum DropReason: String, CaseIterable, Sendable, Codable {
+public enum DropReason: String, CaseIterable, Sendable, Codable, Error {
     case tooShort = "too_short"
     case unknownType = "unknown_type"
     case malformed

@@ -186,28 +186,35 @@ public struct SessionManager: Sendable, CustomReflectable {
     public mutating func seal(
         _ frame: UnsafeRawBufferPointer, to key: PublicKey, into output: UnsafeMutableRawBufferPointer, now: Instant
     ) -> (length: Int, endpoint: Endpoint)? {
-        // Take the peer and its keypair out of their containers so that mutating them does not
-        // copy the replay window (copy-on-write) on every packet.
-        guard var peer = peers.removeValue(forKey: key) else { return nil }
-        defer { peers[key] = peer }
-        guard let endpoint = peer.endpoint, output.count >= WireSize.transportHeader + frame.count + 16,
-            var keypair = peer.take(.current)
-        else { return nil }
-        defer { peer.store(keypair, in: .current) }
-        guard keypair.canSend(now: now, config: config) else { return nil }
-        let counter = keypair.sendCounter
-        keypair.sendCounter += 1
-        TransportHeader(receiverIndex: keypair.remoteIndex, counter: counter).write(into: output)
-        let body = UnsafeMutableRawBufferPointer(rebasing: output[WireSize.transportHeader...])
-        let sealed = keypair.sendKey.seal(
-            counter: counter, plaintext: frame, associatedData: UnsafeRawBufferPointer(start: nil, count: 0),
-            into: body)
-        peer.lastSent = now
-        peer.bytesSent += UInt64(frame.count)
-        let length = WireSize.transportHeader + sealed
-        counters.datagramsSent += 1
-        counters.bytesSent += UInt64(length)
-        return (length, endpoint)
+        guard let slot = peers.index(forKey: key) else { return nil }
+        let config = self.config
+        // One hash lookup, then the peer is mutated in place (no copy of its replay windows).
+        let sealed: (length: Int, endpoint: Endpoint)? = modifyPeer(at: slot) { peer in
+            guard let endpoint = peer.endpoint, output.count >= WireSize.transportHeader + frame.count + 16 else {
+                return nil
+            }
+            let length: Int? =
+                peer.withKeypair(in: .current) { keypair in
+                    guard keypair.canSend(now: now, config: config) else { return nil }
+                    let counter = keypair.sendCounter
+                    keypair.sendCounter += 1
+                    TransportHeader(receiverIndex: keypair.remoteIndex, counter: counter).write(into: output)
+                    let body = UnsafeMutableRawBufferPointer(rebasing: output[WireSize.transportHeader...])
+                    return WireSize.transportHeader
+                        + keypair.sendKey.seal(
+                            counter: counter, plaintext: frame,
+                            associatedData: UnsafeRawBufferPointer(start: nil, count: 0), into: body)
+                } ?? nil
+            guard let length else { return nil }
+            peer.lastSent = now
+            peer.bytesSent += UInt64(frame.count)
+            return (length, endpoint)
+        }
+        if let sealed {
+            counters.datagramsSent += 1
+            counters.bytesSent += UInt64(sealed.length)
+        }
+        return sealed
     }
 
     /// Result of opening a transport datagram in place.
@@ -227,43 +234,51 @@ public struct SessionManager: Sendable, CustomReflectable {
         do { header = try TransportHeader(decoding: UnsafeRawBufferPointer(datagram)) } catch {
             return drop(.malformed)
         }
-        guard let key = indices[header.receiverIndex], var peer = peers.removeValue(forKey: key) else {
+        guard let key = indices[header.receiverIndex], let peerSlot = peers.index(forKey: key) else {
             return drop(.unknownIndex)
         }
-        defer { peers[key] = peer }
-        guard let slot = peer.slot(forLocalIndex: header.receiverIndex), var keypair = peer.take(slot) else {
-            return drop(.unknownIndex)
+        let config = self.config
+        let outcome: Result<Int, DropReason> = modifyPeer(at: peerSlot) { peer in
+            guard let slot = peer.slot(forLocalIndex: header.receiverIndex) else { return .failure(.unknownIndex) }
+            let opened: Result<Int, DropReason> =
+                peer.withKeypair(in: slot) { keypair in
+                    guard keypair.replay.check(header.counter) else { return .failure(.replayedCounter) }
+                    guard now.since(keypair.createdAt) < config.rejectAfterTime,
+                        header.counter < config.rejectAfterMessages
+                    else { return .failure(.expiredKeys) }
+                    let ciphertext = UnsafeRawBufferPointer(rebasing: datagram[WireSize.transportHeader...])
+                    let body = UnsafeMutableRawBufferPointer(rebasing: datagram[WireSize.transportHeader...])
+                    do {
+                        let length = try keypair.receiveKey.open(
+                            counter: header.counter, ciphertext: ciphertext,
+                            associatedData: UnsafeRawBufferPointer(start: nil, count: 0), into: body)
+                        keypair.replay.accept(header.counter)
+                        return .success(length)
+                    } catch {
+                        return .failure(.authenticationFailed)
+                    }
+                } ?? .failure(.unknownIndex)
+            guard case .success(let length) = opened else { return opened }
+            if slot == .next { peer.confirmNext() }
+            peer.lastReceived = now
+            peer.bytesReceived += UInt64(length)
+            if peer.endpoint != source {
+                peer.endpoint = source
+                events.append(.endpointChanged(peer: key, endpoint: source))
+            }
+            if !peer.isEstablished {
+                peer.isEstablished = true
+                events.append(.established(peer: key, endpoint: source))
+            }
+            return opened
         }
-        guard keypair.replay.check(header.counter),
-            now.since(keypair.createdAt) < config.rejectAfterTime, header.counter < config.rejectAfterMessages
-        else {
-            peer.store(keypair, in: slot)
-            return drop(keypair.replay.check(header.counter) ? .expiredKeys : .replayedCounter)
-        }
-        let ciphertext = UnsafeRawBufferPointer(rebasing: datagram[WireSize.transportHeader...])
-        let body = UnsafeMutableRawBufferPointer(rebasing: datagram[WireSize.transportHeader...])
         let length: Int
-        do {
-            length = try keypair.receiveKey.open(
-                counter: header.counter, ciphertext: ciphertext,
-                associatedData: UnsafeRawBufferPointer(start: nil, count: 0), into: body)
-        } catch {
-            peer.store(keypair, in: slot)
-            return drop(.authenticationFailed)
+        switch outcome {
+        case .failure(let reason): return drop(reason)
+        case .success(let value): length = value
         }
-        keypair.replay.accept(header.counter)
-        peer.store(keypair, in: slot)
-        if slot == .next { confirmNext(&peer) }
-        peer.lastReceived = now
-        peer.bytesReceived += UInt64(length)
-        if peer.endpoint != source {
-            peer.endpoint = source
-            events.append(.endpointChanged(peer: key, endpoint: source))
-        }
-        if !peer.isEstablished {
-            peer.isEstablished = true
-            events.append(.established(peer: key, endpoint: source))
-        }
+        // Keys that confirmNext retired no longer own their indices.
+        while let retired = peers.values[peerSlot].retiredIndices.popLast() { indices.removeValue(forKey: retired) }
         let start = WireSize.transportHeader
         return .frame(peer: key, range: start..<start + length)
     }
@@ -326,12 +341,16 @@ public struct SessionManager: Sendable, CustomReflectable {
                 isInitiator: true)
         else { return count(.handshakeFailed) }
         peer.pending = nil
-        if let previous = peer.previous { indices.removeValue(forKey: previous.localIndex) }
         if let next = peer.next {
-            indices.removeValue(forKey: next.localIndex)
+            // Initiations crossed: the peer may already send on the keypair of its own initiation
+            // (our `next`). Keep it receivable as `previous`; the rest retires (WireGuard's rule).
+            for old in [peer.current, peer.previous].compactMap({ $0 }) { indices.removeValue(forKey: old.localIndex) }
+            peer.previous = next
             peer.next = nil
+        } else {
+            if let previous = peer.previous { indices.removeValue(forKey: previous.localIndex) }
+            peer.previous = peer.current
         }
-        peer.previous = peer.current
         peer.current = keypair
         peer.endpoint = source
         peer.lastHandshake = now
@@ -527,20 +546,6 @@ public struct SessionManager: Sendable, CustomReflectable {
         return true
     }
 
-    private mutating func confirmNext(_ peer: inout Peer) {
-        guard let next = peer.next else { return }
-        if let previous = peer.previous { indices.removeValue(forKey: previous.localIndex) }
-        peer.previous = peer.current
-        peer.current = next
-        peer.next = nil
-        peer.attemptingSince = nil
-        if let pending = peer.pending {
-            // The peer's initiation crossed ours and won; ours is no longer needed.
-            indices.removeValue(forKey: pending.localIndex)
-            peer.pending = nil
-        }
-    }
-
     // MARK: - Timers
 
     private mutating func tickPeer(
@@ -600,6 +605,13 @@ public struct SessionManager: Sendable, CustomReflectable {
     }
 
     // MARK: - Helpers
+
+    /// Mutates the peer at `slot` in place: one hash lookup per packet, no copy-on-write.
+    private mutating func modifyPeer<R>(
+        at slot: Dictionary<PublicKey, Peer>.Index, _ body: (inout Peer) throws -> R
+    ) rethrows -> R {
+        try body(&peers.values[slot])
+    }
 
     private mutating func newIndex(for key: PublicKey, rng: inout some RandomNumberGenerator) -> UInt32 {
         while true {

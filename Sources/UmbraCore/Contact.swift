@@ -113,11 +113,15 @@ enum HostName {
         var lowered: [UInt8] = []
         for (offset, character) in text.enumerated() {
             guard let ascii = character.asciiValue, character.utf8.count == 1 else {
-                throw fail("character '\(shown(character))' at position \(offset + 1) is not allowed (only a-z, 0-9, '-', '.')")
+                throw fail(
+                    "character '\(shown(character))' at position \(offset + 1) is not allowed (only a-z, 0-9, '-', '.')"
+                )
             }
             let unit = ASCII.lowercased(ascii)
             guard ASCII.isDigit(unit) || (unit >= 0x61 && unit <= 0x7A) || unit == 0x2D || unit == 0x2E else {
-                throw fail("character '\(shown(character))' at position \(offset + 1) is not allowed (only a-z, 0-9, '-', '.')")
+                throw fail(
+                    "character '\(shown(character))' at position \(offset + 1) is not allowed (only a-z, 0-9, '-', '.')"
+                )
             }
             lowered.append(unit)
             if lowered.count > maximumLength {

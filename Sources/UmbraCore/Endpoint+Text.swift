@@ -200,7 +200,8 @@ extension IPAddress: CustomStringConvertible {
     }
 
     static func rfc5952(high: UInt64, low: UInt64) -> String {
-        let groups = (0..<4).map { UInt16(truncatingIfNeeded: high >> (48 - 16 * $0)) }
+        let groups =
+            (0..<4).map { UInt16(truncatingIfNeeded: high >> (48 - 16 * $0)) }
             + (0..<4).map { UInt16(truncatingIfNeeded: low >> (48 - 16 * $0)) }
         // The longest run of zero groups, leftmost on a tie; a single zero group is not compressed.
         var bestStart = -1

@@ -72,7 +72,11 @@ public struct Key256: Hashable, Sendable, Comparable, CustomStringConvertible {
     public var bytes: [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(32)
-        for word in wordArray { for shift in stride(from: 56, through: 0, by: -8) { out.append(UInt8(truncatingIfNeeded: word >> UInt64(shift))) } }
+        for word in wordArray {
+            for shift in stride(from: 56, through: 0, by: -8) {
+                out.append(UInt8(truncatingIfNeeded: word >> UInt64(shift)))
+            }
+        }
         return out
     }
 
@@ -82,7 +86,9 @@ public struct Key256: Hashable, Sendable, Comparable, CustomStringConvertible {
     public func xorDistance(to other: Key256) -> Distance {
         Distance(
             Key256(
-                words: (words.0 ^ other.words.0, words.1 ^ other.words.1, words.2 ^ other.words.2, words.3 ^ other.words.3)
+                words: (
+                    words.0 ^ other.words.0, words.1 ^ other.words.1, words.2 ^ other.words.2, words.3 ^ other.words.3
+                )
             )
         )
     }
@@ -183,7 +189,9 @@ public struct NodeAddress: Hashable, Sendable, CustomStringConvertible {
         guard text.utf8.count >= prefixLength,
             String(decoding: text.utf8.prefix(prefixLength).map(ASCII.lowercased), as: UTF8.self) == Self.prefix
         else { throw .missingPrefix }
-        let body = text.dropFirst(prefixLength)
+        // Slice by UTF-8 offset, not by Characters: a combining mark after "umbra1" must not merge
+        // with the '1' and vanish from the body.
+        let body = text[text.utf8.index(text.utf8.startIndex, offsetBy: prefixLength)...]
         // Check characters before the length so a typo is reported where it is, not as a count.
         var count = 0
         for character in body {

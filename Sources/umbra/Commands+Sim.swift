@@ -39,8 +39,9 @@ struct Sim: AsyncParsableCommand {
                 print(String(decoding: data, as: UTF8.self))
             } else {
                 for entry in result.trace { print(entry) }
-                print("\(result.fullyConnected)/\(nodes) nodes have sessions with all \(nodes - 1) others; "
-                    + "trace digest \(result.digest)")
+                print(
+                    "\(result.fullyConnected)/\(nodes) nodes have sessions with all \(nodes - 1) others; "
+                        + "trace digest \(result.digest)")
             }
         }
     }
@@ -67,8 +68,9 @@ enum HandshakeScenario {
         for identity in identities { sim.addNode(identity: identity, config: config) }
         sim.run(for: .seconds(seconds))
         let full = (0..<count).filter { sim.instance($0).establishedPeerCount == count - 1 }.count
-        return Result(trace: sim.trace, fullyConnected: full, statistics: sim.statistics,
-                      digest: Digest.fnv1a(sim.trace.map(\.description).joined(separator: "\n")))
+        return Result(
+            trace: sim.trace, fullyConnected: full, statistics: sim.statistics,
+            digest: Digest.fnv1a(sim.trace.map(\.description).joined(separator: "\n")))
     }
 }
 

@@ -15,16 +15,19 @@ struct Status: AsyncParsableCommand {
             return
         }
         let report: StatusReport
-        do { report = try ControlClient.request(StatusReport.self, method: "GET", path: "/v1/status", socket: socket) }
-        catch { throw CLIError("umbra status: \(error)") }
+        do {
+            report = try ControlClient.request(StatusReport.self, method: "GET", path: "/v1/status", socket: socket)
+        } catch { throw CLIError("umbra status: \(error)") }
         print("address     \(report.address)")
         print("listen      \(report.listen)")
         print("uptime      \(Format.duration(report.uptimeSeconds))")
         print("peers       \(report.peers) known, \(report.sessions) with an established session")
-        print("datagrams   \(report.datagrams.received) in (\(Format.bytes(report.datagrams.bytesReceived))), "
-            + "\(report.datagrams.sent) out (\(Format.bytes(report.datagrams.bytesSent)))")
-        print("handshakes  \(report.handshakes.initiated) initiated, \(report.handshakes.completed) completed, "
-            + "\(report.handshakes.cookieRepliesSent) cookie replies")
+        print(
+            "datagrams   \(report.datagrams.received) in (\(Format.bytes(report.datagrams.bytesReceived))), "
+                + "\(report.datagrams.sent) out (\(Format.bytes(report.datagrams.bytesSent)))")
+        print(
+            "handshakes  \(report.handshakes.initiated) initiated, \(report.handshakes.completed) completed, "
+                + "\(report.handshakes.cookieRepliesSent) cookie replies")
         let drops = report.dropped.filter { $0.value > 0 }.sorted { $0.key < $1.key }
             .map { "\($0.key) \($0.value)" }.joined(separator: ", ")
         print("dropped     \(report.droppedTotal)" + (drops.isEmpty ? "" : " (\(drops))"))
@@ -43,8 +46,9 @@ struct Peers: AsyncParsableCommand {
             return
         }
         let report: PeersReport
-        do { report = try ControlClient.request(PeersReport.self, method: "GET", path: "/v1/peers", socket: socket) }
-        catch { throw CLIError("umbra peers: \(error)") }
+        do {
+            report = try ControlClient.request(PeersReport.self, method: "GET", path: "/v1/peers", socket: socket)
+        } catch { throw CLIError("umbra peers: \(error)") }
         if report.peers.isEmpty {
             print("no peers yet")
             return

@@ -18,8 +18,10 @@ struct Up: AsyncParsableCommand {
     @Option(help: ArgumentHelp("UDP address to listen on: IPv4 `HOST:PORT` or `[IPv6]:PORT`.", valueName: "host:port"))
     var listen = "0.0.0.0:\(NetworkDefaults.port)"
 
-    @Option(help: ArgumentHelp("Bootstrap list: one contact `umbra1…@host:port` per line, `#` comments.",
-                               valueName: "file"))
+    @Option(
+        help: ArgumentHelp(
+            "Bootstrap list: one contact `umbra1…@host:port` per line, `#` comments.",
+            valueName: "file"))
     var bootstrap: String?
 
     @Option(help: "Network id; nodes of different networks cannot talk.")
@@ -32,8 +34,9 @@ struct Up: AsyncParsableCommand {
 
     func run() async throws {
         guard let level = Logger.Level(rawValue: logLevel) else {
-            throw CLIError("umbra up: unknown --log-level '\(logLevel)'; use one of "
-                + Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))
+            throw CLIError(
+                "umbra up: unknown --log-level '\(logLevel)'; use one of "
+                    + Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))
         }
         let listenEndpoint: Endpoint
         do { listenEndpoint = try Endpoint(parsing: listen) } catch {
@@ -66,13 +69,15 @@ struct Up: AsyncParsableCommand {
             logger: logger)
         let control = ControlService(
             socketPath: directory.controlSocket,
-            router: ControlRouter(host: host, requestShutdown: {
-                // Same path as a signal, a moment later so the HTTP answer goes out first.
-                Task {
-                    try? await Task.sleep(for: .milliseconds(50))
-                    kill(getpid(), SIGTERM)
-                }
-            }),
+            router: ControlRouter(
+                host: host,
+                requestShutdown: {
+                    // Same path as a signal, a moment later so the HTTP answer goes out first.
+                    Task {
+                        try? await Task.sleep(for: .milliseconds(50))
+                        kill(getpid(), SIGTERM)
+                    }
+                }),
             group: group, logger: logger)
         logger.info(
             "starting node",
@@ -99,14 +104,25 @@ struct Up: AsyncParsableCommand {
         }
         let (contacts, errors) = BootstrapList.parse(text)
         for error in errors {
-            logger.warning("skipping a bootstrap line", metadata: ["file": "\(path)", "line": "\(error.line)",
-                                                                    "reason": "\(error.message)"])
+            logger.warning(
+                "skipping a bootstrap line",
+                metadata: [
+                    "file": "\(path)", "line": "\(error.line)",
+                    "reason": "\(error.message)",
+                ])
         }
         var targets: [DialTarget] = []
         for contact in contacts where contact.publicKey != own {
-            do { targets.append(DialTarget(publicKey: contact.publicKey, endpoint: try Resolver.endpoint(of: contact))) }
-            catch { logger.warning("skipping a bootstrap contact", metadata: ["contact": "\(contact)",
-                                                                               "reason": "\(error)"]) }
+            do {
+                targets.append(DialTarget(publicKey: contact.publicKey, endpoint: try Resolver.endpoint(of: contact)))
+            } catch {
+                logger.warning(
+                    "skipping a bootstrap contact",
+                    metadata: [
+                        "contact": "\(contact)",
+                        "reason": "\(error)",
+                    ])
+            }
         }
         return targets
     }
@@ -119,8 +135,9 @@ struct Down: AsyncParsableCommand {
     func run() async throws {
         let directory = DataDirectory.resolve(options.dataDir)
         do {
-            _ = try ControlClient.request([String: String].self, method: "POST", path: "/v1/shutdown",
-                                          socket: directory.controlSocket)
+            _ = try ControlClient.request(
+                [String: String].self, method: "POST", path: "/v1/shutdown",
+                socket: directory.controlSocket)
         } catch { throw CLIError("umbra down: \(error)") }
         // Wait (bounded) until the node has closed its control socket.
         for _ in 0..<100 where ControlClient.isListening(directory.controlSocket) {

@@ -1,12 +1,13 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Logging
 import NIOPosix
 import Node
 import NodeRuntime
 import Testing
 import UmbraCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Real nodes on real UDP sockets on loopback, in this process.
 struct LiveNode {

@@ -1,7 +1,8 @@
 import Testing
-@testable import Sessions
 import UmbraCore
 import UmbraCrypto
+
+@testable import Sessions
 
 @Suite("Handshake and transport")
 struct HandshakeTests {
@@ -58,8 +59,9 @@ struct HandshakeTests {
         pair.handshake()
         let added = pair.a.addPeer(pair.bKey, endpoint: pair.bEndpoint)
         #expect(added)
-        var effects = pair.a.send([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15], to: pair.bKey, now: pair.now,
-                                  rng: &pair.rng)
+        var effects = pair.a.send(
+            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15], to: pair.bKey, now: pair.now,
+            rng: &pair.rng)
         guard var data = firstSend(effects) else {
             Issue.record("nothing sent")
             return
@@ -85,8 +87,10 @@ struct HandshakeTests {
         }
         var frames: [[UInt8]] = []
         for bytes in datagrams.reversed() {
-            for case .deliver(_, let frame) in pair.b.receive(bytes, from: pair.aEndpoint, now: pair.now,
-                                                               rng: &pair.rng) {
+            for case .deliver(_, let frame) in pair.b.receive(
+                bytes, from: pair.aEndpoint, now: pair.now,
+                rng: &pair.rng)
+            {
                 frames.append(frame)
             }
         }
@@ -165,18 +169,29 @@ struct HandshakeTests {
         #expect(pair.b.snapshot(of: pair.aKey)?.endpoint == roamed)
     }
 
-    @Test func crossingInitiationsConverge() {
+    @Test func crossingInitiationsWorkAtOnceInBothDirections() {
         var pair = Pair()
-        let fromA = pair.a.connect(pair.bKey, endpoint: pair.bEndpoint, now: pair.now, rng: &pair.rng)
-        let fromB = pair.b.connect(pair.aKey, endpoint: pair.aEndpoint, now: pair.now, rng: &pair.rng)
-        pair.pump(fromA, from: "a")
-        pair.pump(fromB, from: "b")
+        // Both initiations are on the wire before either side sees the other's.
+        let initiationA = firstSend(pair.a.connect(pair.bKey, endpoint: pair.bEndpoint, now: pair.now, rng: &pair.rng))!
+        let initiationB = firstSend(pair.b.connect(pair.aKey, endpoint: pair.aEndpoint, now: pair.now, rng: &pair.rng))!
+        let responseB = pair.b.receive(initiationA, from: pair.aEndpoint, now: pair.now, rng: &pair.rng)
+        let responseA = pair.a.receive(initiationB, from: pair.bEndpoint, now: pair.now, rng: &pair.rng)
+        // Both responses are in flight; each side's confirming keepalive crosses the other's too.
+        let confirmA = pair.a.receive(firstSend(responseB)!, from: pair.bEndpoint, now: pair.now, rng: &pair.rng)
+        let confirmB = pair.b.receive(firstSend(responseA)!, from: pair.aEndpoint, now: pair.now, rng: &pair.rng)
+        pair.pump(confirmA, from: "a")
+        pair.pump(confirmB, from: "b")
         pair.sendAB([1])
         pair.sendBA([2])
-        pair.run(for: .seconds(30))
         pair.sendAB([3])
-        pair.sendBA([4])
-        #expect(pair.delivered.map(\.frame) == [[1], [2], [3], [4]])
-        #expect(pair.a.counters.dropped[.authenticationFailed, default: 0] == 0)
+        #expect(pair.delivered.map(\.frame) == [[1], [2], [3]])
+        #expect(pair.a.counters.droppedTotal == 0)
+        #expect(pair.b.counters.droppedTotal == 0)
+        // And it stays healthy through rekeys.
+        pair.run(for: .seconds(400))
+        pair.sendAB([4])
+        pair.sendBA([5])
+        #expect(pair.delivered.map(\.frame) == [[1], [2], [3], [4], [5]])
+        #expect(pair.a.counters.droppedTotal == 0 && pair.b.counters.droppedTotal == 0)
     }
 }

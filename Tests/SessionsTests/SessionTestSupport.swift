@@ -1,5 +1,6 @@
-@testable import Sessions
 import UmbraCore
+
+@testable import Sessions
 
 /// Two session managers wired back to back, with a manual clock: a pure test harness that
 /// interprets effects exactly as a shell would (without a network in between).

@@ -1,6 +1,7 @@
 import Testing
-@testable import Sessions
 import UmbraCore
+
+@testable import Sessions
 
 @Suite("Timers: rekey, expiry, keepalive, liveness, give-up")
 struct TimerTests {
@@ -87,8 +88,10 @@ struct CookieTests {
 
     @Test func cookieReplyForAnUnknownIndexIsDropped() {
         var pair = Pair()
-        let reply = CookieReply(receiverIndex: 12345, nonce: [UInt8](repeating: 1, count: 24),
-                                encryptedCookie: [UInt8](repeating: 2, count: 32)).encoded()
+        let reply = CookieReply(
+            receiverIndex: 12345, nonce: [UInt8](repeating: 1, count: 24),
+            encryptedCookie: [UInt8](repeating: 2, count: 32)
+        ).encoded()
         #expect(pair.a.receive(reply, from: pair.bEndpoint, now: pair.now, rng: &pair.rng).isEmpty)
         #expect(pair.a.counters.dropped[.unknownIndex] == 1)
     }
@@ -172,8 +175,9 @@ struct WireMessageTests {
             senderIndex: 7, receiverIndex: 9, noiseMessage: Array(repeating: 3, count: 48),
             mac1: Array(repeating: 4, count: 16), mac2: Array(repeating: 5, count: 16))
         #expect(try HandshakeResponse(decoding: response.encoded()) == response)
-        let reply = CookieReply(receiverIndex: 1, nonce: Array(repeating: 6, count: 24),
-                                encryptedCookie: Array(repeating: 7, count: 32))
+        let reply = CookieReply(
+            receiverIndex: 1, nonce: Array(repeating: 6, count: 24),
+            encryptedCookie: Array(repeating: 7, count: 32))
         #expect(try CookieReply(decoding: reply.encoded()) == reply)
     }
 }

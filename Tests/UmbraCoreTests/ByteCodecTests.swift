@@ -137,8 +137,10 @@ struct ByteCodecTests {
 
     @Test("every error has a description naming the problem")
     func descriptions() {
-        #expect(DecodeError.truncated(offset: 3, needed: 2).description == "input ends at byte 3, 2 more byte(s) needed")
-        #expect(DecodeError.lengthTooLarge(offset: 0, length: 9, limit: 4).description.contains("exceeds the limit of 4"))
+        #expect(
+            DecodeError.truncated(offset: 3, needed: 2).description == "input ends at byte 3, 2 more byte(s) needed")
+        #expect(
+            DecodeError.lengthTooLarge(offset: 0, length: 9, limit: 4).description.contains("exceeds the limit of 4"))
         #expect(DecodeError.trailingBytes(count: 5).description.contains("5 unexpected"))
         #expect(DecodeError.unknownTag(field: "address family", value: 9).description == "unknown address family 9")
         #expect(DecodeError.invalid(field: "port", reason: "zero").description == "invalid port: zero")
@@ -175,7 +177,9 @@ struct SeededRandomTests {
         #expect(rng.next() == 0x1A5F_849D_4933_E6E0)
     }
 
-    @Test("bytes(count) is deterministic, the right length, and a prefix of a longer draw", arguments: [0, 1, 7, 8, 9, 33])
+    @Test(
+        "bytes(count) is deterministic, the right length, and a prefix of a longer draw",
+        arguments: [0, 1, 7, 8, 9, 33])
     func bytes(count: Int) {
         var a = SeededRandom(seed: 7)
         var b = SeededRandom(seed: 7)

@@ -69,11 +69,13 @@ struct ContactTests {
             ("\(address)@[::x]:4747", .endpoint(.invalidIPv6("::x")), "'::x' is not an IPv6 address"),
             (
                 "\(address)@exa_mple.com:1",
-                .invalidHostName("exa_mple.com", reason: "character '_' at position 4 is not allowed (only a-z, 0-9, '-', '.')"),
+                .invalidHostName(
+                    "exa_mple.com", reason: "character '_' at position 4 is not allowed (only a-z, 0-9, '-', '.')"),
                 "'_' at position 4"
             ),
             (
-                "\(address)@a..b:1", .invalidHostName("a..b", reason: "it has an empty label (two dots, or a dot at either end)"),
+                "\(address)@a..b:1",
+                .invalidHostName("a..b", reason: "it has an empty label (two dots, or a dot at either end)"),
                 "empty label"
             ),
             (
@@ -81,11 +83,15 @@ struct ContactTests {
                 .invalidHostName("example.com.", reason: "it has an empty label (two dots, or a dot at either end)"),
                 "empty label"
             ),
-            ("\(address)@-a.com:1", .invalidHostName("-a.com", reason: "label '-a' starts with '-'"), "starts with '-'"),
+            (
+                "\(address)@-a.com:1", .invalidHostName("-a.com", reason: "label '-a' starts with '-'"),
+                "starts with '-'"
+            ),
             ("\(address)@a-.com:1", .invalidHostName("a-.com", reason: "label 'a-' ends with '-'"), "ends with '-'"),
             (
                 "\(address)@\(longLabel).com:1",
-                .invalidHostName(clipped("\(longLabel).com"), reason: "label '\(longLabel)' is 64 characters, the limit is 63"),
+                .invalidHostName(
+                    clipped("\(longLabel).com"), reason: "label '\(longLabel)' is 64 characters, the limit is 63"),
                 "64 characters, the limit is 63"
             ),
             (
@@ -95,12 +101,14 @@ struct ContactTests {
             ),
             (
                 "\(address)@ex ample:1",
-                .invalidHostName("ex ample", reason: "character ' ' at position 3 is not allowed (only a-z, 0-9, '-', '.')"),
+                .invalidHostName(
+                    "ex ample", reason: "character ' ' at position 3 is not allowed (only a-z, 0-9, '-', '.')"),
                 "' ' at position 3"
             ),
             (
                 "\(address)@exämple:1",
-                .invalidHostName("exämple", reason: "character 'ä' at position 3 is not allowed (only a-z, 0-9, '-', '.')"),
+                .invalidHostName(
+                    "exämple", reason: "character 'ä' at position 3 is not allowed (only a-z, 0-9, '-', '.')"),
                 "'ä' at position 3"
             ),
         ] as [(String, ContactParseError, String)]
@@ -138,12 +146,13 @@ struct BootstrapListTests {
             \(address)@1.2.3.4:4748#no space before comment
             """
         let result = BootstrapList.parse(text)
-        #expect(result.contacts.map(\.description) == [
-            "\(address)@1.2.3.4:4747",
-            "\(second)@[2001:db8::1]:4747",
-            "\(address)@seed.example.net:4747",
-            "\(address)@1.2.3.4:4748",
-        ])
+        #expect(
+            result.contacts.map(\.description) == [
+                "\(address)@1.2.3.4:4747",
+                "\(second)@[2001:db8::1]:4747",
+                "\(address)@seed.example.net:4747",
+                "\(address)@1.2.3.4:4748",
+            ])
         #expect(result.errors.map(\.line) == [7, 9])
         #expect(result.errors.first?.message.contains("no '@'") == true)
         #expect(result.errors.last?.message == "port 0 is out of range 1-65535")

@@ -86,10 +86,12 @@ struct IPAddressTextTests {
     @Test(
         "malformed IPv6 is refused",
         arguments: [
-            ":", ":::", "1:::2", "1::2::3", ":1::", ":1:2:3:4:5:6:7:8", "1::2:", "1:2:3:4:5:6:7:8:", "1:2:3:4:5:6:7:8:9",
+            ":", ":::", "1:::2", "1::2::3", ":1::", ":1:2:3:4:5:6:7:8", "1::2:", "1:2:3:4:5:6:7:8:",
+            "1:2:3:4:5:6:7:8:9",
             "1:2:3:4:5:6:7", "1:2:3:4:5:6:7:8::", "::1:2:3:4:5:6:7:8", "12345::", "g::", "::g", "::ffff:1.2.3",
             "::ffff:01.2.3.4", "::ffff:256.1.1.1", "::1.2.3.4:5", "1.2.3.4::", "::1.2.3.4.5", "fe80::1%eth0", "[::1]",
-            " ::1", "::1 ", "1:2:3:4:5:6:7:1.2.3.4", "::ffff:1.2.3.4:", ":: 1", "::-1", "0x1::", "1:2:3:4:5:6:7:8:1.2.3.4",
+            " ::1", "::1 ", "1:2:3:4:5:6:7:1.2.3.4", "::ffff:1.2.3.4:", ":: 1", "::-1", "0x1::",
+            "1:2:3:4:5:6:7:8:1.2.3.4",
             "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.2555",
         ]
     )
@@ -160,7 +162,8 @@ struct IPAddressTextTests {
             // Bias towards zero groups so `::` placement gets exercised.
             var words: [UInt64] = [0, 0]
             for group in 0..<8 where Bool.random(using: &rng) {
-                words[group / 4] |= UInt64(UInt16.random(in: 0...UInt16.max, using: &rng)) << (48 - 16 * UInt64(group % 4))
+                words[group / 4] |=
+                    UInt64(UInt16.random(in: 0...UInt16.max, using: &rng)) << (48 - 16 * UInt64(group % 4))
             }
             let address = IPAddress.v6(high: words[0], low: words[1])
             let text = address.description
@@ -177,7 +180,8 @@ struct EndpointTests {
     @Test(
         "text endpoints parse and print back",
         arguments: [
-            ("1.2.3.4:4747", "1.2.3.4:4747"), ("0.0.0.0:1", "0.0.0.0:1"), ("255.255.255.255:65535", "255.255.255.255:65535"),
+            ("1.2.3.4:4747", "1.2.3.4:4747"), ("0.0.0.0:1", "0.0.0.0:1"),
+            ("255.255.255.255:65535", "255.255.255.255:65535"),
             ("[::1]:4747", "[::1]:4747"), ("[2001:DB8:0:0:0:0:0:1]:80", "[2001:db8::1]:80"),
             ("[::ffff:1.2.3.4]:4747", "[::ffff:1.2.3.4]:4747"),
         ]
@@ -241,7 +245,10 @@ struct EndpointTests {
 
     @Test(
         "binary endpoints round-trip",
-        arguments: ["1.2.3.4:4747", "0.0.0.0:65535", "[::1]:1", "[2001:db8::1]:4747", "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:9"]
+        arguments: [
+            "1.2.3.4:4747", "0.0.0.0:65535", "[::1]:1", "[2001:db8::1]:4747",
+            "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:9",
+        ]
     )
     func binaryRoundTrip(text: String) throws {
         let endpoint = try Endpoint(parsing: text)

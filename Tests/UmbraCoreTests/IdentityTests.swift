@@ -21,7 +21,9 @@ struct IdentityTests {
 
     @Test("the seed must be 32 bytes", arguments: [0, 31, 33, 64])
     func seedLength(count: Int) {
-        #expect(throws: IdentityError.wrongSeedLength(count)) { try Identity(seed: [UInt8](repeating: 7, count: count)) }
+        #expect(throws: IdentityError.wrongSeedLength(count)) {
+            try Identity(seed: [UInt8](repeating: 7, count: count))
+        }
     }
 
     @Test("generate draws the seed from the given generator")
@@ -143,7 +145,8 @@ struct IdentityFileTests {
                 .invalidSeed("expected 64 hex digits, found 63 characters"), "found 63"
             ),
             (
-                "\(header)\nseed: \(Hex.encode(seed).dropLast())g\n\(addressLine)", .invalidSeed("'g' is not a hex digit"),
+                "\(header)\nseed: \(Hex.encode(seed).dropLast())g\n\(addressLine)",
+                .invalidSeed("'g' is not a hex digit"),
                 "'g' is not a hex digit"
             ),
             ("\(header)\n\(seedLine)\naddress: umbra1xyz", .invalidAddress(.wrongLength(3)), "bad address"),

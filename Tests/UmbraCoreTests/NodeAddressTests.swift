@@ -99,6 +99,7 @@ struct NodeAddressTests {
             ("umbra1aa1", .invalidCharacter("1", position: 9), "character '1' at position 9 is not base32"),
             ("umbra1" + valid.dropFirst(6).dropLast() + "8", .invalidCharacter("8", position: 58), "at position 58"),
             ("umbra1 " + valid.dropFirst(6), .invalidCharacter(" ", position: 7), "character ' ' at position 7"),
+            ("umbra1\u{301}" + valid.dropFirst(6), .invalidCharacter("\u{301}", position: 7), "at position 7"),
             (String(valid.dropLast()) + "b", .nonZeroPadding, "non-zero padding bits"),
             (String(valid.dropLast()) + "7", .nonZeroPadding, "non-zero padding bits"),
         ] as [(String, AddressParseError, String)]
@@ -180,7 +181,12 @@ struct Key256Tests {
             #expect(key.commonPrefixLength(with: other) == bit)
             #expect(key.xorDistance(to: other).leadingZeroBitCount == bit)
             // Flipping a later bit keeps the prefix no shorter.
-            if bit < 255 { #expect(key.commonPrefixLength(with: key.flippingBit(bit + 1)) == bit + 1) }
+            if bit < 255 {
+                #expect(key.commonPrefixLength(with: key.flippingBit(bit + 1)) == bit + 1)
+                // Later differences do not matter: only the first differing bit counts.
+                #expect(key.commonPrefixLength(with: other.flippingBit(255)) == bit)
+                #expect(key.commonPrefixLength(with: other.flippingBit(bit + 1)) == bit)
+            }
         }
     }
 

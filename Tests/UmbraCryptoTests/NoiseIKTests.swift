@@ -128,7 +128,9 @@ struct NoiseIKTests {
         let responderStaticPublic: [UInt8]
     }
 
-    static func makePeers(prologue: [UInt8] = Array("umbra/test".utf8), responderPrologue: [UInt8]? = nil) throws
+    static func makePeers(
+        prologue: [UInt8] = Array("umbra/test".utf8), responderPrologue: [UInt8]? = nil
+    ) throws
         -> Peers
     {
         let initiatorStatic = SecureRandom.bytes(32)
