@@ -168,6 +168,7 @@ public struct NodeInstance: Sendable {
         _ peer: PublicKey, now: Instant, rng: inout some RandomNumberGenerator
     ) -> (nonce: UInt64, effects: [NodeEffect]) {
         let nonce = rng.next()
+        guard sessions.snapshot(of: peer) != nil else { return (nonce, []) }  // unknown peer: nothing to send
         outstandingPings[nonce] = (peer, now)
         pingOrder.append(nonce)
         if pingOrder.count > config.maximumOutstandingPings {

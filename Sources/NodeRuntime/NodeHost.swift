@@ -55,9 +55,10 @@ public final class NodeHost: @unchecked Sendable {
     /// Binds the UDP socket and dials the bootstrap peers.
     public func start(host: String, port: Int) async throws {
         let bootstrap = DatagramBootstrap(group: eventLoop)
-            .channelOption(.socketOption(.so_reuseaddr), value: 1)
             .channelOption(.datagramVectorReadMessageCount, value: 64)
-            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 64 * 2048))
+            // recvmmsg splits this buffer evenly between the 64 messages: 4 KiB each, above any
+            // datagram the node sends (control frames <= 1200 bytes plus headers).
+            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 64 * 4096))
             .channelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(DatagramHandler(host: self))

@@ -107,10 +107,23 @@ public struct SessionManager: Sendable, CustomReflectable {
             if let endpoint { peers[key]!.endpoint = endpoint }
             return true
         }
-        guard key != identity.publicKey, peers.count < config.maximumPeers,
-            let remoteStatic = try? Ed25519.x25519PublicKey(fromEd25519: key.bytes)
+        guard key != identity.publicKey, let remoteStatic = try? Ed25519.x25519PublicKey(fromEd25519: key.bytes)
         else { return false }
+        if peers.count >= config.maximumPeers && !evictIdlePeer() { return false }
         peers[key] = Peer(publicKey: key, remoteStatic: remoteStatic, endpoint: endpoint)
+        return true
+    }
+
+    /// Makes room in a full table by forgetting the peer heard from least recently among those
+    /// with no session and no handshake of ours in flight. False when every peer is in use.
+    private mutating func evictIdlePeer() -> Bool {
+        var victim: (key: PublicKey, heard: Instant)?
+        for (key, peer) in peers where !peer.isEstablished && peer.pending == nil {
+            let heard = peer.lastReceived ?? peer.lastHandshake ?? .zero
+            if victim.map({ heard < $0.heard }) ?? true { victim = (key, heard) }
+        }
+        guard let victim else { return false }
+        removePeer(victim.key)
         return true
     }
 
@@ -219,7 +232,7 @@ public struct SessionManager: Sendable, CustomReflectable {
 
     /// Result of opening a transport datagram in place.
     public enum OpenResult: Sendable, Equatable {
-        /// The frame is `datagram[range]`; `becameEstablished` means the caller must run the effects path.
+        /// The frame is `datagram[range]` (empty for a keepalive).
         case frame(peer: PublicKey, range: Range<Int>)
         case dropped(DropReason)
     }
@@ -299,7 +312,9 @@ public struct SessionManager: Sendable, CustomReflectable {
                 role: .initiator, prologue: prologue, staticSecretKey: identity.x25519SecretKey,
                 remoteStaticKey: peer.remoteStatic, ephemeralSecretKey: ephemeral)
         else { return }
-        lastTimestampSent = max(now.nanoseconds, lastTimestampSent + 1)
+        // Coarsened to 2^24 ns (~16.8 ms) like WireGuard, so the timestamp does not leak a
+        // precise clock; strictly increasing so back-to-back initiations stay valid.
+        lastTimestampSent = max(now.nanoseconds & ~((1 << 24) - 1), lastTimestampSent + 1)
         var payload = ByteWriter(capacity: WireSize.initiationPayload)
         payload.write(raw: identity.publicKey.bytes)
         payload.write(lastTimestampSent)
@@ -364,10 +379,7 @@ public struct SessionManager: Sendable, CustomReflectable {
         counters.handshakesCompleted += 1
         if !wasEstablished { effects.append(.established(peer: key, endpoint: source)) }
         // Confirm the session to the responder at once: queued frames, or a keepalive.
-        if queued.isEmpty {
-            _ = sendNow([], to: key, now: now, effects: &effects)
-            counters.keepalivesSent += 1
-        }
+        if queued.isEmpty, sendNow([], to: key, now: now, effects: &effects) { counters.keepalivesSent += 1 }
         for frame in queued { _ = sendNow(frame, to: key, now: now, effects: &effects) }
     }
 
@@ -522,9 +534,9 @@ public struct SessionManager: Sendable, CustomReflectable {
         switch result {
         case .dropped: return
         case .frame(let key, let range):
-            if range.isEmpty { return }  // keepalive
-            effects.append(.deliver(peer: key, frame: Array(copy[range])))
-            // A confirmed session flushes what was queued while it was being set up.
+            // Empty frames are keepalives: authenticated, counted above, nothing to deliver.
+            if !range.isEmpty { effects.append(.deliver(peer: key, frame: Array(copy[range]))) }
+            // A session confirmed by this packet (even a keepalive) flushes what was queued.
             let queued = peers[key]?.queue ?? []
             if !queued.isEmpty {
                 peers[key]!.queue = []
@@ -559,6 +571,8 @@ public struct SessionManager: Sendable, CustomReflectable {
             for index in peer.ownedIndices { indices.removeValue(forKey: index) }
             peer.dropKeys()
             peer.isEstablished = false
+            peer.attemptingSince = nil
+            peer.queue = []
             peers[key] = peer
             effects.append(.lost(peer: key))
             return
@@ -570,7 +584,13 @@ public struct SessionManager: Sendable, CustomReflectable {
                 peer.clear(slot)
             }
         }
-        if peer.isEstablished && peer.current == nil && peer.next == nil { peer.isEstablished = false }
+        if peer.isEstablished && peer.current == nil && peer.next == nil {
+            // Keys ran out without a successful rekey: the peer is as good as lost.
+            peer.isEstablished = false
+            peer.attemptingSince = nil
+            peer.queue = []
+            effects.append(.lost(peer: key))
+        }
         peers[key] = peer
         // Handshake retry or give-up.
         if let pending = peer.pending, now >= pending.retryAt {

@@ -143,6 +143,9 @@ struct Down: AsyncParsableCommand {
         for _ in 0..<100 where ControlClient.isListening(directory.controlSocket) {
             try await Task.sleep(for: .milliseconds(100))
         }
+        guard !ControlClient.isListening(directory.controlSocket) else {
+            throw CLIError("umbra down: the node accepted the request but still answers after 10 s; check its log")
+        }
         print("stopped")
     }
 }

@@ -195,3 +195,50 @@ struct HandshakeTests {
         #expect(pair.a.counters.droppedTotal == 0 && pair.b.counters.droppedTotal == 0)
     }
 }
+
+@Suite("Peer table limits")
+struct PeerTableTests {
+    @Test func fullTableEvictsTheLeastRecentlyHeardIdlePeerButNeverAnEstablishedOne() {
+        var config = SessionConfig()
+        config.maximumPeers = 2
+        var pair = Pair(config: config)
+        pair.handshake()  // B now holds A, established
+        var keys = SeededRandom(seed: 1234)
+        let idle = Identity.generate(using: &keys).publicKey
+        let added = pair.b.addPeer(idle, endpoint: nil)
+        #expect(added)
+        #expect(pair.b.peerCount == 2)
+        // A third node handshakes with B: the idle peer makes room, A stays.
+        var stranger = SessionManager(identity: Identity.generate(using: &keys), config: config)
+        let initiation = firstSend(
+            stranger.connect(pair.bKey, endpoint: pair.bEndpoint, now: pair.now, rng: &pair.rng))!
+        let strangerEndpoint = Endpoint(address: .v4(0x7F00_0009), port: 9)
+        let response = pair.b.receive(initiation, from: strangerEndpoint, now: pair.now, rng: &pair.rng)
+        #expect(firstSend(response) != nil)
+        #expect(pair.b.snapshot(of: idle) == nil)
+        #expect(pair.b.isEstablished(pair.aKey))
+        // Now every slot is in use (A established, the stranger mid-handshake): a fourth is refused.
+        _ = stranger.receive(firstSend(response)!, from: pair.bEndpoint, now: pair.now, rng: &pair.rng)
+        let confirm = stranger.send([1], to: pair.bKey, now: pair.now, rng: &pair.rng)
+        _ = pair.b.receive(firstSend(confirm)!, from: strangerEndpoint, now: pair.now, rng: &pair.rng)
+        var fourth = SessionManager(identity: Identity.generate(using: &keys), config: config)
+        let another = firstSend(fourth.connect(pair.bKey, endpoint: pair.bEndpoint, now: pair.now, rng: &pair.rng))!
+        #expect(pair.b.receive(another, from: strangerEndpoint, now: pair.now, rng: &pair.rng).isEmpty)
+        #expect(pair.b.counters.dropped[.peerTableFull] == 1)
+    }
+
+    @Test func lostPeerDropsItsQueueAndReportsLostWhenKeysExpireWithoutRekey() {
+        var config = SessionConfig()
+        config.peerTimeout = .seconds(1000)  // isolate key expiry from the liveness timer
+        var pair = Pair(config: config)
+        pair.handshake()
+        // Only B's timers run and nothing gets through to A: B's responder keys age out.
+        var lost = false
+        for _ in 0..<200 {
+            pair.now = pair.now + .seconds(1)
+            if pair.b.tick(now: pair.now, rng: &pair.rng).contains(.lost(peer: pair.aKey)) { lost = true }
+        }
+        #expect(lost)
+        #expect(!pair.b.isEstablished(pair.aKey))
+    }
+}
