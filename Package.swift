@@ -13,6 +13,7 @@ let package = Package(
         .executable(name: "umbra", targets: ["umbra"]),
         .library(name: "UmbraCore", targets: ["UmbraCore"]),
         .library(name: "Sessions", targets: ["Sessions"]),
+        .library(name: "Node", targets: ["Node"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),

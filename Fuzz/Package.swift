@@ -30,5 +30,7 @@ let package = Package(
         fuzzTarget("FuzzAddress"),
         fuzzTarget("FuzzBootstrap"),
         fuzzTarget("FuzzIdentityFile"),
+        fuzzTarget("FuzzSessionReceive", products: ["UmbraCore", "Sessions"]),
+        fuzzTarget("FuzzFrame", products: ["UmbraCore", "Node"]),
     ]
 )

@@ -660,7 +660,8 @@ public struct SessionManager: Sendable, CustomReflectable {
 
     private static let zeroMac = [UInt8](repeating: 0, count: WireSize.mac)
 
-    static func mac1Key(for staticPublicKey: [UInt8]) -> [UInt8] {
+    /// The key of mac1 for messages to the holder of `staticPublicKey` (its X25519 Noise key).
+    public static func mac1Key(for staticPublicKey: [UInt8]) -> [UInt8] {
         BLAKE2b.hash(Array("mac1----".utf8) + staticPublicKey, outputLength: 32)
     }
 
@@ -668,7 +669,8 @@ public struct SessionManager: Sendable, CustomReflectable {
         BLAKE2b.hash(Array("cookie--".utf8) + staticPublicKey, outputLength: 32)
     }
 
-    static func mac(key: [UInt8], _ bytes: ArraySlice<UInt8>) -> [UInt8] {
+    /// A 16-byte keyed BLAKE2b MAC (mac1, mac2).
+    public static func mac(key: [UInt8], _ bytes: ArraySlice<UInt8>) -> [UInt8] {
         BLAKE2b.hash(Array(bytes), outputLength: WireSize.mac, key: key)
     }
 

@@ -32,6 +32,17 @@ public struct PublicKey: Hashable, Sendable, CustomStringConvertible {
     /// The node id of this key (BLAKE2b-256 of the key bytes).
     public var nodeID: NodeID { NodeID(publicKey: self) }
 
+    public static func == (lhs: PublicKey, rhs: PublicKey) -> Bool { lhs.bytes == rhs.bytes }
+
+    /// Hashes the first 16 bytes only: keys are uniformly random (finding many keys that share
+    /// 128 bits is infeasible), and peers are looked up by key on every transport packet.
+    public func hash(into hasher: inout Hasher) {
+        bytes.withUnsafeBytes { raw in
+            hasher.combine(raw.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
+            hasher.combine(raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+        }
+    }
+
     /// The `umbra1…` address of this key.
     public var description: String { NodeAddress(publicKey: self).description }
 }
