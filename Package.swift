@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "UmbraCore", targets: ["UmbraCore"]),
         .library(name: "Sessions", targets: ["Sessions"]),
         .library(name: "Node", targets: ["Node"]),
+        .library(name: "Kademlia", targets: ["Kademlia"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -33,13 +34,14 @@ let package = Package(
         // MARK: - Pure protocol cores (no I/O, no clock, no unseeded randomness)
         .target(name: "UmbraCore", dependencies: ["UmbraCrypto"], swiftSettings: strict),
         .target(name: "Sessions", dependencies: ["UmbraCore", "UmbraCrypto"], swiftSettings: strict),
-        .target(name: "Node", dependencies: ["UmbraCore", "Sessions"], swiftSettings: strict),
+        .target(name: "Kademlia", dependencies: ["UmbraCore", "UmbraCrypto"], swiftSettings: strict),
+        .target(name: "Node", dependencies: ["UmbraCore", "Sessions", "Kademlia"], swiftSettings: strict),
 
         // MARK: - Shells
         .target(
             name: "NodeRuntime",
             dependencies: [
-                "Node", "UmbraCore", "Sessions", "UmbraCrypto",
+                "Node", "Kademlia", "UmbraCore", "Sessions", "UmbraCrypto",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -47,11 +49,11 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .target(name: "NetSim", dependencies: ["Node", "UmbraCore", "Sessions"], swiftSettings: strict),
+        .target(name: "NetSim", dependencies: ["Node", "Kademlia", "UmbraCore", "Sessions"], swiftSettings: strict),
         .target(
             name: "NodeAPI",
             dependencies: [
-                "NodeRuntime", "UmbraCore",
+                "NodeRuntime", "Node", "Kademlia", "Sessions", "UmbraCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -63,7 +65,7 @@ let package = Package(
         .executableTarget(
             name: "umbra",
             dependencies: [
-                "NodeAPI", "NodeRuntime", "NetSim", "Node", "UmbraCore", "UmbraCrypto",
+                "NodeAPI", "NodeRuntime", "NetSim", "Node", "Kademlia", "Sessions", "UmbraCore", "UmbraCrypto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -83,10 +85,12 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(name: "UmbraCoreTests", dependencies: ["UmbraCore"], swiftSettings: strict),
         .testTarget(
+            name: "KademliaTests", dependencies: ["Kademlia", "UmbraCore", "UmbraCrypto"], swiftSettings: strict),
+        .testTarget(
             name: "SessionsTests", dependencies: ["Sessions", "UmbraCore", "UmbraCrypto"], swiftSettings: strict),
         .testTarget(
             name: "NodeTests",
-            dependencies: ["Node", "NetSim", "NodeRuntime", "NodeAPI", "UmbraCore", "Sessions"],
+            dependencies: ["Node", "NetSim", "NodeRuntime", "NodeAPI", "Kademlia", "UmbraCore", "Sessions"],
             swiftSettings: strict
         ),
     ]

@@ -5,12 +5,16 @@
 import Node
 import UmbraCore
 
-/// How simulated links behave. Latency is one-way, drawn uniformly per datagram.
+/// How simulated links behave. Each directed pair of nodes gets a one-way base latency drawn
+/// uniformly from [minimum, maximum] the first time it is used (a path has a stable delay, as on
+/// the real internet), plus up to `jitter` × base per datagram; a pair delivers in order (FIFO).
 public struct LinkModel: Sendable {
     public var minimumLatency: Duration = .milliseconds(20)
     public var maximumLatency: Duration = .milliseconds(200)
     /// Probability in [0, 1] that a datagram is lost.
     public var lossRate: Double = 0.01
+    /// Per-datagram extra delay, as a fraction of the pair's base latency.
+    public var jitter: Double = 0.05
 
     public init(
         minimumLatency: Duration = .milliseconds(20), maximumLatency: Duration = .milliseconds(200),
@@ -67,6 +71,13 @@ public struct NetSim {
     private var byEndpoint: [Endpoint: Int] = [:]
     private var queue = EventQueue<Event>()
     private var partitions: Set<Pair> = []
+    private var baseLatency: [DirectedPair: UInt64] = [:]
+    private var lastDelivery: [DirectedPair: UInt64] = [:]
+
+    private struct DirectedPair: Hashable {
+        let from: Int
+        let to: Int
+    }
     /// Called for every node event, after it is traced (tests hook pongs and the like here).
     public var observer: ((Int, NodeEvent) -> Void)?
 
@@ -93,7 +104,10 @@ public struct NetSim {
     public mutating func addNode(identity: Identity, config: NodeConfig) -> Int {
         let index = nodes.count
         let endpoint = Self.endpoint(forNode: index)
-        nodes.append(SimNode(instance: NodeInstance(identity: identity, config: config), endpoint: endpoint))
+        var config = config
+        if config.advertisedEndpoints.isEmpty { config.advertisedEndpoints = [endpoint] }
+        let instance = NodeInstance(identity: identity, config: config, now: now, rng: &rng)
+        nodes.append(SimNode(instance: instance, endpoint: endpoint))
         byEndpoint[endpoint] = index
         let effects = nodes[index].instance.start(now: now, rng: &rng)
         apply(effects, from: index)
@@ -172,12 +186,21 @@ public struct NetSim {
                     statistics.datagramsLost += 1
                     continue
                 }
-                let low = UInt64(max(0, link.minimumLatency.nanosecondsClamped))
-                let high = max(low, UInt64(max(0, link.maximumLatency.nanosecondsClamped)))
-                let latency = UInt64.random(in: low...high, using: &rng)
-                queue.push(
-                    .deliver(datagram: bytes, from: nodes[index].endpoint, to: target),
-                    at: now.nanoseconds + latency)
+                let pair = DirectedPair(from: index, to: target)
+                let base: UInt64
+                if let known = baseLatency[pair] {
+                    base = known
+                } else {
+                    let low = UInt64(max(0, link.minimumLatency.nanosecondsClamped))
+                    let high = max(low, UInt64(max(0, link.maximumLatency.nanosecondsClamped)))
+                    base = UInt64.random(in: low...high, using: &rng)
+                    baseLatency[pair] = base
+                }
+                let jitter =
+                    link.jitter > 0 ? UInt64(Double(base) * Double.random(in: 0..<link.jitter, using: &rng)) : 0
+                let at = max(now.nanoseconds + base + jitter, (lastDelivery[pair] ?? 0) + 1)
+                lastDelivery[pair] = at
+                queue.push(.deliver(datagram: bytes, from: nodes[index].endpoint, to: target), at: at)
             case .event(let event):
                 trace.append(TraceEntry(time: now, node: index, event: event))
                 if trace.count > traceLimit { trace.removeFirst(trace.count - traceLimit) }

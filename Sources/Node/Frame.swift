@@ -2,6 +2,7 @@
 // (docs/protocol.md §Frames). Later cores (DHT, gossip, dialogue, relay, tunnel) get their own
 // channels; a frame on a channel this node does not know is counted and dropped.
 
+import Kademlia
 import UmbraCore
 
 /// The first byte of every frame.
@@ -10,12 +11,15 @@ public enum FrameChannel: UInt8, Sendable, CaseIterable {
     case ping = 0x01
     /// Answer to a ping, echoing its nonce: `nonce(8)`.
     case pong = 0x02
+    /// A Kademlia RPC (request or response): a `DHTMessage`.
+    case dht = 0x10
 }
 
 /// A decoded frame.
 public enum Frame: Equatable, Sendable {
     case ping(nonce: UInt64)
     case pong(nonce: UInt64)
+    case dht(DHTMessage)
 
     /// Control frames must fit one datagram with room for headers and relaying (DESIGN §3).
     public static let maximumControlSize = 1200
@@ -29,6 +33,9 @@ public enum Frame: Equatable, Sendable {
         case .pong(let nonce):
             writer.write(FrameChannel.pong.rawValue)
             writer.write(nonce)
+        case .dht(let message):
+            writer.write(FrameChannel.dht.rawValue)
+            writer.write(raw: message.encoded())
         }
         return writer.bytes
     }
@@ -39,6 +46,9 @@ public enum Frame: Equatable, Sendable {
         switch FrameChannel(rawValue: channel) {
         case .ping: self = .ping(nonce: try reader.readUInt64())
         case .pong: self = .pong(nonce: try reader.readUInt64())
+        case .dht:
+            self = .dht(try DHTMessage(decoding: reader.readRemaining()))
+            return
         case nil: throw .unknownTag(field: "frame channel", value: UInt64(channel))
         }
         try reader.expectEnd()

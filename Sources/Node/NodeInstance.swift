@@ -5,6 +5,7 @@
 // Each call takes `now` and an RNG and returns `[NodeEffect]`; after every call the shell re-arms
 // one timer at `nextDeadline` and calls `tick` when it fires.
 
+import Kademlia
 import Sessions
 import UmbraCore
 
@@ -22,6 +23,9 @@ public enum NodeEvent: Sendable, Equatable, CustomStringConvertible {
     case endpointChanged(PublicKey, Endpoint)
     case pong(PublicKey, nonce: UInt64, rtt: Duration)
     case frameRejected(PublicKey, reason: String)
+    case lookupFinished(LookupReport)
+    case putFinished(PutReport)
+    case observedAddress(Endpoint, reporter: PublicKey)
 
     public var description: String {
         switch self {
@@ -32,6 +36,11 @@ public enum NodeEvent: Sendable, Equatable, CustomStringConvertible {
         case .pong(let key, let nonce, let rtt):
             "pong \(NodeAddress(publicKey: key)) nonce=\(nonce) rtt=\(rtt.nanosecondsClamped / 1000)us"
         case .frameRejected(let key, let reason): "frame-rejected \(NodeAddress(publicKey: key)) \(reason)"
+        case .lookupFinished(let report):
+            "lookup-finished \(report.target) found=\(report.found) hops=\(report.hops) "
+                + "queries=\(report.queries) latency=\(report.latency.nanosecondsClamped / 1_000_000)ms"
+        case .putFinished(let report): "put-finished \(report.key) stored=\(report.stored)/\(report.attempted)"
+        case .observedAddress(let endpoint, let key): "observed-address \(endpoint) by \(NodeAddress(publicKey: key))"
         }
     }
 }
@@ -59,6 +68,11 @@ public struct NodeConfig: Sendable {
     public var redialMaximum: Duration = .seconds(60)
     /// Outstanding pings remembered at most (oldest forgotten first).
     public var maximumOutstandingPings = 1024
+    public var dht = DHTConfig()
+    /// Extra DHT bootstrap contacts that are not kept connected (e.g. a saved routing table).
+    public var dhtSeeds: [DialTarget] = []
+    /// Endpoints this node is reachable at, published in its peer record (empty: none published).
+    public var advertisedEndpoints: [Endpoint] = []
 
     public init() {}
 }
@@ -85,7 +99,9 @@ public struct NodeInstance: Sendable {
     public let identity: Identity
     public let config: NodeConfig
     public private(set) var sessions: SessionManager
+    public private(set) var dht: DHTNode
     public private(set) var counters = NodeCounters()
+    private var peerRecordPublished = false
 
     private struct Dial: Sendable {
         var target: DialTarget
@@ -99,10 +115,11 @@ public struct NodeInstance: Sendable {
     private var rtts: [PublicKey: Duration] = [:]
     private var nextPingRound: Instant?
 
-    public init(identity: Identity, config: NodeConfig) {
+    public init(identity: Identity, config: NodeConfig, now: Instant = .zero, rng: inout some RandomNumberGenerator) {
         self.identity = identity
         self.config = config
         self.sessions = SessionManager(identity: identity, config: config.sessions)
+        self.dht = DHTNode(identity: identity, networkID: config.sessions.networkID, config: config.dht, now: now, rng: &rng)
         for target in config.bootstrap where target.publicKey != identity.publicKey {
             dials[target.publicKey] = Dial(target: target, backoff: config.redialInitial, nextAttempt: nil)
         }
@@ -118,7 +135,39 @@ public struct NodeInstance: Sendable {
             absorb(sessions.connect(key, endpoint: endpoint, now: now, rng: &rng), now: now, rng: &rng, into: &effects)
         }
         nextPingRound = now + config.pingInterval
+        let seeds = (config.bootstrap + config.dhtSeeds).map { NodeContact(publicKey: $0.publicKey, endpoint: $0.endpoint) }
+        absorb(dht.bootstrap(seeds, now: now, rng: &rng), now: now, rng: &rng, into: &effects)
         return effects
+    }
+
+    // MARK: - DHT commands
+
+    /// Starts a DHT lookup; its report comes back as `.event(.lookupFinished)` with this id.
+    public mutating func lookup(_ target: Key256, kind: LookupKind, now: Instant,
+                                rng: inout some RandomNumberGenerator) -> (id: UInt64, effects: [NodeEffect]) {
+        let (id, dhtEffects) = dht.lookup(target, kind: kind, now: now, rng: &rng)
+        var effects: [NodeEffect] = []
+        absorb(dhtEffects, now: now, rng: &rng, into: &effects)
+        return (id, effects)
+    }
+
+    /// Signs and stores a record of ours in the DHT; `.event(.putFinished)` reports with this id.
+    public mutating func publish(kind: SignedRecord.Kind, key: Key256, value: [UInt8], now: Instant,
+                                 rng: inout some RandomNumberGenerator) -> (id: UInt64, effects: [NodeEffect]) {
+        let (id, dhtEffects) = dht.publish(kind: kind, key: key, value: value, now: now, rng: &rng)
+        var effects: [NodeEffect] = []
+        absorb(dhtEffects, now: now, rng: &rng, into: &effects)
+        return (id, effects)
+    }
+
+    /// Publishes this node's peer record (its advertised endpoints) once the DHT has contacts.
+    private mutating func publishPeerRecordIfDue(now: Instant, rng: inout some RandomNumberGenerator,
+                                                 into effects: inout [NodeEffect]) {
+        guard !peerRecordPublished, !config.advertisedEndpoints.isEmpty, dht.table.count > 0 else { return }
+        peerRecordPublished = true
+        let value = PeerRecordValue(endpoints: Array(config.advertisedEndpoints.prefix(8)), relays: [])
+        effects += publish(kind: .peer, key: RecordKey.peer(identity.publicKey), value: value.encoded(), now: now,
+                           rng: &rng).effects
     }
 
     /// Handles one datagram from the network.
@@ -134,6 +183,8 @@ public struct NodeInstance: Sendable {
     public mutating func tick(now: Instant, rng: inout some RandomNumberGenerator) -> [NodeEffect] {
         var effects: [NodeEffect] = []
         absorb(sessions.tick(now: now, rng: &rng), now: now, rng: &rng, into: &effects)
+        absorb(dht.tick(now: now, rng: &rng), now: now, rng: &rng, into: &effects)
+        publishPeerRecordIfDue(now: now, rng: &rng, into: &effects)
         for key in dials.keys.sorted(by: Self.keyOrder) {
             guard let due = dials[key]!.nextAttempt, due <= now else { continue }
             dials[key]!.nextAttempt = nil
@@ -186,6 +237,7 @@ public struct NodeInstance: Sendable {
     public var nextDeadline: Instant? {
         var candidates = dials.values.compactMap(\.nextAttempt)
         if let deadline = sessions.nextDeadline { candidates.append(deadline) }
+        if let deadline = dht.nextDeadline { candidates.append(deadline) }
         if let nextPingRound { candidates.append(nextPingRound) }
         return candidates.min()
     }
@@ -224,11 +276,39 @@ public struct NodeInstance: Sendable {
                 effects.append(.event(.peerDown(key)))
             case .unreachable(let key):
                 scheduleRedial(key, now: now, rng: &rng)
+                absorb(dht.contactUnreachable(key, now: now), now: now, rng: &rng, into: &effects)
                 effects.append(.event(.peerUnreachable(key)))
             case .endpointChanged(let key, let endpoint):
                 effects.append(.event(.endpointChanged(key, endpoint)))
             case .deliver(let key, let bytes):
                 handleFrame(bytes, from: key, now: now, rng: &rng, into: &effects)
+            }
+        }
+    }
+
+    private mutating func absorb(
+        _ dhtEffects: [DHTEffect], now: Instant, rng: inout some RandomNumberGenerator, into effects: inout [NodeEffect]
+    ) {
+        for effect in dhtEffects {
+            switch effect {
+            case .send(let message, let contact):
+                if sessions.snapshot(of: contact.publicKey) == nil {
+                    guard sessions.addPeer(contact.publicKey, endpoint: contact.endpoint) else { continue }
+                }
+                absorb(
+                    sessions.send(Frame.dht(message).encoded(), to: contact.publicKey, early: message.isRequest,
+                                  now: now, rng: &rng), now: now, rng: &rng, into: &effects)
+            case .lookupFinished(let report):
+                effects.append(.event(.lookupFinished(report)))
+            case .putFinished(let report):
+                effects.append(.event(.putFinished(report)))
+            case .contactFailed(let contact):
+                // An on-demand session to a contact that does not answer is not worth retrying.
+                if dials[contact.publicKey] == nil, !sessions.isEstablished(contact.publicKey) {
+                    sessions.removePeer(contact.publicKey)
+                }
+            case .observedAddress(let endpoint, let reporter):
+                effects.append(.event(.observedAddress(endpoint, reporter: reporter)))
             }
         }
     }
@@ -249,6 +329,11 @@ public struct NodeInstance: Sendable {
             absorb(
                 sessions.send(Frame.pong(nonce: nonce).encoded(), to: key, now: now, rng: &rng), now: now, rng: &rng,
                 into: &effects)
+        case .dht(let message):
+            guard let endpoint = sessions.snapshot(of: key)?.endpoint else { return }
+            let contact = NodeContact(publicKey: key, endpoint: endpoint)
+            absorb(dht.handle(message, from: contact, now: now, rng: &rng), now: now, rng: &rng, into: &effects)
+            publishPeerRecordIfDue(now: now, rng: &rng, into: &effects)
         case .pong(let nonce):
             guard let outstanding = outstandingPings[nonce], outstanding.peer == key else {
                 counters.framesRejected += 1

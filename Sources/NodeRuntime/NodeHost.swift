@@ -7,6 +7,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import Kademlia
 import Node
 import Sessions
 import UmbraCore
@@ -42,6 +43,8 @@ public final class NodeHost: @unchecked Sendable {
     private var timer: Scheduled<Void>?
     private var timerDeadline: Instant?
     private var pendingPings: [UInt64: EventLoopPromise<Duration>] = [:]
+    private var pendingLookups: [UInt64: EventLoopPromise<LookupReport>] = [:]
+    private var pendingPuts: [UInt64: EventLoopPromise<PutReport>] = [:]
     public private(set) var listenEndpoint: Endpoint?
 
     public init(instance: NodeInstance, eventLoop: any EventLoop, logger: Logger, clock: RuntimeClock = RuntimeClock())
@@ -92,6 +95,10 @@ public final class NodeHost: @unchecked Sendable {
             timer = nil
             for promise in pendingPings.values { promise.fail(ChannelError.ioOnClosedChannel) }
             pendingPings.removeAll()
+            for promise in pendingLookups.values { promise.fail(ChannelError.ioOnClosedChannel) }
+            pendingLookups.removeAll()
+            for promise in pendingPuts.values { promise.fail(ChannelError.ioOnClosedChannel) }
+            pendingPuts.removeAll()
             defer { self.channel = nil }
             return self.channel
         }.get()
@@ -132,6 +139,32 @@ public final class NodeHost: @unchecked Sendable {
             eventLoop.scheduleTask(in: .nanoseconds(timeout.nanosecondsClamped)) { [self] in
                 pendingPings.removeValue(forKey: nonce)?.fail(PingTimeout())
             }
+            return promise.futureResult
+        }.get()
+        return try await future.get()
+    }
+
+    /// Runs a DHT lookup and waits for its report.
+    public func lookup(_ target: Key256, kind: LookupKind) async throws -> LookupReport {
+        let future: EventLoopFuture<LookupReport> = try await eventLoop.submit { [self] in
+            let promise = eventLoop.makePromise(of: LookupReport.self)
+            let (id, effects) = instance.lookup(target, kind: kind, now: clock.now, rng: &rng)
+            pendingLookups[id] = promise
+            apply(effects)
+            flush()
+            return promise.futureResult
+        }.get()
+        return try await future.get()
+    }
+
+    /// Signs and stores a record of ours in the DHT and waits for the stores to be answered.
+    public func publish(kind: SignedRecord.Kind, key: Key256, value: [UInt8]) async throws -> PutReport {
+        let future: EventLoopFuture<PutReport> = try await eventLoop.submit { [self] in
+            let promise = eventLoop.makePromise(of: PutReport.self)
+            let (id, effects) = instance.publish(kind: kind, key: key, value: value, now: clock.now, rng: &rng)
+            pendingPuts[id] = promise
+            apply(effects)
+            flush()
             return promise.futureResult
         }.get()
         return try await future.get()
@@ -194,6 +227,14 @@ public final class NodeHost: @unchecked Sendable {
             logger.trace("pong", metadata: ["rtt.us": "\(rtt.nanosecondsClamped / 1000)"])
         case .frameRejected(let key, let reason):
             logger.debug("frame rejected", metadata: ["peer.address": "\(key)", "reason": "\(reason)"])
+        case .lookupFinished(let report):
+            pendingLookups.removeValue(forKey: report.id)?.succeed(report)
+            logger.debug("lookup finished", metadata: ["target": "\(report.target)", "found": "\(report.found)"])
+        case .putFinished(let report):
+            pendingPuts.removeValue(forKey: report.id)?.succeed(report)
+            logger.debug("put finished", metadata: ["key": "\(report.key)", "stored": "\(report.stored)"])
+        case .observedAddress(let endpoint, let reporter):
+            logger.trace("observed address", metadata: ["endpoint": "\(endpoint)", "peer.address": "\(reporter)"])
         }
     }
 

@@ -29,6 +29,13 @@ struct Keypair: Sendable {
     }
 }
 
+/// A frame waiting for a session.
+struct QueuedFrame: Sendable {
+    var bytes: [UInt8]
+    /// May ride in the initiation as early data.
+    var early: Bool
+}
+
 /// An initiation we sent and wait to have answered.
 struct PendingHandshake: Sendable {
     let localIndex: UInt32
@@ -61,8 +68,15 @@ struct Peer: Sendable {
     var lastHandshake: Instant?
     var lastSent: Instant?
     var lastReceived: Instant?
+    /// The first data (non-empty) frame received since we last sent anything: a passive keepalive
+    /// is due one keepalive interval after it. Keepalives never trigger keepalives.
+    var unansweredDataSince: Instant?
     var cookie: (value: [UInt8], receivedAt: Instant)?
-    var queue: [[UInt8]] = []
+    var queue: [QueuedFrame] = []
+    /// The frame riding in our initiations as early data, until the handshake completes.
+    var earlyFrame: [UInt8]?
+    /// Kept peers get keepalives and liveness reports; others are on demand.
+    var persistent = false
     var bytesSent: UInt64 = 0
     var bytesReceived: UInt64 = 0
     /// Local indices of keys dropped inside a per-packet mutation, for the manager to unregister.
@@ -148,7 +162,9 @@ struct Peer: Sendable {
     func deadline(config: SessionConfig) -> Instant? {
         var candidates: [Instant] = []
         if let pending { candidates.append(pending.retryAt) }
-        if isEstablished, let heard = lastReceived ?? lastHandshake { candidates.append(heard + config.peerTimeout) }
+        if persistent, isEstablished, let heard = lastReceived ?? lastHandshake {
+            candidates.append(heard + config.peerTimeout)
+        }
         for keypair in [current, previous, next].compactMap({ $0 }) {
             candidates.append(keypair.createdAt + config.rejectAfterTime)
         }
@@ -156,10 +172,22 @@ struct Peer: Sendable {
             let rekeyAge =
                 current.isInitiator
                 ? config.rekeyAfterTime : config.rejectAfterTime - config.keepaliveInterval - config.rekeyTimeout
-            candidates.append(current.createdAt + rekeyAge)
-            if isEstablished { candidates.append((lastSent ?? .zero) + config.keepaliveInterval) }
+            let rekeyDue = current.createdAt + rekeyAge
+            // On-demand sessions rekey on their timer only if still in use then (else on next send).
+            if persistent || (lastSent.map { $0 + config.keepaliveInterval > rekeyDue } ?? false) {
+                candidates.append(rekeyDue)
+            }
+            if persistent && isEstablished { candidates.append((lastSent ?? .zero) + config.keepaliveInterval) }
+            if let due = passiveKeepaliveDue(config: config) { candidates.append(due) }
         }
         return candidates.min()
+    }
+
+    /// WireGuard's passive keepalive: data arrived and we sent nothing since; answer within the
+    /// keepalive interval so the sender knows the session is alive.
+    func passiveKeepaliveDue(config: SessionConfig) -> Instant? {
+        guard isEstablished, current != nil || next != nil, let data = unansweredDataSince else { return nil }
+        return data + config.keepaliveInterval
     }
 
     var snapshot: PeerSnapshot {

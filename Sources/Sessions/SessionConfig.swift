@@ -70,6 +70,7 @@ public struct SessionCounters: Sendable, Equatable {
     public var handshakesCompleted: UInt64 = 0
     public var cookieRepliesSent: UInt64 = 0
     public var keepalivesSent: UInt64 = 0
+    public var earlyFramesReceived: UInt64 = 0
     public var dropped: [DropReason: UInt64] = [:]
 
     public init() {}

@@ -138,6 +138,7 @@ public struct SessionManager: Sendable, CustomReflectable {
         _ key: PublicKey, endpoint: Endpoint, now: Instant, rng: inout some RandomNumberGenerator
     ) -> [SessionEffect] {
         guard addPeer(key, endpoint: endpoint) else { return [] }
+        peers[key]!.persistent = true
         guard !(peers[key]!.isEstablished || peers[key]!.pending != nil) else { return [] }
         var effects: [SessionEffect] = []
         initiateHandshake(key, now: now, rng: &rng, effects: &effects)
@@ -145,20 +146,40 @@ public struct SessionManager: Sendable, CustomReflectable {
     }
 
     /// Encrypts `frame` to `peer`, or queues it and starts a handshake when there is no session.
+    ///
+    /// With `early`, a frame that has to wait for a handshake rides inside the initiation (0-RTT,
+    /// at most `WireSize.maximumEarlyData` bytes): the responder gets it one round trip sooner. Such
+    /// a frame has weaker protection than transport data — it is not forward secret against a later
+    /// compromise of the responder's static key — so only idempotent requests for public data (DHT
+    /// queries) should use it.
     public mutating func send(
-        _ frame: [UInt8], to key: PublicKey, now: Instant, rng: inout some RandomNumberGenerator
+        _ frame: [UInt8], to key: PublicKey, early: Bool = false, now: Instant, rng: inout some RandomNumberGenerator
     ) -> [SessionEffect] {
         guard peers[key] != nil else { return [] }
         var effects: [SessionEffect] = []
-        if !sendNow(frame, to: key, now: now, effects: &effects) {
+        if sendNow(frame, to: key, now: now, effects: &effects) {
+            // An on-demand session that idled past its rekey time rekeys when used again.
+            if let current = peers[key]!.current, peers[key]!.pending == nil, current.isInitiator,
+                now.since(current.createdAt) >= config.rekeyAfterTime
+            {
+                initiateHandshake(key, now: now, rng: &rng, effects: &effects)
+            }
+        } else {
             if peers[key]!.queue.count >= config.maximumQueuedFrames {
                 peers[key]!.queue.removeFirst()
                 count(.queueFull)
             }
-            peers[key]!.queue.append(frame)
+            peers[key]!.queue.append(
+                QueuedFrame(bytes: frame, early: early && frame.count <= WireSize.maximumEarlyData))
             initiateHandshake(key, now: now, rng: &rng, effects: &effects)
         }
         return effects
+    }
+
+    /// Marks a peer as one to keep: its session gets keepalives and its silence is reported as
+    /// `lost`. Other peers' sessions are on demand: they idle out quietly when their keys expire.
+    public mutating func setPersistent(_ key: PublicKey, _ persistent: Bool) {
+        peers[key]?.persistent = persistent
     }
 
     /// Handles one datagram from the network.
@@ -206,8 +227,12 @@ public struct SessionManager: Sendable, CustomReflectable {
             guard let endpoint = peer.endpoint, output.count >= WireSize.transportHeader + frame.count + 16 else {
                 return nil
             }
+            // A responder may send on its new keypair before the initiator confirmed it (so a reply
+            // to early data costs no extra round trip); anyone who replayed the initiation cannot
+            // read it, and replays are refused by the timestamp check anyway.
+            let slot: KeySlot = peer.current != nil ? .current : .next
             let length: Int? =
-                peer.withKeypair(in: .current) { keypair in
+                peer.withKeypair(in: slot) { keypair in
                     guard keypair.canSend(now: now, config: config) else { return nil }
                     let counter = keypair.sendCounter
                     keypair.sendCounter += 1
@@ -220,6 +245,7 @@ public struct SessionManager: Sendable, CustomReflectable {
                 } ?? nil
             guard let length else { return nil }
             peer.lastSent = now
+            peer.unansweredDataSince = nil
             peer.bytesSent += UInt64(frame.count)
             return (length, endpoint)
         }
@@ -274,6 +300,7 @@ public struct SessionManager: Sendable, CustomReflectable {
             guard case .success(let length) = opened else { return opened }
             if slot == .next { peer.confirmNext() }
             peer.lastReceived = now
+            if length > 0, peer.unansweredDataSince == nil { peer.unansweredDataSince = now }
             peer.bytesReceived += UInt64(length)
             if peer.endpoint != source {
                 peer.endpoint = source
@@ -315,18 +342,25 @@ public struct SessionManager: Sendable, CustomReflectable {
         // Coarsened to 2^24 ns (~16.8 ms) like WireGuard, so the timestamp does not leak a
         // precise clock; strictly increasing so back-to-back initiations stay valid.
         lastTimestampSent = max(now.nanoseconds & ~((1 << 24) - 1), lastTimestampSent + 1)
-        var payload = ByteWriter(capacity: WireSize.initiationPayload)
+        // Early data: the first queued frame that was marked for it (sent again with every retry;
+        // the layer above tolerates duplicates, as it must over UDP anyway).
+        if peer.earlyFrame == nil, let index = peer.queue.firstIndex(where: \.early) {
+            peer.earlyFrame = peer.queue.remove(at: index).bytes
+        }
+        var payload = ByteWriter(capacity: WireSize.initiationPayload + (peer.earlyFrame?.count ?? 0))
         payload.write(raw: identity.publicKey.bytes)
         payload.write(lastTimestampSent)
+        if let early = peer.earlyFrame { payload.write(raw: early) }
         guard let message = try? noise.writeMessage(payload: payload.bytes) else { return }
         var initiation = HandshakeInitiation(
             senderIndex: localIndex, noiseMessage: message, mac1: Self.zeroMac, mac2: Self.zeroMac)
         var bytes = initiation.encoded()
-        initiation.mac1 = Self.mac(key: peer.mac1Key, bytes[..<HandshakeInitiation.mac1Offset])
-        bytes.replaceSubrange(HandshakeInitiation.mac1Offset..<HandshakeInitiation.mac2Offset, with: initiation.mac1)
+        let mac1Offset = HandshakeInitiation.mac1Offset(length: bytes.count)
+        initiation.mac1 = Self.mac(key: peer.mac1Key, bytes[..<mac1Offset])
+        bytes.replaceSubrange(mac1Offset..<mac1Offset + WireSize.mac, with: initiation.mac1)
         if let cookie = peer.cookie, now.since(cookie.receivedAt) < config.cookieLifetime {
-            let mac2 = Self.mac(key: cookie.value, bytes[..<HandshakeInitiation.mac2Offset])
-            bytes.replaceSubrange(HandshakeInitiation.mac2Offset..<WireSize.initiation, with: mac2)
+            let mac2 = Self.mac(key: cookie.value, bytes[..<(mac1Offset + WireSize.mac)])
+            bytes.replaceSubrange((mac1Offset + WireSize.mac)..<bytes.count, with: mac2)
         }
         let jitter = Duration.nanoseconds(
             Int64(UInt64.random(in: 0...UInt64(max(0, config.rekeyJitter.nanosecondsClamped)), using: &rng)))
@@ -356,6 +390,7 @@ public struct SessionManager: Sendable, CustomReflectable {
                 isInitiator: true)
         else { return count(.handshakeFailed) }
         peer.pending = nil
+        peer.earlyFrame = nil
         if let next = peer.next {
             // Initiations crossed: the peer may already send on the keypair of its own initiation
             // (our `next`). Keep it receivable as `previous`; the rest retires (WireGuard's rule).
@@ -380,7 +415,7 @@ public struct SessionManager: Sendable, CustomReflectable {
         if !wasEstablished { effects.append(.established(peer: key, endpoint: source)) }
         // Confirm the session to the responder at once: queued frames, or a keepalive.
         if queued.isEmpty, sendNow([], to: key, now: now, effects: &effects) { counters.keepalivesSent += 1 }
-        for frame in queued { _ = sendNow(frame, to: key, now: now, effects: &effects) }
+        for frame in queued { _ = sendNow(frame.bytes, to: key, now: now, effects: &effects) }
     }
 
     private mutating func handleCookieReply(_ datagram: [UInt8], now: Instant) {
@@ -406,7 +441,8 @@ public struct SessionManager: Sendable, CustomReflectable {
         guard let initiation = try? HandshakeInitiation(decoding: datagram) else { return count(.malformed) }
         guard
             checkMacs(
-                datagram, mac1Offset: HandshakeInitiation.mac1Offset, from: source, now: now, rng: &rng,
+                datagram, mac1Offset: HandshakeInitiation.mac1Offset(length: datagram.count), from: source, now: now,
+                rng: &rng,
                 senderIndex: initiation.senderIndex, effects: &effects)
         else { return }
         var ephemeral = rng.bytes(32)
@@ -420,7 +456,7 @@ public struct SessionManager: Sendable, CustomReflectable {
         else { return count(.handshakeFailed) }
         var reader = ByteReader(payload)
         guard let identityBytes = try? reader.readBytes(32), let timestamp = try? reader.readUInt64(),
-            reader.isAtEnd, let key = try? PublicKey(bytes: identityBytes),
+            let key = try? PublicKey(bytes: identityBytes),
             let derived = try? Ed25519.x25519PublicKey(fromEd25519: identityBytes),
             SecureMemory.equals(derived, remoteStatic)
         else { return count(.identityMismatch) }
@@ -464,6 +500,13 @@ public struct SessionManager: Sendable, CustomReflectable {
         peers[key] = peer
         counters.handshakesCompleted += 1
         emit(bytes, to: source, effects: &effects)
+        // Early data is delivered after the response is on its way, so an immediate reply (sent on
+        // the new keypair, see `seal`) follows the response on the wire.
+        let early = reader.readRemaining()
+        if !early.isEmpty {
+            counters.earlyFramesReceived += 1
+            effects.append(.deliver(peer: key, frame: early))
+        }
     }
 
     /// Verifies mac1, and under load mac2 (answering with a cookie reply when it is missing).
@@ -540,7 +583,7 @@ public struct SessionManager: Sendable, CustomReflectable {
             let queued = peers[key]?.queue ?? []
             if !queued.isEmpty {
                 peers[key]!.queue = []
-                for frame in queued { _ = sendNow(frame, to: key, now: now, effects: &effects) }
+                for frame in queued { _ = sendNow(frame.bytes, to: key, now: now, effects: &effects) }
             }
         }
     }
@@ -565,7 +608,7 @@ public struct SessionManager: Sendable, CustomReflectable {
     ) {
         guard var peer = peers[key] else { return }
         // Liveness.
-        if peer.isEstablished, let heard = peer.lastReceived ?? peer.lastHandshake,
+        if peer.persistent, peer.isEstablished, let heard = peer.lastReceived ?? peer.lastHandshake,
             now.since(heard) >= config.peerTimeout
         {
             for index in peer.ownedIndices { indices.removeValue(forKey: index) }
@@ -585,11 +628,12 @@ public struct SessionManager: Sendable, CustomReflectable {
             }
         }
         if peer.isEstablished && peer.current == nil && peer.next == nil {
-            // Keys ran out without a successful rekey: the peer is as good as lost.
+            // Keys ran out without a successful rekey: a kept peer is as good as lost; an on-demand
+            // session simply idles out.
             peer.isEstablished = false
             peer.attemptingSince = nil
             peer.queue = []
-            effects.append(.lost(peer: key))
+            if peer.persistent { effects.append(.lost(peer: key)) }
         }
         peers[key] = peer
         // Handshake retry or give-up.
@@ -606,7 +650,9 @@ public struct SessionManager: Sendable, CustomReflectable {
             return
         }
         // Rekey: the initiator after rekeyAfterTime, the responder shortly before its keys expire.
-        if peer.pending == nil, let current = peer.current {
+        // On-demand sessions rekey only while in use (sent something in the last keepalive interval).
+        let inUse = peer.persistent || now.since(peer.lastSent ?? .zero) < config.keepaliveInterval
+        if peer.pending == nil, inUse, let current = peer.current {
             let age = now.since(current.createdAt)
             let due =
                 current.isInitiator
@@ -617,10 +663,13 @@ public struct SessionManager: Sendable, CustomReflectable {
             }
         }
         // Keepalive.
-        if let peer = peers[key], peer.isEstablished, peer.current != nil,
-            now.since(peer.lastSent ?? .zero) >= config.keepaliveInterval
-        {
-            if sendNow([], to: key, now: now, effects: &effects) { counters.keepalivesSent += 1 }
+        if let peer = peers[key], peer.isEstablished {
+            let persistentDue =
+                peer.persistent && peer.current != nil && now.since(peer.lastSent ?? .zero) >= config.keepaliveInterval
+            let passiveDue = peer.passiveKeepaliveDue(config: config).map { $0 <= now } ?? false
+            if persistentDue || passiveDue, sendNow([], to: key, now: now, effects: &effects) {
+                counters.keepalivesSent += 1
+            }
         }
     }
 

@@ -17,9 +17,13 @@ public enum WireSize {
     public static let header = 4
     public static let mac = 16
     /// Noise IK message 1: e (32) + encrypted s (32 + 16) + encrypted payload.
-    public static let initiationPayload = 32 + 8  // Ed25519 identity key + timestamp
+    public static let initiationPayload = 32 + 8  // Ed25519 identity key + timestamp (+ early data)
     public static let noiseInitiation = 32 + 48 + initiationPayload + 16
+    /// An initiation without early data (the minimum size).
     public static let initiation = header + 4 + noiseInitiation + 2 * mac
+    /// Most bytes of early data (a 0-RTT frame) an initiation may carry.
+    public static let maximumEarlyData = 1200
+    public static let maximumInitiation = initiation + maximumEarlyData
     /// Noise IK message 2: e (32) + encrypted empty payload (16).
     public static let noiseResponse = 32 + 16
     public static let response = header + 4 + 4 + noiseResponse + 2 * mac
@@ -32,7 +36,8 @@ public enum WireSize {
     public static let maximumDatagram = 65_535
 }
 
-/// Handshake initiation: `type(1) reserved(3) sender(4) noise(136) mac1(16) mac2(16)`.
+/// Handshake initiation: `type(1) reserved(3) sender(4) noise(136 + n) mac1(16) mac2(16)`, where n ≤ 1200
+/// bytes of early data (a first frame, 0-RTT) ride encrypted in the Noise payload.
 public struct HandshakeInitiation: Equatable, Sendable {
     public var senderIndex: UInt32
     public var noiseMessage: [UInt8]
@@ -46,13 +51,16 @@ public struct HandshakeInitiation: Equatable, Sendable {
         self.mac2 = mac2
     }
 
-    /// Bytes covered by mac1 (everything before it).
+    /// Bytes covered by mac1 (everything before it), for an initiation without early data.
     public static let mac1Offset = WireSize.initiation - 2 * WireSize.mac
-    /// Bytes covered by mac2 (everything before it).
+    /// Bytes covered by mac2 (everything before it), for an initiation without early data.
     public static let mac2Offset = WireSize.initiation - WireSize.mac
 
+    /// Where mac1 starts in an initiation of `length` bytes.
+    public static func mac1Offset(length: Int) -> Int { length - 2 * WireSize.mac }
+
     public func encoded() -> [UInt8] {
-        var writer = ByteWriter(capacity: WireSize.initiation)
+        var writer = ByteWriter(capacity: 8 + noiseMessage.count + 2 * WireSize.mac)
         writeHeader(&writer, .handshakeInitiation)
         writer.write(senderIndex)
         writer.write(raw: noiseMessage)
@@ -62,13 +70,15 @@ public struct HandshakeInitiation: Equatable, Sendable {
     }
 
     public init(decoding bytes: [UInt8]) throws(DecodeError) {
-        guard bytes.count == WireSize.initiation else {
-            throw .invalid(field: "initiation", reason: "length \(bytes.count), expected \(WireSize.initiation)")
+        guard (WireSize.initiation...WireSize.maximumInitiation).contains(bytes.count) else {
+            throw .invalid(
+                field: "initiation",
+                reason: "length \(bytes.count), expected \(WireSize.initiation)...\(WireSize.maximumInitiation)")
         }
         var reader = ByteReader(bytes)
         try readHeader(&reader, .handshakeInitiation)
         senderIndex = try reader.readUInt32()
-        noiseMessage = try reader.readBytes(WireSize.noiseInitiation)
+        noiseMessage = try reader.readBytes(bytes.count - 8 - 2 * WireSize.mac)
         mac1 = try reader.readBytes(WireSize.mac)
         mac2 = try reader.readBytes(WireSize.mac)
         try reader.expectEnd()

@@ -8,6 +8,7 @@ import NodeRuntime
 import ServiceLifecycle
 import Sessions
 import UmbraCore
+import UmbraCrypto
 
 struct Up: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -62,8 +63,11 @@ struct Up: AsyncParsableCommand {
         config.bootstrap = try loadBootstrap(logger: logger, own: identity.publicKey)
 
         let group = MultiThreadedEventLoopGroup.singleton
+        var rng = SecureRandomGenerator()
+        let clock = RuntimeClock()
         let host = NodeHost(
-            instance: NodeInstance(identity: identity, config: config), eventLoop: group.next(), logger: logger)
+            instance: NodeInstance(identity: identity, config: config, now: clock.now, rng: &rng),
+            eventLoop: group.next(), logger: logger, clock: clock)
         let node = NodeService(
             host: host, listenHost: listenEndpoint.address.description, listenPort: Int(listenEndpoint.port),
             logger: logger)

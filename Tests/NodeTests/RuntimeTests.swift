@@ -19,8 +19,9 @@ struct LiveNode {
         let identity = Scenario.identities(1, seed: seed)[0]
         var logger = Logger(label: "test")
         logger.logLevel = .warning
+        var rng = SeededRandom(seed: seed)
         let host = NodeHost(
-            instance: NodeInstance(identity: identity, config: NodeConfig()),
+            instance: NodeInstance(identity: identity, config: NodeConfig(), rng: &rng),
             eventLoop: MultiThreadedEventLoopGroup.singleton.next(), logger: logger)
         try await host.start(host: "127.0.0.1", port: 0)
         let endpoint = try await host.snapshot().listen

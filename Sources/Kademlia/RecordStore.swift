@@ -1,0 +1,287 @@
+// What a storing node keeps of other nodes' signed records (DESIGN §4). A value type with no clock:
+// `now` comes in with every call. Every table is capped (DESIGN §1.5): records in all, records and
+// bytes per publisher, records per key. Refusals are counted per reason for metrics.
+//
+// Indexes: records by key then publisher (so `records(for:)` costs the records under that key),
+// usage per publisher (quota checks in O(1)), and a min-heap of expiries with lazy deletion whose top
+// is always a stored record (so `nextExpiry` is exact and `expire` pops only what it removes, plus
+// superseded entries; the heap is rebuilt when superseded entries outnumber stored records).
+
+import UmbraCore
+
+/// Why a store refused a record. The raw values are the metric/report labels.
+public enum RecordRefusal: String, Error, CaseIterable, Sendable, Codable {
+    /// The signature is not the publisher's over the record's canonical bytes for this network.
+    case forged
+    /// The store holds a higher seq for (key, publisher), or the same seq with different content.
+    case stale
+    /// `expiresAt` is not after `now`.
+    case expired
+    /// The value is longer than `SignedRecord.maximumValueBytes`.
+    case oversized
+    /// The publisher's record count or byte quota, or the key's record cap, would be exceeded.
+    case overQuota = "over_quota"
+    /// The key is not the one the record's kind and value derive.
+    case wrongKey = "wrong_key"
+    /// `expiresAt` is further ahead than `RecordStoreConfig.maximumLifetime`.
+    case tooFarInFuture = "too_far_in_future"
+    /// The value does not decode for the record's kind, or a provider entry names someone other than
+    /// its publisher.
+    case malformedValue = "malformed_value"
+    /// The store holds `maximumRecords` already.
+    case storeFull = "store_full"
+}
+
+/// The caps of a `RecordStore`.
+public struct RecordStoreConfig: Sendable {
+    public var maximumRecords = 50_000
+    public var maximumRecordsPerPublisher = 16
+    /// Charged as the sum of `SignedRecord.encodedSize` of the publisher's records.
+    public var maximumBytesPerPublisher = 16 * 1024
+    /// Provider index keys are shared by every provider of a service in a country.
+    public var maximumRecordsPerKey = 64
+    /// `expiresAt` may be at most `now` + this.
+    public var maximumLifetime: Duration = .seconds(24 * 3600)
+
+    public init() {}
+}
+
+/// Signed records held for others, one per (key, publisher). NOTE: a value type; the owner serialises
+/// access (the node core is driven by one caller at a time).
+public struct RecordStore: Sendable {
+    public enum StoreResult: Equatable, Sendable {
+        /// A new (key, publisher) record.
+        case stored
+        /// A higher seq replaced the held record.
+        case replaced
+        /// The very same record is already held.
+        case unchanged
+        case refused(RecordRefusal)
+    }
+
+    public let networkID: String
+    public let config: RecordStoreConfig
+
+    /// Stored records (expired ones included until `expire` runs).
+    public private(set) var count = 0
+    /// Refusals counted per reason.
+    public private(set) var refusals: [RecordRefusal: UInt64] = [:]
+
+    private var recordsByKey: [Key256: [PublicKey: SignedRecord]] = [:]
+    private var usageByPublisher: [PublicKey: Usage] = [:]
+    private var expiries = ExpiryHeap()
+
+    /// What one publisher has stored here.
+    struct Usage: Equatable, Sendable {
+        var records = 0
+        var bytes = 0
+    }
+
+    public init(networkID: String, config: RecordStoreConfig = .init()) {
+        self.networkID = networkID
+        self.config = config
+    }
+
+    /// The earliest expiry among stored records (for the core's deadline), nil if empty.
+    public var nextExpiry: Instant? { expiries.top?.expiresAt }
+
+    // MARK: Storing
+
+    /// Validates and keeps `record`. One record per (key, publisher): the highest seq wins; an equal
+    /// seq with different content is `stale`, with identical content `unchanged`. Expired records are
+    /// dropped first, so they neither block a new record nor count against any quota.
+    ///
+    /// Checks, in order: oversized, expired, too far in future, forged, key/value rules (wrong key,
+    /// malformed value), seq, then quotas (publisher records and bytes, key, store).
+    public mutating func store(_ record: SignedRecord, now: Instant) -> StoreResult {
+        expire(now: now)
+        if let refusal = validate(record, now: now) { return refuse(refusal) }
+
+        let existing = recordsByKey[record.key]?[record.publisher]
+        if let existing {
+            if record.seq < existing.seq { return refuse(.stale) }
+            if record.seq == existing.seq { return existing == record ? .unchanged : refuse(.stale) }
+        }
+
+        // A replacement frees the replaced record's share of the publisher's quota.
+        let usage = usageByPublisher[record.publisher] ?? Usage()
+        let updated = Usage(
+            records: usage.records + (existing == nil ? 1 : 0),
+            bytes: usage.bytes - (existing?.encodedSize ?? 0) + record.encodedSize)
+        guard updated.records <= config.maximumRecordsPerPublisher, updated.bytes <= config.maximumBytesPerPublisher
+        else { return refuse(.overQuota) }
+        if existing == nil {
+            guard (recordsByKey[record.key]?.count ?? 0) < config.maximumRecordsPerKey else {
+                return refuse(.overQuota)
+            }
+            guard count < config.maximumRecords else { return refuse(.storeFull) }
+        }
+
+        recordsByKey[record.key, default: [:]][record.publisher] = record
+        usageByPublisher[record.publisher] = updated
+        expiries.push(.init(record))
+        if existing == nil {
+            count += 1
+        } else {
+            discardSupersededTop()
+            compactIfNeeded()
+        }
+        return existing == nil ? .stored : .replaced
+    }
+
+    /// The first rule `record` breaks before the seq and quota checks, or nil.
+    private func validate(_ record: SignedRecord, now: Instant) -> RecordRefusal? {
+        if record.value.count > SignedRecord.maximumValueBytes { return .oversized }
+        if record.expiresAt <= now { return .expired }
+        if record.expiresAt > now + config.maximumLifetime { return .tooFarInFuture }
+        if !record.verifySignature(networkID: networkID) { return .forged }
+        switch record.kind {
+        case .peer:
+            guard record.key == RecordKey.peer(record.publisher) else { return .wrongKey }
+            guard (try? PeerRecordValue.decode(record.value)) != nil else { return .malformedValue }
+        case .providerIndex:
+            guard let value = try? ProviderIndexValue.decode(record.value), value.provider == record.publisher else {
+                return .malformedValue
+            }
+            guard record.key == RecordKey.providerIndex(serviceType: value.serviceType, country: value.country) else {
+                return .wrongKey
+            }
+        }
+        return nil
+    }
+
+    private mutating func refuse(_ reason: RecordRefusal) -> StoreResult {
+        refusals[reason, default: 0] += 1
+        return .refused(reason)
+    }
+
+    // MARK: Reading
+
+    /// Live records under `key`, ordered by publisher bytes; expired ones are not returned.
+    public func records(for key: Key256, now: Instant) -> [SignedRecord] {
+        guard let byPublisher = recordsByKey[key] else { return [] }
+        return byPublisher.values.filter { $0.expiresAt > now }
+            .sorted { $0.publisher.bytes.lexicographicallyPrecedes($1.publisher.bytes) }
+    }
+
+    /// The live record of `publisher` under `key`, if held.
+    public func record(for key: Key256, publisher: PublicKey, now: Instant) -> SignedRecord? {
+        guard let record = recordsByKey[key]?[publisher], record.expiresAt > now else { return nil }
+        return record
+    }
+
+    /// What `publisher` is charged for (for tests and reports).
+    func usage(of publisher: PublicKey) -> Usage { usageByPublisher[publisher] ?? Usage() }
+
+    /// Heap entries, live and superseded (for tests: the heap stays bounded).
+    var expiryEntryCount: Int { expiries.count }
+
+    // MARK: Expiry
+
+    /// Drops records whose `expiresAt` is at or before `now`; returns how many.
+    @discardableResult
+    public mutating func expire(now: Instant) -> Int {
+        var removed = 0
+        while let top = expiries.top, top.expiresAt <= now {
+            expiries.popTop()
+            guard let record = recordsByKey[top.key]?[top.publisher], top.matches(record) else { continue }
+            remove(record)
+            removed += 1
+        }
+        discardSupersededTop()
+        return removed
+    }
+
+    private mutating func remove(_ record: SignedRecord) {
+        recordsByKey[record.key]?[record.publisher] = nil
+        if recordsByKey[record.key]?.isEmpty == true { recordsByKey[record.key] = nil }
+        var usage = usageByPublisher[record.publisher] ?? Usage()
+        usage.records -= 1
+        usage.bytes -= record.encodedSize
+        usageByPublisher[record.publisher] = usage.records > 0 ? usage : nil
+        count -= 1
+    }
+
+    /// Keeps the invariant that the heap's top is a stored record.
+    private mutating func discardSupersededTop() {
+        while let top = expiries.top, !isStored(top) { expiries.popTop() }
+    }
+
+    /// Rebuilds the heap from the stored records once superseded entries outnumber them, so a
+    /// publisher bumping seq in a loop cannot grow it without bound.
+    private mutating func compactIfNeeded() {
+        guard expiries.count > 2 * count + 64 else { return }
+        expiries = ExpiryHeap(recordsByKey.values.flatMap { $0.values.map(ExpiryHeap.Entry.init) })
+    }
+
+    private func isStored(_ entry: ExpiryHeap.Entry) -> Bool {
+        guard let record = recordsByKey[entry.key]?[entry.publisher] else { return false }
+        return entry.matches(record)
+    }
+}
+
+// MARK: - Expiry heap
+
+/// A binary min-heap of record expiries. Entries are not removed when a record is replaced; they are
+/// recognised as superseded by their seq and expiry.
+struct ExpiryHeap: Sendable {
+    struct Entry: Sendable {
+        var expiresAt: Instant
+        var key: Key256
+        var publisher: PublicKey
+        var seq: UInt64
+
+        init(_ record: SignedRecord) {
+            expiresAt = record.expiresAt
+            key = record.key
+            publisher = record.publisher
+            seq = record.seq
+        }
+
+        func matches(_ record: SignedRecord) -> Bool { record.seq == seq && record.expiresAt == expiresAt }
+    }
+
+    private var entries: [Entry] = []
+
+    init() {}
+
+    init(_ entries: [Entry]) {
+        self.entries = entries
+        for index in stride(from: entries.count / 2 - 1, through: 0, by: -1) { siftDown(index) }
+    }
+
+    var count: Int { entries.count }
+    var top: Entry? { entries.first }
+
+    mutating func push(_ entry: Entry) {
+        entries.append(entry)
+        var child = entries.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard entries[child].expiresAt < entries[parent].expiresAt else { break }
+            entries.swapAt(child, parent)
+            child = parent
+        }
+    }
+
+    mutating func popTop() {
+        guard !entries.isEmpty else { return }
+        entries.swapAt(0, entries.count - 1)
+        entries.removeLast()
+        siftDown(0)
+    }
+
+    private mutating func siftDown(_ start: Int) {
+        var parent = start
+        while true {
+            let left = 2 * parent + 1
+            let right = left + 1
+            var smallest = parent
+            if left < entries.count, entries[left].expiresAt < entries[smallest].expiresAt { smallest = left }
+            if right < entries.count, entries[right].expiresAt < entries[smallest].expiresAt { smallest = right }
+            if smallest == parent { return }
+            entries.swapAt(parent, smallest)
+            parent = smallest
+        }
+    }
+}

@@ -1,0 +1,90 @@
+import Testing
+import UmbraCore
+
+@testable import Sessions
+
+@Suite("0-RTT early data and on-demand sessions")
+struct EarlyDataTests {
+    @Test func earlyFrameRidesInTheInitiationAndTheReplyFollowsTheResponse() {
+        var pair = Pair()
+        let added = pair.a.addPeer(pair.bKey, endpoint: pair.bEndpoint)
+        #expect(added)
+        let request: [UInt8] = [0x10, 1, 2, 3]
+        let effects = pair.a.send(request, to: pair.bKey, early: true, now: pair.now, rng: &pair.rng)
+        guard let initiation = firstSend(effects) else {
+            Issue.record("no initiation")
+            return
+        }
+        #expect(initiation.count == WireSize.initiation + request.count)
+        // B gets the frame from the initiation itself and answers at once, before A confirms.
+        let atB = pair.b.receive(initiation, from: pair.aEndpoint, now: pair.now, rng: &pair.rng)
+        #expect(atB.contains(.deliver(peer: pair.aKey, frame: request)))
+        #expect(pair.b.counters.earlyFramesReceived == 1)
+        let reply = pair.b.send([0x11, 9], to: pair.aKey, now: pair.now, rng: &pair.rng)
+        let replyDatagram = firstSend(reply)
+        #expect(replyDatagram?[0] == MessageType.transportData.rawValue, "the reply goes out without waiting")
+        // On the wire: the response, then the reply. A handles them in that order.
+        let response = firstSend(atB)!
+        _ = pair.a.receive(response, from: pair.bEndpoint, now: pair.now, rng: &pair.rng)
+        let atA = pair.a.receive(replyDatagram!, from: pair.bEndpoint, now: pair.now, rng: &pair.rng)
+        #expect(atA.contains(.deliver(peer: pair.bKey, frame: [0x11, 9])))
+        #expect(pair.a.counters.droppedTotal == 0 && pair.b.counters.droppedTotal == 0)
+    }
+
+    @Test func ordinaryFramesNeverRideInTheInitiation() {
+        var pair = Pair()
+        _ = pair.a.addPeer(pair.bKey, endpoint: pair.bEndpoint)
+        let effects = pair.a.send([1, 2, 3], to: pair.bKey, now: pair.now, rng: &pair.rng)
+        #expect(firstSend(effects)?.count == WireSize.initiation)
+        pair.pump(effects, from: "a")
+        #expect(pair.delivered.map(\.frame) == [[1, 2, 3]])
+        #expect(pair.b.counters.earlyFramesReceived == 0)
+    }
+
+    @Test func retriedInitiationsCarryTheEarlyFrameAgain() {
+        var pair = Pair()
+        _ = pair.a.addPeer(pair.bKey, endpoint: pair.bEndpoint)
+        let first = firstSend(pair.a.send([7, 7], to: pair.bKey, early: true, now: pair.now, rng: &pair.rng))!
+        pair.now = pair.now + .seconds(6)
+        let retry = firstSend(pair.a.tick(now: pair.now, rng: &pair.rng))
+        #expect(retry?.count == first.count)
+        pair.pump([.send(retry!, to: pair.bEndpoint)], from: "a")
+        #expect(pair.delivered.map(\.frame) == [[7, 7]])
+    }
+
+    @Test func oversizedOrTamperedEarlyInitiationsAreRefused() {
+        var pair = Pair()
+        _ = pair.a.addPeer(pair.bKey, endpoint: pair.bEndpoint)
+        var initiation = firstSend(pair.a.send([5, 5, 5], to: pair.bKey, early: true, now: pair.now, rng: &pair.rng))!
+        initiation[20] ^= 1  // inside the Noise message: mac1 no longer matches
+        #expect(pair.b.receive(initiation, from: pair.aEndpoint, now: pair.now, rng: &pair.rng).isEmpty)
+        #expect(pair.b.counters.dropped[.badMac1] == 1)
+        let huge = [UInt8](repeating: 1, count: WireSize.maximumInitiation + 1)
+        #expect(pair.b.receive(huge, from: pair.aEndpoint, now: pair.now, rng: &pair.rng).isEmpty)
+        #expect(pair.b.counters.dropped[.malformed] == 1)
+    }
+
+    @Test func onDemandSessionsSendNoKeepalivesAndIdleOutQuietly() {
+        var pair = Pair()
+        _ = pair.a.addPeer(pair.bKey, endpoint: pair.bEndpoint)  // on demand, not connect()
+        pair.sendAB([1])
+        #expect(pair.a.isEstablished(pair.bKey))
+        var keepalives: UInt64 = 0
+        var lost = false
+        for _ in 0..<400 {
+            pair.now = pair.now + .seconds(1)
+            for effect in pair.a.tick(now: pair.now, rng: &pair.rng) + pair.b.tick(now: pair.now, rng: &pair.rng) {
+                if case .lost = effect { lost = true }
+            }
+            keepalives = pair.a.counters.keepalivesSent + pair.b.counters.keepalivesSent
+        }
+        // Only B's one passive keepalive, answering A's data frame: no periodic chatter.
+        #expect(keepalives == 1)
+        #expect(!lost)
+        #expect(!pair.a.isEstablished(pair.bKey))
+        // Used again later: a fresh handshake, and the frame gets through.
+        pair.sendAB([2])
+        #expect(pair.delivered.map(\.frame) == [[1], [2]])
+        #expect(pair.a.nextDeadline.map { $0 > pair.now } ?? true, "no timer stuck in the past")
+    }
+}
