@@ -29,6 +29,8 @@ public struct DHTConfig: Sendable {
     /// Own records are re-put this often and live this long.
     public var republishInterval: Duration = .seconds(30 * 60)
     public var recordLifetime: Duration = .seconds(60 * 60)
+    /// A bucket refresh only needs to meet some nodes of that bucket: it stops after this many queries.
+    public var refreshQueries = 8
     /// With an empty table, the bootstrap contacts are tried again this often.
     public var rebootstrapInterval: Duration = .seconds(30)
     /// Round-trip estimates remembered for at most this many nodes.
@@ -108,15 +110,27 @@ public struct DHTNode: Sendable {
     private struct Pending: Sendable {
         var contact: NodeContact
         var sentAt: Instant
+        /// The hard timeout: the request has failed.
         var deadline: Instant
+        /// When `tick` must look at this request next: its soft timeout (a lookup widens), then
+        /// its hard timeout.
+        var nextCheck: Instant
         var purpose: Purpose
     }
 
     private struct LookupTask: Sendable {
         var lookup: Lookup
         /// The put waiting for this lookup, if any.
-        var put: UInt64?
-        var reported: Bool
+        var purpose: LookupPurpose
+    }
+
+    /// Why a lookup runs: only `.user` lookups are reported.
+    private enum LookupPurpose: Sendable, Equatable {
+        case user
+        /// The join lookup for our own id; when it ends, the buckets farther out are refreshed.
+        case bootstrap
+        case refresh
+        case put(UInt64)
     }
 
     private struct PutTask: Sendable {
@@ -141,6 +155,7 @@ public struct DHTNode: Sendable {
     private var seeds: [NodeContact] = []
     private var nextRebootstrap: Instant?
     private var verifying = 0
+    private var nextRefreshCheck = Instant.zero
     private var nextID: UInt64
 
     public init(identity: Identity, networkID: String, config: DHTConfig = DHTConfig(), now: Instant,
@@ -169,13 +184,14 @@ public struct DHTNode: Sendable {
         seeds = contacts.filter { $0.id != localID }
         nextRebootstrap = now + config.rebootstrapInterval
         guard !seeds.isEmpty || table.count > 0 else { return [] }
-        return startLookup(target: localID, kind: .node, extraSeeds: seeds, put: nil, now: now, rng: &rng).effects
+        return startLookup(target: localID, kind: .node, extraSeeds: seeds, purpose: .bootstrap, now: now, rng: &rng)
+            .effects
     }
 
     /// Starts a lookup; its report comes back as `.lookupFinished` with the returned id.
     public mutating func lookup(_ target: Key256, kind: LookupKind, now: Instant,
                                 rng: inout some RandomNumberGenerator) -> (id: UInt64, effects: [DHTEffect]) {
-        startLookup(target: target, kind: kind, extraSeeds: table.count == 0 ? seeds : [], put: nil, now: now,
+        startLookup(target: target, kind: kind, extraSeeds: table.count == 0 ? seeds : [], purpose: .user, now: now,
                     rng: &rng)
     }
 
@@ -191,8 +207,8 @@ public struct DHTNode: Sendable {
         let id = newID()
         puts[id] = PutTask(record: record, startedAt: now)
         var effects = startLookup(target: record.key, kind: .node, extraSeeds: table.count == 0 ? seeds : [],
-                                  put: id, now: now, rng: &rng).effects
-        if lookups.values.first(where: { $0.put == id }) == nil, puts[id] != nil {
+                                  purpose: .put(id), now: now, rng: &rng).effects
+        if lookups.values.first(where: { $0.purpose == .put(id) }) == nil, puts[id] != nil {
             effects += finishPut(id, now: now)  // no lookup could start (table and seeds empty)
         }
         return (id, effects)
@@ -242,15 +258,16 @@ public struct DHTNode: Sendable {
     /// Runs timers: request timeouts, lookup progress, bucket refresh, republish, expiry.
     public mutating func tick(now: Instant, rng: inout some RandomNumberGenerator) -> [DHTEffect] {
         var effects: [DHTEffect] = []
-        for (id, entry) in pending.sorted(by: { $0.key < $1.key }) where entry.deadline <= now {
-            fail(id, entry, now: now, effects: &effects)
-        }
+        let expired = pending.filter { $0.value.deadline <= now }.sorted { $0.key < $1.key }
+        for (id, entry) in expired { fail(id, entry, now: now, effects: &effects) }
+        for id in pending.keys where pending[id]!.nextCheck <= now { pending[id]!.nextCheck = pending[id]!.deadline }
         for id in lookups.keys.sorted() { advance(id, now: now, effects: &effects) }
         store.expire(now: now)
         for bucket in table.bucketsNeedingRefresh(now: now) where lookups.count < config.maximumLookups / 2 {
             table.markRefreshed(bucket: bucket, now: now)
             let target = table.randomID(inBucket: bucket, using: &rng)
-            effects += startLookup(target: target, kind: .node, extraSeeds: [], put: nil, now: now, rng: &rng).effects
+            effects += startLookup(target: target, kind: .node, extraSeeds: [], purpose: .refresh, now: now, rng: &rng)
+                .effects
         }
         if let due = nextRepublish, due <= now {
             nextRepublish = now + config.republishInterval
@@ -265,15 +282,18 @@ public struct DHTNode: Sendable {
         if table.count == 0, !seeds.isEmpty, let due = nextRebootstrap, due <= now {
             effects += bootstrap(seeds, now: now, rng: &rng)
         }
+        // Refresh deadlines only move later with activity, so a cached one can only be early.
+        nextRefreshCheck = table.nextRefreshDeadline ?? now + config.table.refreshInterval
         return effects
     }
 
     /// The earliest instant at which `tick` has work to do.
     public var nextDeadline: Instant? {
         var candidates: [Instant] = []
-        if let earliest = pending.values.lazy.map(\.deadline).min() { candidates.append(earliest) }
-        for task in lookups.values { if let deadline = task.lookup.nextDeadline { candidates.append(deadline) } }
-        if let refresh = table.nextRefreshDeadline { candidates.append(refresh) }
+        // Lookups need no entry of their own: every query in flight is a pending request whose
+        // `nextCheck` is the query's soft, then hard, timeout.
+        if let earliest = pending.values.lazy.map(\.nextCheck).min() { candidates.append(earliest) }
+        if table.count > 0 { candidates.append(nextRefreshCheck) }
         if let republish = nextRepublish { candidates.append(republish) }
         if let expiry = store.nextExpiry { candidates.append(expiry) }
         if table.count == 0, !seeds.isEmpty, let due = nextRebootstrap { candidates.append(due) }
@@ -408,7 +428,8 @@ public struct DHTNode: Sendable {
 
     // MARK: - Lookups and puts
 
-    private mutating func startLookup(target: Key256, kind: LookupKind, extraSeeds: [NodeContact], put: UInt64?,
+    private mutating func startLookup(target: Key256, kind: LookupKind, extraSeeds: [NodeContact],
+                                      purpose: LookupPurpose,
                                       now: Instant, rng: inout some RandomNumberGenerator)
         -> (id: UInt64, effects: [DHTEffect])
     {
@@ -420,37 +441,58 @@ public struct DHTNode: Sendable {
         }
         let seedContacts = table.closest(to: target, count: config.lookup.k) + extraSeeds
         guard !seedContacts.isEmpty else {
-            if put == nil { effects.append(.lookupFinished(emptyReport(id: id, target: target, kind: kind))) }
+            if purpose == .user { effects.append(.lookupFinished(emptyReport(id: id, target: target, kind: kind))) }
             return (id, effects)
         }
         counters.lookupsStarted += 1
         if let bucket = table.bucketIndex(for: target) { table.markRefreshed(bucket: bucket, now: now) }
+        var lookupConfig = config.lookup
+        if purpose == .refresh { lookupConfig.maximumQueries = min(lookupConfig.maximumQueries, config.refreshQueries) }
         lookups[id] = LookupTask(
-            lookup: Lookup(target: target, kind: kind, seeds: seedContacts, localID: localID, config: config.lookup,
+            lookup: Lookup(target: target, kind: kind, seeds: seedContacts, localID: localID, config: lookupConfig,
                            now: now),
-            put: put, reported: false)
+            purpose: purpose)
         advance(id, now: now, effects: &effects)
         return (id, effects)
     }
 
     /// Sends the lookup's next queries; reports and retires it when it has finished.
     private mutating func advance(_ id: UInt64, now: Instant, effects: inout [DHTEffect]) {
-        guard var task = lookups[id] else { return }
-        let timeouts = { (node: NodeID) in self.timeouts(for: node) }
-        let queries = task.lookup.poll(now: now, timeouts: timeouts)
-        lookups[id] = task
+        guard lookups[id] != nil else { return }
+        // Poll in place (a copy of the task would copy its candidate array on write).
+        let (rtts, config) = (self.rtts, self.config)
+        let queries = lookups[id]!.lookup.poll(now: now) { Self.timeouts(for: $0, rtts: rtts, config: config) }
         let body: DHTMessage.Body =
-            task.lookup.kind == .node
-            ? .findNode(target: task.lookup.target) : .findValue(key: task.lookup.target, page: 0)
+            lookups[id]!.lookup.kind == .node
+            ? .findNode(target: lookups[id]!.lookup.target) : .findValue(key: lookups[id]!.lookup.target, page: 0)
         for contact in queries { request(body, to: contact, purpose: .lookup(id), now: now, effects: &effects) }
-        task = lookups[id]!
+        guard let task = lookups[id] else { return }
         guard task.lookup.isFinished else { return }
         lookups.removeValue(forKey: id)
         counters.lookupsFinished += 1
-        if let putID = task.put {
+        switch task.purpose {
+        case .put(let putID):
             startStores(putID, on: task.lookup.closestResponded, now: now, effects: &effects)
-        } else {
+        case .user:
             effects.append(.lookupFinished(report(id: id, task.lookup, now: now)))
+        case .refresh:
+            break
+        case .bootstrap:
+            refreshFartherBuckets(now: now, effects: &effects)
+        }
+    }
+
+    /// After joining, look up a random id in every bucket farther out than our closest neighbour,
+    /// so each bucket fills with up to k contacts (Kademlia's join).
+    private mutating func refreshFartherBuckets(now: Instant, effects: inout [DHTEffect]) {
+        guard let nearest = table.closest(to: localID, count: 1).first, let deepest = table.bucketIndex(for: nearest.id)
+        else { return }
+        var rng = SeededRandom(seed: nextID ^ localID.words.0)  // ids only need to be spread, not secret
+        for bucket in 0..<deepest where lookups.count < config.maximumLookups / 2 {
+            table.markRefreshed(bucket: bucket, now: now)
+            let target = table.randomID(inBucket: bucket, using: &rng)
+            effects += startLookup(target: target, kind: .node, extraSeeds: [], purpose: .refresh, now: now, rng: &rng)
+                .effects
         }
     }
 
@@ -513,8 +555,9 @@ public struct DHTNode: Sendable {
             return false
         }
         let id = newID()
-        let hard = timeouts(for: contact.id).hard
-        pending[id] = Pending(contact: contact, sentAt: now, deadline: now + hard, purpose: purpose)
+        let (soft, hard) = timeouts(for: contact.id)
+        pending[id] = Pending(contact: contact, sentAt: now, deadline: now + hard, nextCheck: now + soft,
+                              purpose: purpose)
         counters.requestsSent += 1
         effects.append(.send(DHTMessage(id: id, flags: config.isServer ? .server : [], body: body), to: contact))
         return true
@@ -522,6 +565,12 @@ public struct DHTNode: Sendable {
 
     /// Soft and hard timeouts for a node, from its measured round trips (RFC 6298 style).
     func timeouts(for node: NodeID) -> (soft: Duration, hard: Duration) {
+        Self.timeouts(for: node, rtts: rtts, config: config)
+    }
+
+    private static func timeouts(for node: NodeID, rtts: [NodeID: RTT], config: DHTConfig)
+        -> (soft: Duration, hard: Duration)
+    {
         var soft = config.initialTimeout
         if let rtt = rtts[node] { soft = rtt.smoothed + rtt.variance * 4 }
         soft = min(max(soft, config.minimumTimeout), config.maximumTimeout)

@@ -78,16 +78,19 @@ public struct Lookup: Sendable {
             if case .inFlight(let soft, _) = candidate.state, soft > now { return count + 1 }
             return count
         }
-        var index = 0
-        while active < config.alpha, queriesSent < config.maximumQueries, index < candidates.count {
-            if candidates[index].state == .fresh, withinClosest(index) {
-                let (soft, hard) = timeouts(candidates[index].contact.id)
-                candidates[index].state = .inFlight(softDeadline: now + soft, hardDeadline: now + hard)
-                queries.append(candidates[index].contact)
-                queriesSent += 1
-                active += 1
-            }
-            index += 1
+        // One pass in distance order; `rank` counts the non-failed candidates seen so far, so only
+        // the k closest of them are ever queried.
+        var rank = 0
+        for index in candidates.indices {
+            guard active < config.alpha, queriesSent < config.maximumQueries, rank < config.k else { break }
+            if candidates[index].state == .failed { continue }
+            rank += 1
+            guard candidates[index].state == .fresh else { continue }
+            let (soft, hard) = timeouts(candidates[index].contact.id)
+            candidates[index].state = .inFlight(softDeadline: now + soft, hardDeadline: now + hard)
+            queries.append(candidates[index].contact)
+            queriesSent += 1
+            active += 1
         }
         checkFinished(now: now)
         return queries
@@ -171,13 +174,6 @@ public struct Lookup: Sendable {
                 index -= 1
             }
         }
-    }
-
-    /// Whether candidate `index` is among the k closest that have not failed.
-    private func withinClosest(_ index: Int) -> Bool {
-        var rank = 0
-        for position in 0..<index where candidates[position].state != .failed { rank += 1 }
-        return rank < config.k
     }
 
     private mutating func expire(now: Instant) {

@@ -7,7 +7,64 @@ import UmbraCore
 struct Sim: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run deterministic simulations of the overlay (NetSim: virtual time, seeded links).",
-        subcommands: [Handshake.self])
+        subcommands: [Handshake.self, DHT.self])
+
+    struct DHT: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "dht",
+            abstract: "Kademlia at scale: N nodes join, churn, then L lookups; prints the measurements.")
+        @Option(help: "Number of nodes.") var nodes = 1000
+        @Option(help: "Number of lookups.") var lookups = 1000
+        @Option(help: "Fraction of nodes killed after warm-up, before any refresh (0 to 0.9).") var churn = 0.0
+        @Option(help: "RNG seed; the same seed gives the same result.") var seed: UInt64 = 1
+        @Option(help: "Minimum one-way link latency in ms.") var minLatencyMs = 20
+        @Option(help: "Maximum one-way link latency in ms.") var maxLatencyMs = 200
+        @Option(help: "Datagram loss rate, 0 to 1.") var loss = 0.01
+        @Flag(help: "Print JSON.") var json = false
+
+        func validate() throws {
+            guard (2...100_000).contains(nodes) else { throw ValidationError("--nodes must be between 2 and 100000") }
+            guard (1...1_000_000).contains(lookups) else { throw ValidationError("--lookups must be 1 to 1000000") }
+            guard (0...0.9).contains(churn) else { throw ValidationError("--churn must be between 0 and 0.9") }
+            guard (0...1).contains(loss) else { throw ValidationError("--loss must be between 0 and 1") }
+            guard 0 <= minLatencyMs, minLatencyMs <= maxLatencyMs else {
+                throw ValidationError("--min-latency-ms must be between 0 and --max-latency-ms")
+            }
+        }
+
+        func run() async throws {
+            var config = DHTSimConfig()
+            config.nodes = nodes
+            config.lookups = lookups
+            config.churn = churn
+            config.seed = seed
+            config.link = LinkModel(
+                minimumLatency: .milliseconds(minLatencyMs), maximumLatency: .milliseconds(maxLatencyMs),
+                lossRate: loss)
+            let started = ContinuousClock.now
+            var sim = DHTSim(config: config)
+            let result = sim.run()
+            let wall = (ContinuousClock.now - started).seconds
+            let rss = ProcessStats.peakResidentMiB()
+            if json {
+                var object = try JSONSerialization.jsonObject(with: ControlJSONEncoding.encode(result)) as! [String: Any]
+                object["wall_seconds"] = wall
+                object["peak_rss_mib"] = rss
+                let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])
+                print(String(decoding: data, as: UTF8.self))
+            } else {
+                print("nodes \(result.nodes), lookups \(result.lookups), churn \(result.churn), seed \(result.seed)")
+                print(String(format: "success     %.2f%%", result.successRate * 100))
+                print("hops        p50 \(result.hopsP50)  p90 \(result.hopsP90)  p99 \(result.hopsP99)")
+                print(String(format: "latency     p50 %.0f ms  p90 %.0f ms  p99 %.0f ms (virtual)",
+                             result.latencyP50Ms, result.latencyP90Ms, result.latencyP99Ms))
+                print(String(format: "messages    %.1f per lookup (%.1f queries)", result.messagesPerLookup,
+                             result.queriesPerLookup))
+                print(String(format: "tables      %.1f contacts on average", result.averageTableSize))
+                print(String(format: "wall        %.1f s, peak RSS %.0f MiB", wall, rss))
+            }
+        }
+    }
 
     struct Handshake: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -71,6 +128,26 @@ enum HandshakeScenario {
         return Result(
             trace: sim.trace, fullyConnected: full, statistics: sim.statistics,
             digest: Digest.fnv1a(sim.trace.map(\.description).joined(separator: "\n")))
+    }
+}
+
+enum ControlJSONEncoding {
+    static func encode(_ value: some Encodable) throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        return try encoder.encode(value)
+    }
+}
+
+enum ProcessStats {
+    /// Peak resident set size of this process (VmHWM), in MiB; 0 where /proc is not available.
+    static func peakResidentMiB() -> Double {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+        for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+            let kib = line.split(separator: " ").compactMap { Double($0) }.first ?? 0
+            return kib / 1024
+        }
+        return 0
     }
 }
 

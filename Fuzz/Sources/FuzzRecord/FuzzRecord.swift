@@ -23,10 +23,16 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         require(record.encodedSize == consumed.count, "encodedSize \(record.encodedSize) != \(consumed.count)")
         require(record.value.count <= SignedRecord.maximumValueBytes, "accepted a \(record.value.count)-byte value")
         var store = RecordStore(networkID: "fuzz")
-        let now = Instant(nanoseconds: record.expiresAt.nanoseconds / 2)
-        if case .stored = store.store(record, now: now) {
+        // An hour before expiry, so a record signed for network "fuzz" (see the seeds) is kept.
+        let now = record.expiresAt - .seconds(3600)
+        let result = store.store(record, now: now)
+        if result == .stored {
             require(store.count == 1, "stored but count is \(store.count)")
             require(store.records(for: record.key, now: now) == [record], "stored record not returned")
+            require(store.store(record, now: now) == .unchanged, "storing again is not unchanged")
+            require(store.expire(now: record.expiresAt) == 1 && store.count == 0, "expiry did not remove it")
+        } else {
+            require(store.count == 0, "refused but count is \(store.count)")
         }
     } catch {
         require(error.description.utf8.count < 400, "error message too long")
