@@ -32,5 +32,7 @@ let package = Package(
         fuzzTarget("FuzzIdentityFile"),
         fuzzTarget("FuzzSessionReceive", products: ["UmbraCore", "Sessions"]),
         fuzzTarget("FuzzFrame", products: ["UmbraCore", "Node"]),
+        fuzzTarget("FuzzRecord", products: ["UmbraCore", "Kademlia"]),
+        fuzzTarget("FuzzDHTMessage", products: ["UmbraCore", "Kademlia"]),
     ]
 )

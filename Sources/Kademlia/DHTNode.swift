@@ -155,11 +155,13 @@ public struct DHTNode: Sendable {
     private var seeds: [NodeContact] = []
     private var nextRebootstrap: Instant?
     private var verifying = 0
-    private var nextRefreshCheck = Instant.zero
+    private var nextRefreshCheck = Instant.zero + .seconds(1)
     private var nextID: UInt64
 
-    public init(identity: Identity, networkID: String, config: DHTConfig = DHTConfig(), now: Instant,
-                rng: inout some RandomNumberGenerator) {
+    public init(
+        identity: Identity, networkID: String, config: DHTConfig = DHTConfig(), now: Instant,
+        rng: inout some RandomNumberGenerator
+    ) {
         self.identity = identity
         self.networkID = networkID
         self.config = config
@@ -178,7 +180,9 @@ public struct DHTNode: Sendable {
     // MARK: - Commands
 
     /// Remembers the bootstrap contacts and looks up our own id through them to fill the table.
-    public mutating func bootstrap(_ contacts: [NodeContact], now: Instant, rng: inout some RandomNumberGenerator)
+    public mutating func bootstrap(
+        _ contacts: [NodeContact], now: Instant, rng: inout some RandomNumberGenerator
+    )
         -> [DHTEffect]
     {
         seeds = contacts.filter { $0.id != localID }
@@ -189,14 +193,19 @@ public struct DHTNode: Sendable {
     }
 
     /// Starts a lookup; its report comes back as `.lookupFinished` with the returned id.
-    public mutating func lookup(_ target: Key256, kind: LookupKind, now: Instant,
-                                rng: inout some RandomNumberGenerator) -> (id: UInt64, effects: [DHTEffect]) {
-        startLookup(target: target, kind: kind, extraSeeds: table.count == 0 ? seeds : [], purpose: .user, now: now,
-                    rng: &rng)
+    public mutating func lookup(
+        _ target: Key256, kind: LookupKind, now: Instant,
+        rng: inout some RandomNumberGenerator
+    ) -> (id: UInt64, effects: [DHTEffect]) {
+        startLookup(
+            target: target, kind: kind, extraSeeds: table.count == 0 ? seeds : [], purpose: .user, now: now,
+            rng: &rng)
     }
 
     /// Stores `record` here (when it is ours, it is also republished) and on the closest nodes.
-    public mutating func put(_ record: SignedRecord, now: Instant, rng: inout some RandomNumberGenerator)
+    public mutating func put(
+        _ record: SignedRecord, now: Instant, rng: inout some RandomNumberGenerator
+    )
         -> (id: UInt64, effects: [DHTEffect])
     {
         _ = store.store(record, now: now)
@@ -206,8 +215,10 @@ public struct DHTNode: Sendable {
         }
         let id = newID()
         puts[id] = PutTask(record: record, startedAt: now)
-        var effects = startLookup(target: record.key, kind: .node, extraSeeds: table.count == 0 ? seeds : [],
-                                  purpose: .put(id), now: now, rng: &rng).effects
+        var effects = startLookup(
+            target: record.key, kind: .node, extraSeeds: table.count == 0 ? seeds : [],
+            purpose: .put(id), now: now, rng: &rng
+        ).effects
         if lookups.values.first(where: { $0.purpose == .put(id) }) == nil, puts[id] != nil {
             effects += finishPut(id, now: now)  // no lookup could start (table and seeds empty)
         }
@@ -215,11 +226,14 @@ public struct DHTNode: Sendable {
     }
 
     /// Signs and puts a record of ours with the configured lifetime and a seq above any before.
-    public mutating func publish(kind: SignedRecord.Kind, key: Key256, value: [UInt8], now: Instant,
-                                 rng: inout some RandomNumberGenerator) -> (id: UInt64, effects: [DHTEffect]) {
+    public mutating func publish(
+        kind: SignedRecord.Kind, key: Key256, value: [UInt8], now: Instant,
+        rng: inout some RandomNumberGenerator
+    ) -> (id: UInt64, effects: [DHTEffect]) {
         let seq = max(ownRecords[key].map { $0.seq + 1 } ?? 1, now.nanoseconds / 1_000_000)
-        let record = SignedRecord.make(kind: kind, key: key, value: value, seq: seq,
-                                       expiresAt: now + config.recordLifetime, identity: identity, networkID: networkID)
+        let record = SignedRecord.make(
+            kind: kind, key: key, value: value, seq: seq,
+            expiresAt: now + config.recordLifetime, identity: identity, networkID: networkID)
         return put(record, now: now, rng: &rng)
     }
 
@@ -233,7 +247,7 @@ public struct DHTNode: Sendable {
     /// The session layer could not reach `key`: fail every request waiting on it now.
     public mutating func contactUnreachable(_ key: PublicKey, now: Instant) -> [DHTEffect] {
         var effects: [DHTEffect] = []
-        for (id, entry) in pending where entry.contact.publicKey == key {
+        for (id, entry) in pending.filter({ $0.value.contact.publicKey == key }).sorted(by: { $0.key < $1.key }) {
             fail(id, entry, now: now, effects: &effects)
         }
         return effects
@@ -242,8 +256,10 @@ public struct DHTNode: Sendable {
     // MARK: - Messages
 
     /// Handles a DHT message that arrived from `contact` (authenticated by the session layer).
-    public mutating func handle(_ message: DHTMessage, from contact: NodeContact, now: Instant,
-                                rng: inout some RandomNumberGenerator) -> [DHTEffect] {
+    public mutating func handle(
+        _ message: DHTMessage, from contact: NodeContact, now: Instant,
+        rng: inout some RandomNumberGenerator
+    ) -> [DHTEffect] {
         var effects: [DHTEffect] = []
         if message.isRequest {
             counters.requestsReceived += 1
@@ -266,7 +282,8 @@ public struct DHTNode: Sendable {
         for bucket in table.bucketsNeedingRefresh(now: now) where lookups.count < config.maximumLookups / 2 {
             table.markRefreshed(bucket: bucket, now: now)
             let target = table.randomID(inBucket: bucket, using: &rng)
-            effects += startLookup(target: target, kind: .node, extraSeeds: [], purpose: .refresh, now: now, rng: &rng)
+            effects +=
+                startLookup(target: target, kind: .node, extraSeeds: [], purpose: .refresh, now: now, rng: &rng)
                 .effects
         }
         if let due = nextRepublish, due <= now {
@@ -283,7 +300,7 @@ public struct DHTNode: Sendable {
             effects += bootstrap(seeds, now: now, rng: &rng)
         }
         // Refresh deadlines only move later with activity, so a cached one can only be early.
-        nextRefreshCheck = table.nextRefreshDeadline ?? now + config.table.refreshInterval
+        nextRefreshCheck = max(table.nextRefreshDeadline ?? now + config.table.refreshInterval, now + .seconds(1))
         return effects
     }
 
@@ -302,8 +319,10 @@ public struct DHTNode: Sendable {
 
     // MARK: - Answering requests
 
-    private mutating func answer(_ message: DHTMessage, from contact: NodeContact, now: Instant,
-                                 effects: inout [DHTEffect]) {
+    private mutating func answer(
+        _ message: DHTMessage, from contact: NodeContact, now: Instant,
+        effects: inout [DHTEffect]
+    ) {
         let flags: DHTFlags = config.isServer ? .server : []
         let body: DHTMessage.Body
         switch message.body {
@@ -364,8 +383,10 @@ public struct DHTNode: Sendable {
 
     // MARK: - Responses
 
-    private mutating func handleResponse(_ message: DHTMessage, from contact: NodeContact, now: Instant,
-                                         rng: inout some RandomNumberGenerator, effects: inout [DHTEffect]) {
+    private mutating func handleResponse(
+        _ message: DHTMessage, from contact: NodeContact, now: Instant,
+        rng: inout some RandomNumberGenerator, effects: inout [DHTEffect]
+    ) {
         // Only the node we asked may answer (ids are random; the key binds the answer to the asked node).
         guard let entry = pending[message.id], entry.contact.publicKey == contact.publicKey else {
             counters.unexpectedResponses += 1
@@ -389,7 +410,7 @@ public struct DHTNode: Sendable {
             case .nodes(let contacts): found = contacts
             case .values(_, _, let page, let contacts):
                 found = contacts
-                records = page.filter { $0.verifySignature(networkID: networkID) }
+                records = page.filter { store.refusal(for: $0, now: now) == nil }
             default: break
             }
             lookups[lookupID]?.lookup.onResponse(from: contact.id, contacts: found, records: records, now: now)
@@ -428,15 +449,17 @@ public struct DHTNode: Sendable {
 
     // MARK: - Lookups and puts
 
-    private mutating func startLookup(target: Key256, kind: LookupKind, extraSeeds: [NodeContact],
-                                      purpose: LookupPurpose,
-                                      now: Instant, rng: inout some RandomNumberGenerator)
+    private mutating func startLookup(
+        target: Key256, kind: LookupKind, extraSeeds: [NodeContact],
+        purpose: LookupPurpose,
+        now: Instant, rng: inout some RandomNumberGenerator
+    )
         -> (id: UInt64, effects: [DHTEffect])
     {
         let id = newID()
         var effects: [DHTEffect] = []
         guard lookups.count < config.maximumLookups else {
-            effects.append(.lookupFinished(emptyReport(id: id, target: target, kind: kind)))
+            if purpose == .user { effects.append(.lookupFinished(emptyReport(id: id, target: target, kind: kind))) }
             return (id, effects)
         }
         let seedContacts = table.closest(to: target, count: config.lookup.k) + extraSeeds
@@ -449,8 +472,9 @@ public struct DHTNode: Sendable {
         var lookupConfig = config.lookup
         if purpose == .refresh { lookupConfig.maximumQueries = min(lookupConfig.maximumQueries, config.refreshQueries) }
         lookups[id] = LookupTask(
-            lookup: Lookup(target: target, kind: kind, seeds: seedContacts, localID: localID, config: lookupConfig,
-                           now: now),
+            lookup: Lookup(
+                target: target, kind: kind, seeds: seedContacts, localID: localID, config: lookupConfig,
+                now: now),
             purpose: purpose)
         advance(id, now: now, effects: &effects)
         return (id, effects)
@@ -461,11 +485,20 @@ public struct DHTNode: Sendable {
         guard lookups[id] != nil else { return }
         // Poll in place (a copy of the task would copy its candidate array on write).
         let (rtts, config) = (self.rtts, self.config)
-        let queries = lookups[id]!.lookup.poll(now: now) { Self.timeouts(for: $0, rtts: rtts, config: config) }
         let body: DHTMessage.Body =
             lookups[id]!.lookup.kind == .node
             ? .findNode(target: lookups[id]!.lookup.target) : .findValue(key: lookups[id]!.lookup.target, page: 0)
-        for contact in queries { request(body, to: contact, purpose: .lookup(id), now: now, effects: &effects) }
+        // A query refused at the pending cap fails at once; poll again so the lookup moves on to
+        // other candidates (or finishes) instead of waiting for a timer that is not set.
+        for _ in 0..<config.lookup.maximumQueries {
+            let queries = lookups[id]!.lookup.poll(now: now) { Self.timeouts(for: $0, rtts: rtts, config: config) }
+            var refused = false
+            for contact in queries
+            where !request(body, to: contact, purpose: .lookup(id), now: now, effects: &effects) {
+                refused = true
+            }
+            if !refused || lookups[id]!.lookup.isFinished { break }
+        }
         guard let task = lookups[id] else { return }
         guard task.lookup.isFinished else { return }
         lookups.removeValue(forKey: id)
@@ -491,13 +524,16 @@ public struct DHTNode: Sendable {
         for bucket in 0..<deepest where lookups.count < config.maximumLookups / 2 {
             table.markRefreshed(bucket: bucket, now: now)
             let target = table.randomID(inBucket: bucket, using: &rng)
-            effects += startLookup(target: target, kind: .node, extraSeeds: [], purpose: .refresh, now: now, rng: &rng)
+            effects +=
+                startLookup(target: target, kind: .node, extraSeeds: [], purpose: .refresh, now: now, rng: &rng)
                 .effects
         }
     }
 
-    private mutating func startStores(_ putID: UInt64, on contacts: [NodeContact], now: Instant,
-                                      effects: inout [DHTEffect]) {
+    private mutating func startStores(
+        _ putID: UInt64, on contacts: [NodeContact], now: Instant,
+        effects: inout [DHTEffect]
+    ) {
         guard let record = puts[putID]?.record else { return }
         for contact in contacts.prefix(config.replicas)
         where request(.store(record: record), to: contact, purpose: .store(putID), now: now, effects: &effects) {
@@ -515,8 +551,12 @@ public struct DHTNode: Sendable {
 
     private mutating func finishPut(_ putID: UInt64, now: Instant) -> [DHTEffect] {
         guard let task = puts.removeValue(forKey: putID) else { return [] }
-        return [.putFinished(PutReport(id: putID, key: task.record.key, attempted: task.attempted, stored: task.stored,
-                                       duration: now.since(task.startedAt)))]
+        return [
+            .putFinished(
+                PutReport(
+                    id: putID, key: task.record.key, attempted: task.attempted, stored: task.stored,
+                    duration: now.since(task.startedAt)))
+        ]
     }
 
     private func report(id: UInt64, _ lookup: Lookup, now: Instant) -> LookupReport {
@@ -538,8 +578,9 @@ public struct DHTNode: Sendable {
     }
 
     private func emptyReport(id: UInt64, target: Key256, kind: LookupKind) -> LookupReport {
-        LookupReport(id: id, target: target, kind: kind, targetContact: nil, records: [], closest: [], hops: 0,
-                     queries: 0, responses: 0, failures: 0, latency: .zero, duration: .zero)
+        LookupReport(
+            id: id, target: target, kind: kind, targetContact: nil, records: [], closest: [], hops: 0,
+            queries: 0, responses: 0, failures: 0, latency: .zero, duration: .zero)
     }
 
     // MARK: - Requests and timeouts
@@ -547,8 +588,10 @@ public struct DHTNode: Sendable {
     /// Sends a request and remembers it. Returns false (sending nothing) over the pending cap; a
     /// lookup query refused that way counts as failed so the lookup still progresses.
     @discardableResult
-    private mutating func request(_ body: DHTMessage.Body, to contact: NodeContact, purpose: Purpose, now: Instant,
-                                  effects: inout [DHTEffect]) -> Bool {
+    private mutating func request(
+        _ body: DHTMessage.Body, to contact: NodeContact, purpose: Purpose, now: Instant,
+        effects: inout [DHTEffect]
+    ) -> Bool {
         guard pending.count < config.maximumPendingRequests else {
             if case .lookup(let lookupID) = purpose { lookups[lookupID]?.lookup.onFailure(from: contact.id, now: now) }
             if case .verify = purpose { verifying -= 1 }
@@ -556,8 +599,9 @@ public struct DHTNode: Sendable {
         }
         let id = newID()
         let (soft, hard) = timeouts(for: contact.id)
-        pending[id] = Pending(contact: contact, sentAt: now, deadline: now + hard, nextCheck: now + soft,
-                              purpose: purpose)
+        pending[id] = Pending(
+            contact: contact, sentAt: now, deadline: now + hard, nextCheck: now + soft,
+            purpose: purpose)
         counters.requestsSent += 1
         effects.append(.send(DHTMessage(id: id, flags: config.isServer ? .server : [], body: body), to: contact))
         return true
@@ -568,7 +612,9 @@ public struct DHTNode: Sendable {
         Self.timeouts(for: node, rtts: rtts, config: config)
     }
 
-    private static func timeouts(for node: NodeID, rtts: [NodeID: RTT], config: DHTConfig)
+    private static func timeouts(
+        for node: NodeID, rtts: [NodeID: RTT], config: DHTConfig
+    )
         -> (soft: Duration, hard: Duration)
     {
         var soft = config.initialTimeout

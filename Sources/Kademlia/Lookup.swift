@@ -57,8 +57,10 @@ public struct Lookup: Sendable {
     /// The deepest hop whose answer moved the lookup closer (the path length).
     public private(set) var hops = 0
 
-    public init(target: Key256, kind: LookupKind, seeds: [NodeContact], localID: NodeID, config: LookupConfig,
-                now: Instant) {
+    public init(
+        target: Key256, kind: LookupKind, seeds: [NodeContact], localID: NodeID, config: LookupConfig,
+        now: Instant
+    ) {
         self.target = target
         self.kind = kind
         self.startedAt = now
@@ -97,8 +99,10 @@ public struct Lookup: Sendable {
     }
 
     /// A contact answered. `contacts` are the closer nodes it returned, `records` any values.
-    public mutating func onResponse(from id: NodeID, contacts: [NodeContact], records found: [SignedRecord],
-                                    now: Instant) {
+    public mutating func onResponse(
+        from id: NodeID, contacts: [NodeContact], records found: [SignedRecord],
+        now: Instant
+    ) {
         guard let index = candidates.firstIndex(where: { $0.contact.id == id }) else { return }
         switch candidates[index].state {
         case .inFlight, .failed: break  // a late answer after the hard timeout still counts

@@ -21,6 +21,9 @@ public struct SignedRecord: Hashable, Sendable {
         case peer = 1
         /// A provider index entry, at `RecordKey.providerIndex(...)`; the value is a `ProviderIndexValue`.
         case providerIndex = 2
+        /// A named text note (`umbra dht put`), at `RecordKey.text(name)`; the value is a
+        /// `TextRecordValue`. Anyone may publish under any name; each publisher has its own record.
+        case text = 3
     }
 
     public static let maximumValueBytes = 1000
@@ -154,6 +157,12 @@ public struct SignedRecord: Hashable, Sendable {
 public enum RecordKey {
     static let peerTag = Array("umbra/peer-record".utf8)
     static let providerIndexTag = Array("umbra/provider-index".utf8)
+    static let textTag = Array("umbra/text".utf8)
+
+    /// BLAKE2b-256("umbra/text" || 0x00 || name UTF-8). Many publishers may share one name.
+    public static func text(_ name: String) -> Key256 {
+        key(of: BLAKE2b.hash([textTag, [0], Array(name.utf8)], outputLength: Key256.byteCount))
+    }
 
     /// BLAKE2b-256("umbra/peer-record" || publisher key). The peer record of node P lives at peer(P).
     public static func peer(_ publisher: PublicKey) -> Key256 {
@@ -309,5 +318,46 @@ public struct ProviderIndexValue: Equatable, Sendable {
 
     private static func isValidCountry(_ utf8: [UInt8]) -> Bool {
         utf8.count == 2 && utf8.allSatisfy { $0 >= 0x41 && $0 <= 0x5A }
+    }
+}
+
+// MARK: - Text record value
+
+/// The value of a text record: its name (which fixes its key) and UTF-8 text.
+/// Layout: version u8 = 1, name (u16-length-prefixed UTF-8), text (u16-length-prefixed UTF-8).
+public struct TextRecordValue: Equatable, Sendable {
+    public static let maximumName = 64
+    public static let maximumText = 900
+
+    public enum ValueError: Error, Equatable, Sendable { case emptyName, nameTooLong, textTooLong }
+
+    public let name: String
+    public let text: String
+
+    public init(name: String, text: String) throws(ValueError) {
+        guard !name.isEmpty else { throw .emptyName }
+        guard name.utf8.count <= Self.maximumName else { throw .nameTooLong }
+        guard text.utf8.count <= Self.maximumText else { throw .textTooLong }
+        self.name = name
+        self.text = text
+    }
+
+    public func encoded() -> [UInt8] {
+        var writer = ByteWriter(capacity: 5 + name.utf8.count + text.utf8.count)
+        writer.write(UInt8(1))
+        writer.write(string: name)
+        writer.write(string: text)
+        return writer.bytes
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws(DecodeError) -> TextRecordValue {
+        var reader = ByteReader(bytes)
+        let version = try reader.readUInt8()
+        guard version == 1 else { throw .unknownTag(field: "text record version", value: UInt64(version)) }
+        let name = try reader.readString(limit: maximumName, field: "text record name")
+        let text = try reader.readString(limit: maximumText, field: "text record text")
+        try reader.expectEnd()
+        guard !name.isEmpty else { throw .invalid(field: "text record name", reason: "empty") }
+        return try! TextRecordValue(name: name, text: text)  // lengths checked above
     }
 }

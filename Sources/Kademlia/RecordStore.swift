@@ -129,6 +129,10 @@ public struct RecordStore: Sendable {
         return existing == nil ? .stored : .replaced
     }
 
+    /// Why this store would refuse `record` on its own merits (size, expiry, signature, key and
+    /// value rules; not seq or quotas), or nil. Lookups use it to drop records a store would refuse.
+    public func refusal(for record: SignedRecord, now: Instant) -> RecordRefusal? { validate(record, now: now) }
+
     /// The first rule `record` breaks before the seq and quota checks, or nil.
     private func validate(_ record: SignedRecord, now: Instant) -> RecordRefusal? {
         if record.value.count > SignedRecord.maximumValueBytes { return .oversized }
@@ -146,6 +150,9 @@ public struct RecordStore: Sendable {
             guard record.key == RecordKey.providerIndex(serviceType: value.serviceType, country: value.country) else {
                 return .wrongKey
             }
+        case .text:
+            guard let value = try? TextRecordValue.decode(record.value) else { return .malformedValue }
+            guard record.key == RecordKey.text(value.name) else { return .wrongKey }
         }
         return nil
     }

@@ -134,7 +134,8 @@ public struct DHTSim {
             hopsP99: percentile(hops, 0.99) ?? 0,
             latencyP50Ms: percentile(latencies, 0.50) ?? 0, latencyP90Ms: percentile(latencies, 0.90) ?? 0,
             latencyP99Ms: percentile(latencies, 0.99) ?? 0,
-            messagesPerLookup: Double(finished.reduce(0) { $0 + $1.queries + $1.responses }) / Double(max(1, finished.count)),
+            messagesPerLookup: Double(finished.reduce(0) { $0 + $1.queries + $1.responses })
+                / Double(max(1, finished.count)),
             queriesPerLookup: Double(finished.reduce(0) { $0 + $1.queries }) / Double(max(1, finished.count)),
             averageTableSize: Double(tables.reduce(0, +)) / Double(max(1, tables.count)),
             datagramsSent: sent, datagramsLost: lost, virtualSeconds: now.since(.zero).seconds)
@@ -148,8 +149,9 @@ public struct DHTSim {
             now = Instant(nanoseconds: time)
             switch event {
             case .join(let index):
-                var dht = DHTNode(identity: identities[index], networkID: "umbra-sim", config: config.dht, now: now,
-                                  rng: &rng)
+                var dht = DHTNode(
+                    identity: identities[index], networkID: "umbra-sim", config: config.dht, now: now,
+                    rng: &rng)
                 nodes[index].isUp = true
                 let earlier = (0..<index).filter { nodes[$0].isUp }
                 var seeds: [NodeContact] = []
@@ -210,7 +212,8 @@ public struct DHTSim {
             base = UInt64.random(in: low...high, using: &rng)
             baseLatency[key] = base
         }
-        let jitter = config.link.jitter > 0 ? UInt64(Double(base) * Double.random(in: 0..<config.link.jitter, using: &rng)) : 0
+        let jitter =
+            config.link.jitter > 0 ? UInt64(Double(base) * Double.random(in: 0..<config.link.jitter, using: &rng)) : 0
         return base + jitter
     }
 

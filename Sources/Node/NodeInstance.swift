@@ -119,7 +119,8 @@ public struct NodeInstance: Sendable {
         self.identity = identity
         self.config = config
         self.sessions = SessionManager(identity: identity, config: config.sessions)
-        self.dht = DHTNode(identity: identity, networkID: config.sessions.networkID, config: config.dht, now: now, rng: &rng)
+        self.dht = DHTNode(
+            identity: identity, networkID: config.sessions.networkID, config: config.dht, now: now, rng: &rng)
         for target in config.bootstrap where target.publicKey != identity.publicKey {
             dials[target.publicKey] = Dial(target: target, backoff: config.redialInitial, nextAttempt: nil)
         }
@@ -135,7 +136,9 @@ public struct NodeInstance: Sendable {
             absorb(sessions.connect(key, endpoint: endpoint, now: now, rng: &rng), now: now, rng: &rng, into: &effects)
         }
         nextPingRound = now + config.pingInterval
-        let seeds = (config.bootstrap + config.dhtSeeds).map { NodeContact(publicKey: $0.publicKey, endpoint: $0.endpoint) }
+        let seeds = (config.bootstrap + config.dhtSeeds).map {
+            NodeContact(publicKey: $0.publicKey, endpoint: $0.endpoint)
+        }
         absorb(dht.bootstrap(seeds, now: now, rng: &rng), now: now, rng: &rng, into: &effects)
         return effects
     }
@@ -143,8 +146,10 @@ public struct NodeInstance: Sendable {
     // MARK: - DHT commands
 
     /// Starts a DHT lookup; its report comes back as `.event(.lookupFinished)` with this id.
-    public mutating func lookup(_ target: Key256, kind: LookupKind, now: Instant,
-                                rng: inout some RandomNumberGenerator) -> (id: UInt64, effects: [NodeEffect]) {
+    public mutating func lookup(
+        _ target: Key256, kind: LookupKind, now: Instant,
+        rng: inout some RandomNumberGenerator
+    ) -> (id: UInt64, effects: [NodeEffect]) {
         let (id, dhtEffects) = dht.lookup(target, kind: kind, now: now, rng: &rng)
         var effects: [NodeEffect] = []
         absorb(dhtEffects, now: now, rng: &rng, into: &effects)
@@ -152,8 +157,10 @@ public struct NodeInstance: Sendable {
     }
 
     /// Signs and stores a record of ours in the DHT; `.event(.putFinished)` reports with this id.
-    public mutating func publish(kind: SignedRecord.Kind, key: Key256, value: [UInt8], now: Instant,
-                                 rng: inout some RandomNumberGenerator) -> (id: UInt64, effects: [NodeEffect]) {
+    public mutating func publish(
+        kind: SignedRecord.Kind, key: Key256, value: [UInt8], now: Instant,
+        rng: inout some RandomNumberGenerator
+    ) -> (id: UInt64, effects: [NodeEffect]) {
         let (id, dhtEffects) = dht.publish(kind: kind, key: key, value: value, now: now, rng: &rng)
         var effects: [NodeEffect] = []
         absorb(dhtEffects, now: now, rng: &rng, into: &effects)
@@ -161,13 +168,18 @@ public struct NodeInstance: Sendable {
     }
 
     /// Publishes this node's peer record (its advertised endpoints) once the DHT has contacts.
-    private mutating func publishPeerRecordIfDue(now: Instant, rng: inout some RandomNumberGenerator,
-                                                 into effects: inout [NodeEffect]) {
+    private mutating func publishPeerRecordIfDue(
+        now: Instant, rng: inout some RandomNumberGenerator,
+        into effects: inout [NodeEffect]
+    ) {
         guard !peerRecordPublished, !config.advertisedEndpoints.isEmpty, dht.table.count > 0 else { return }
         peerRecordPublished = true
         let value = PeerRecordValue(endpoints: Array(config.advertisedEndpoints.prefix(8)), relays: [])
-        effects += publish(kind: .peer, key: RecordKey.peer(identity.publicKey), value: value.encoded(), now: now,
-                           rng: &rng).effects
+        effects +=
+            publish(
+                kind: .peer, key: RecordKey.peer(identity.publicKey), value: value.encoded(), now: now,
+                rng: &rng
+            ).effects
     }
 
     /// Handles one datagram from the network.
@@ -194,8 +206,10 @@ public struct NodeInstance: Sendable {
         }
         if let round = nextPingRound, round <= now {
             nextPingRound = now + config.pingInterval
-            for snapshot in sessions.snapshots where snapshot.state == .established {
-                effects += ping(snapshot.publicKey, now: now, rng: &rng).effects
+            // Only the peers we keep (dial targets) are pinged; on-demand sessions (DHT contacts)
+            // stay quiet and idle out.
+            for key in dials.keys.sorted(by: Self.keyOrder) where sessions.isEstablished(key) {
+                effects += ping(key, now: now, rng: &rng).effects
             }
         }
         return effects
@@ -268,8 +282,8 @@ public struct NodeInstance: Sendable {
                 dials[key]?.backoff = config.redialInitial
                 dials[key]?.nextAttempt = nil
                 effects.append(.event(.peerUp(key, endpoint)))
-                // A first RTT sample right away, rather than at the next ping round.
-                effects += ping(key, now: now, rng: &rng).effects
+                // A kept peer gets a first RTT sample right away, rather than at the next ping round.
+                if dials[key] != nil { effects += ping(key, now: now, rng: &rng).effects }
             case .lost(let key):
                 scheduleRedial(key, now: now, rng: &rng)
                 rtts.removeValue(forKey: key)
@@ -296,8 +310,9 @@ public struct NodeInstance: Sendable {
                     guard sessions.addPeer(contact.publicKey, endpoint: contact.endpoint) else { continue }
                 }
                 absorb(
-                    sessions.send(Frame.dht(message).encoded(), to: contact.publicKey, early: message.isRequest,
-                                  now: now, rng: &rng), now: now, rng: &rng, into: &effects)
+                    sessions.send(
+                        Frame.dht(message).encoded(), to: contact.publicKey, early: message.isRequest,
+                        now: now, rng: &rng), now: now, rng: &rng, into: &effects)
             case .lookupFinished(let report):
                 effects.append(.event(.lookupFinished(report)))
             case .putFinished(let report):

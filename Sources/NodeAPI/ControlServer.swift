@@ -2,6 +2,7 @@
 // the node's own user can talk to it (docs/api.md). No TCP listener, no passwords.
 
 import Foundation
+import Kademlia
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -48,10 +49,41 @@ public struct ControlRouter: Sendable {
             case (.GET, "/v1/peers"):
                 let snapshot = try await host.snapshot()
                 return try json(PeersReport(peers: snapshot.peers.map { PeerReport($0, now: snapshot.now) }))
+            case (.GET, "/v1/dht"):
+                return try json(DHTStatusReport(try await host.withInstance { $0.dht }))
+            case (.GET, "/v1/dht/lookup"):
+                guard let text = request.query["target"], let target = Self.parseTarget(text) else {
+                    return try json(
+                        ErrorReport(error: "target must be a node address (umbra1…) or 64 hex digits"),
+                        status: .badRequest)
+                }
+                let report = try await host.lookup(target, kind: .node)
+                return try json(LookupResultReport(report, now: host.clock.now))
+            case (.GET, "/v1/dht/get"):
+                guard let name = request.query["key"], !name.isEmpty, name.utf8.count <= TextRecordValue.maximumName
+                else {
+                    return try json(
+                        ErrorReport(error: "key must be 1 to \(TextRecordValue.maximumName) bytes"), status: .badRequest
+                    )
+                }
+                let report = try await host.lookup(RecordKey.text(name), kind: .value)
+                return try json(LookupResultReport(report, now: host.clock.now))
+            case (.POST, "/v1/dht/put"):
+                guard let name = request.query["key"], let text = request.query["value"],
+                    let value = try? TextRecordValue(name: name, text: text)
+                else {
+                    return try json(
+                        ErrorReport(
+                            error: "put needs key (1 to \(TextRecordValue.maximumName) bytes) and value (text, at most "
+                                + "\(TextRecordValue.maximumText) bytes)"), status: .badRequest)
+                }
+                let report = try await host.publish(kind: .text, key: RecordKey.text(name), value: value.encoded())
+                return try json(PutResultReport(report))
             case (.POST, "/v1/shutdown"):
                 requestShutdown()
                 return try json(["status": "shutting down"])
-            case (_, "/v1/status"), (_, "/v1/peers"), (_, "/v1/shutdown"):
+            case (_, "/v1/status"), (_, "/v1/peers"), (_, "/v1/shutdown"), (_, "/v1/dht"), (_, "/v1/dht/lookup"),
+                (_, "/v1/dht/get"), (_, "/v1/dht/put"):
                 return try json(
                     ErrorReport(error: "method \(request.method) not allowed on \(request.path)"),
                     status: .methodNotAllowed)
@@ -64,6 +96,12 @@ public struct ControlRouter: Sendable {
             return (try? json(ErrorReport(error: "\(error)"), status: .internalServerError))
                 ?? APIResponse(status: .internalServerError, body: [])
         }
+    }
+
+    /// A lookup target: a node address (its node id is looked up) or a 256-bit key in hex.
+    static func parseTarget(_ text: String) -> Key256? {
+        if let address = try? NodeAddress(parsing: text) { return address.publicKey.nodeID }
+        return Key256(hex: text)
     }
 
     private func json(_ value: some Encodable, status: HTTPResponseStatus = .ok) throws -> APIResponse {

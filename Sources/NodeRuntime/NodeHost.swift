@@ -4,10 +4,10 @@
 // Threading: every method that touches `instance` runs on the channel's event loop. The control API
 // reaches in through `withInstance`, which hops onto that loop; nothing else shares the state.
 
+import Kademlia
 import Logging
 import NIOCore
 import NIOPosix
-import Kademlia
 import Node
 import Sessions
 import UmbraCore
@@ -47,12 +47,29 @@ public final class NodeHost: @unchecked Sendable {
     private var pendingPuts: [UInt64: EventLoopPromise<PutReport>] = [:]
     public private(set) var listenEndpoint: Endpoint?
 
-    public init(instance: NodeInstance, eventLoop: any EventLoop, logger: Logger, clock: RuntimeClock = RuntimeClock())
-    {
+    /// Where the routing table is saved (every minute and at stop); nil: not saved.
+    private let dataDirectory: DataDirectory?
+    private var saveTask: RepeatedTask?
+
+    public init(
+        instance: NodeInstance, eventLoop: any EventLoop, logger: Logger, clock: RuntimeClock = RuntimeClock(),
+        dataDirectory: DataDirectory? = nil
+    ) {
         self.instance = instance
         self.eventLoop = eventLoop
         self.logger = logger
         self.clock = clock
+        self.dataDirectory = dataDirectory
+    }
+
+    /// Saves the DHT routing table to the data dir (event loop only).
+    private func saveRoutingTable() {
+        guard let dataDirectory else { return }
+        let contacts = instance.dht.table.contacts
+        guard !contacts.isEmpty else { return }
+        do { try RoutingTableFile.save(contacts, in: dataDirectory, now: clock.now) } catch {
+            logger.warning("could not save the routing table", metadata: ["error": "\(error)"])
+        }
     }
 
     /// Binds the UDP socket and dials the bootstrap peers.
@@ -85,6 +102,11 @@ public final class NodeHost: @unchecked Sendable {
             let effects = instance.start(now: now, rng: &rng)
             apply(effects)
             flush()
+            if dataDirectory != nil {
+                saveTask = eventLoop.scheduleRepeatedTask(initialDelay: .seconds(5), delay: .seconds(30)) {
+                    [self] _ in saveRoutingTable()
+                }
+            }
         }.get()
     }
 
@@ -93,6 +115,9 @@ public final class NodeHost: @unchecked Sendable {
         let channel: (any Channel)? = try? await eventLoop.submit { [self] in
             timer?.cancel()
             timer = nil
+            saveTask?.cancel()
+            saveTask = nil
+            saveRoutingTable()
             for promise in pendingPings.values { promise.fail(ChannelError.ioOnClosedChannel) }
             pendingPings.removeAll()
             for promise in pendingLookups.values { promise.fail(ChannelError.ioOnClosedChannel) }

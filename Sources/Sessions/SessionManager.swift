@@ -227,10 +227,11 @@ public struct SessionManager: Sendable, CustomReflectable {
             guard let endpoint = peer.endpoint, output.count >= WireSize.transportHeader + frame.count + 16 else {
                 return nil
             }
-            // A responder may send on its new keypair before the initiator confirmed it (so a reply
-            // to early data costs no extra round trip); anyone who replayed the initiation cannot
-            // read it, and replays are refused by the timestamp check anyway.
-            let slot: KeySlot = peer.current != nil ? .current : .next
+            // A responder sends on its newest keypair (`next`) before the initiator confirmed it:
+            // a reply to early data then costs no extra round trip, and a peer that restarted (and
+            // lost the old keys) can read it. Anyone who replayed the initiation cannot read it,
+            // and replays are refused by the timestamp check anyway.
+            let slot: KeySlot = peer.next != nil ? .next : .current
             let length: Int? =
                 peer.withKeypair(in: slot) { keypair in
                     guard keypair.canSend(now: now, config: config) else { return nil }

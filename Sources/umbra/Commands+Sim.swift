@@ -47,7 +47,8 @@ struct Sim: AsyncParsableCommand {
             let wall = (ContinuousClock.now - started).seconds
             let rss = ProcessStats.peakResidentMiB()
             if json {
-                var object = try JSONSerialization.jsonObject(with: ControlJSONEncoding.encode(result)) as! [String: Any]
+                var object =
+                    try JSONSerialization.jsonObject(with: ControlJSONEncoding.encode(result)) as! [String: Any]
                 object["wall_seconds"] = wall
                 object["peak_rss_mib"] = rss
                 let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])
@@ -56,10 +57,14 @@ struct Sim: AsyncParsableCommand {
                 print("nodes \(result.nodes), lookups \(result.lookups), churn \(result.churn), seed \(result.seed)")
                 print(String(format: "success     %.2f%%", result.successRate * 100))
                 print("hops        p50 \(result.hopsP50)  p90 \(result.hopsP90)  p99 \(result.hopsP99)")
-                print(String(format: "latency     p50 %.0f ms  p90 %.0f ms  p99 %.0f ms (virtual)",
-                             result.latencyP50Ms, result.latencyP90Ms, result.latencyP99Ms))
-                print(String(format: "messages    %.1f per lookup (%.1f queries)", result.messagesPerLookup,
-                             result.queriesPerLookup))
+                print(
+                    String(
+                        format: "latency     p50 %.0f ms  p90 %.0f ms  p99 %.0f ms (virtual)",
+                        result.latencyP50Ms, result.latencyP90Ms, result.latencyP99Ms))
+                print(
+                    String(
+                        format: "messages    %.1f per lookup (%.1f queries)", result.messagesPerLookup,
+                        result.queriesPerLookup))
                 print(String(format: "tables      %.1f contacts on average", result.averageTableSize))
                 print(String(format: "wall        %.1f s, peak RSS %.0f MiB", wall, rss))
             }

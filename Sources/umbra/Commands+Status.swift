@@ -49,10 +49,7 @@ struct Peers: AsyncParsableCommand {
         do {
             report = try ControlClient.request(PeersReport.self, method: "GET", path: "/v1/peers", socket: socket)
         } catch { throw CLIError("umbra peers: \(error)") }
-        if report.peers.isEmpty {
-            print("no peers yet")
-            return
-        }
+        if report.peers.isEmpty { print("no peers yet") }
         let rows = report.peers.map { peer in
             [
                 peer.address, peer.endpoint ?? "-", peer.state, peer.rttMs.map { String(format: "%.2f ms", $0) } ?? "-",
@@ -60,9 +57,17 @@ struct Peers: AsyncParsableCommand {
                 peer.bootstrap ? "yes" : "no",
             ]
         }
-        Format.table(header: ["ADDRESS", "ENDPOINT", "STATE", "RTT", "HANDSHAKE", "BOOTSTRAP"], rows: rows)
+        if !rows.isEmpty {
+            Format.table(header: ["ADDRESS", "ENDPOINT", "STATE", "RTT", "HANDSHAKE", "BOOTSTRAP"], rows: rows)
+        }
         let established = report.peers.filter { $0.state == "established" }.count
         print("\(established) of \(report.peers.count) peers authenticated")
+        if let dht = try? ControlClient.request(DHTStatusReport.self, method: "GET", path: "/v1/dht", socket: socket) {
+            let buckets = dht.buckets.map { "\($0.index):\($0.contacts)" }.joined(separator: " ")
+            print(
+                "DHT routing table: \(dht.tableSize) contacts in \(dht.buckets.count) buckets"
+                    + (buckets.isEmpty ? "" : " (bucket:contacts \(buckets))") + "; \(dht.records) records stored")
+        }
     }
 }
 

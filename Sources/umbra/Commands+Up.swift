@@ -31,6 +31,11 @@ struct Up: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
+    @Flag(
+        name: .customLong("dht-client"),
+        help: "Use the DHT without serving it (for a node that others cannot reach).")
+    var noDHTServer = false
+
     static let defaultBootstrapFile = "./bootstrap-peers.txt"
 
     func run() async throws {
@@ -61,13 +66,23 @@ struct Up: AsyncParsableCommand {
         var config = NodeConfig()
         config.sessions.networkID = networkId
         config.bootstrap = try loadBootstrap(logger: logger, own: identity.publicKey)
+        // The routing table saved by the last run: DHT seeds, so a restart needs no bootstrap list.
+        config.dhtSeeds = RoutingTableFile.load(from: directory).filter { $0.publicKey != identity.publicKey }
+        if !config.dhtSeeds.isEmpty {
+            logger.info("loaded the saved routing table", metadata: ["contacts": "\(config.dhtSeeds.count)"])
+        }
+        // A specific listen address is published in our peer record; 0.0.0.0 / :: is not an address.
+        if listenEndpoint.address != .v4(0), listenEndpoint.address != .v6(high: 0, low: 0) {
+            config.advertisedEndpoints = [listenEndpoint]
+        }
+        config.dht.isServer = !noDHTServer
 
         let group = MultiThreadedEventLoopGroup.singleton
         var rng = SecureRandomGenerator()
         let clock = RuntimeClock()
         let host = NodeHost(
             instance: NodeInstance(identity: identity, config: config, now: clock.now, rng: &rng),
-            eventLoop: group.next(), logger: logger, clock: clock)
+            eventLoop: group.next(), logger: logger, clock: clock, dataDirectory: directory)
         let node = NodeService(
             host: host, listenHost: listenEndpoint.address.description, listenPort: Int(listenEndpoint.port),
             logger: logger)

@@ -35,7 +35,6 @@ private struct Harness {
     var rng: SeededRandom
     var unreachable: Set<Int> = []
     var events: [[DHTEffect]] = []
-    var messagesDelivered = 0
     /// Times a node's `nextDeadline` named an instant already past (the shell then waits 1 ms).
     var staleDeadlines = 0
     private var queue: [InFlight] = []
@@ -137,7 +136,6 @@ private struct Harness {
                 head = 0
             }
             now = max(now, next.at)
-            messagesDelivered += 1
             let effects = nodes[next.to].handle(next.message, from: contacts[next.from], now: now, rng: &rng)
             apply(effects, of: next.to)
             return true
@@ -178,16 +176,18 @@ private struct Harness {
         return nil
     }
 
-    /// Bootstraps nodes 1... one at a time from node 0, letting the network settle after each.
-    mutating func bootstrapAll(from seed: Int = 0) {
-        for node in nodes.indices where node != seed {
+    /// Bootstraps `joining` (by default every node but the seed) one at a time from `seed`, letting
+    /// the network settle after each.
+    mutating func bootstrapAll(from seed: Int = 0, joining: [Int]? = nil) {
+        for node in joining ?? nodes.indices.filter({ $0 != seed }) {
             bootstrap(node, from: [seed])
-            #expect(settle(), "bootstrap of node \(node) did not settle")
+            let settled = settle()
+            #expect(settled, "bootstrap of node \(node) did not settle")
         }
     }
 }
 
-/// A message of `body` as `node` would answer it, fed straight into `handle`.
+/// Hands `message` from `contact` straight to `node` (no queue, no time passing); returns its effects.
 private func answer(
     _ harness: inout Harness, node: Int, _ message: DHTMessage, from contact: NodeContact
 ) -> [DHTEffect] {
@@ -238,7 +238,9 @@ private func peerRecord(_ who: Identity, at endpoint: Endpoint, seq: UInt64 = 1,
         #expect(sends(effects).count == 1)
         let reply = sends(effects).first
         #expect(reply?.to == harness.contacts[0])
-        #expect(reply?.message == DHTMessage(id: 0xDEAD_BEEF, flags: .server, body: .pong(observed: harness.contacts[0].endpoint)))
+        #expect(
+            reply?.message
+                == DHTMessage(id: 0xDEAD_BEEF, flags: .server, body: .pong(observed: harness.contacts[0].endpoint)))
     }
 
     @Test func roundTripTimesSetTheTimeouts() {
@@ -310,7 +312,8 @@ private func peerRecord(_ who: Identity, at endpoint: Endpoint, seq: UInt64 = 1,
         for node in harness.nodes.indices {
             let targets = harness.nodes.indices.filter { $0 != node }
             let ids = targets.map { harness.lookup(node, harness.contacts[$0].id) }
-            #expect(harness.settle(), "lookups from node \(node) did not finish")
+            let settled = harness.settle()
+            #expect(settled, "lookups from node \(node) did not finish")
             for (target, id) in zip(targets, ids) {
                 guard let report = harness.report(node, id) else {
                     missed.append("\(node)→\(target): no report")
@@ -322,6 +325,9 @@ private func peerRecord(_ who: Identity, at endpoint: Endpoint, seq: UInt64 = 1,
             }
         }
         #expect(missed.isEmpty, "lookups that missed: \(missed)")
+        // A deadline already past makes a shell tick every millisecond. Each node's first contact
+        // makes one (the cached refresh check starts at zero); more would mean a spinning timer.
+        #expect(harness.staleDeadlines <= 2 * harness.nodes.count)
     }
 
     // MARK: Records
@@ -335,7 +341,8 @@ private func peerRecord(_ who: Identity, at endpoint: Endpoint, seq: UInt64 = 1,
             harness.identities[publisher], at: harness.contacts[publisher].endpoint,
             expiresAt: harness.now + .seconds(3600))
         let putID = harness.put(publisher, record)
-        #expect(harness.settle())
+        let settled = harness.settle()
+        #expect(settled)
         let put = harness.putReport(publisher, putID)
         #expect(put?.attempted == 10)
         #expect(put?.stored == 10)
@@ -345,7 +352,8 @@ private func peerRecord(_ who: Identity, at endpoint: Endpoint, seq: UInt64 = 1,
         #expect(holders.count >= 11, "the publisher and its 10 replicas hold it")
         for reader in [0, 11, 24] {
             let id = harness.lookup(reader, record.key, kind: .value)
-            #expect(harness.settle())
+            let settled = harness.settle()
+            #expect(settled)
             let report = harness.report(reader, id)
             #expect(report?.records == [record])
             #expect(report?.found == true)
@@ -406,8 +414,11 @@ private func peerRecord(_ who: Identity, at endpoint: Endpoint, seq: UInt64 = 1,
         harness.unreachable = [1]
         let peer = harness.contacts[1]
         harness.command(0) { dht, now, _ in ((), dht.ping(peer, now: now)) }
-        let deadline = harness.nodes[0].nextDeadline
-        #expect(deadline == t0 + .milliseconds(2400))
+        // The soft timeout (800 ms) is checked first (a lookup would widen), then the hard one.
+        #expect(harness.nodes[0].nextDeadline == t0 + .milliseconds(800))
+        let soft = harness.nodes[0].tick(now: t0 + .milliseconds(800), rng: &harness.rng)
+        #expect(soft.isEmpty)
+        #expect(harness.nodes[0].nextDeadline == t0 + .milliseconds(2400))
         let early = harness.nodes[0].tick(now: t0 + .milliseconds(2399), rng: &harness.rng)
         #expect(early.isEmpty)
         let due = harness.nodes[0].tick(now: t0 + .milliseconds(2400), rng: &harness.rng)
@@ -429,7 +440,8 @@ private func peerRecord(_ who: Identity, at endpoint: Endpoint, seq: UInt64 = 1,
                 lookups.append((node, target, harness.lookup(node, harness.contacts[target].id)))
             }
         }
-        #expect(harness.settle(for: .seconds(300)))
+        let settled = harness.settle(for: .seconds(300))
+        #expect(settled)
         var found = 0
         for lookup in lookups {
             guard let report = harness.report(lookup.from, lookup.id) else {
@@ -458,7 +470,8 @@ private func peerRecord(_ who: Identity, at endpoint: Endpoint, seq: UInt64 = 1,
         for client in clients.sorted() {
             for target in [1, 5, 19] { _ = harness.lookup(client, harness.contacts[target].id) }
         }
-        #expect(harness.settle())
+        let settled = harness.settle()
+        #expect(settled)
         for node in harness.nodes.indices {
             let inTable = harness.nodes[node].table.contacts.compactMap { harness.index[$0.publicKey] }
             #expect(inTable.allSatisfy { !clients.contains($0) }, "node \(node) holds a client: \(inTable)")
@@ -467,7 +480,7 @@ private func peerRecord(_ who: Identity, at endpoint: Endpoint, seq: UInt64 = 1,
             #expect(harness.nodes[client].table.count > 0, "a client still learns servers")
             let reports = harness.events[client].compactMap { if case .lookupFinished(let r) = $0 { r } else { nil } }
             #expect(reports.count == 3)
-            #expect(reports.allSatisfy(\.found))
+            #expect(reports.allSatisfy { $0.found })
         }
     }
 
@@ -497,16 +510,22 @@ private func peerRecord(_ who: Identity, at endpoint: Endpoint, seq: UInt64 = 1,
 
     @Test(.timeLimit(.minutes(1)), arguments: [1, 3])
     func aTinyPendingCapDoesNotHangLookups(cap: Int) {
+        let capped = 24
         var harness = Harness(count: 25, seed: 11) { node, config in
-            if node == 24 { config.maximumPendingRequests = cap }
+            if node == capped { config.maximumPendingRequests = cap }
         }
-        harness.bootstrapAll()
-        let targets = Array(0..<24)
-        let ids = targets.map { harness.lookup(24, harness.contacts[$0].id) }
-        #expect(harness.settle(for: .seconds(60)))
-        let reports = ids.compactMap { harness.report(24, $0) }
-        #expect(reports.count == targets.count, "every lookup finishes")
-        #expect(harness.nodes[24].pendingRequestCount <= cap)
+        harness.bootstrapAll(joining: Array(1..<capped))
+        // The capped node joins (its join starts several bucket-refresh lookups at once), then looks
+        // up every other node.
+        harness.bootstrap(capped, from: [0])
+        let ids = (0..<capped).map { harness.lookup(capped, harness.contacts[$0].id) }
+        let settled = harness.settle(for: .seconds(60))
+        let reports = ids.compactMap { harness.report(capped, $0) }
+        #expect(harness.nodes[capped].pendingRequestCount <= cap)
+        // A lookup whose queries the cap refused is re-polled at once, so nothing waits for a timer.
+        #expect(settled, "every lookup (the join's refreshes too) finishes within a minute")
+        #expect(harness.nodes[capped].activeLookupCount == 0)
+        #expect(reports.count == ids.count)
     }
 
     @Test func aLookupWhoseQueriesAreAllRefusedFinishesAtOnce() {
@@ -518,9 +537,7 @@ private func peerRecord(_ who: Identity, at endpoint: Endpoint, seq: UInt64 = 1,
         let id = harness.lookup(0, harness.contacts[3].id)
         // Nothing can be sent, so nothing will ever answer: the lookup should end now rather than wait
         // for an unrelated timer (here the 30 s re-bootstrap; with a full table, a 15 min refresh).
-        withKnownIssue("DHTNode.advance does not re-poll a lookup whose queries the pending cap refused") {
-            #expect(harness.report(0, id) != nil)
-        }
+        #expect(harness.report(0, id) != nil)
         harness.run(for: .seconds(600)) { $0.report(0, id) != nil }
         #expect(harness.report(0, id)?.found == false)
     }
@@ -537,9 +554,7 @@ private func peerRecord(_ who: Identity, at endpoint: Endpoint, seq: UInt64 = 1,
         let record = peerRecord(harness.identities[0], at: harness.contacts[0].endpoint, expiresAt: t0 + .seconds(60))
         let putID = harness.put(0, record)
         #expect(harness.putReport(0, putID)?.attempted == 0)
-        withKnownIssue("startLookup reports .lookupFinished at the lookup cap even for a put's lookup") {
-            #expect(!harness.events[0].contains { if case .lookupFinished = $0 { true } else { false } })
-        }
+        #expect(!harness.events[0].contains { if case .lookupFinished = $0 { true } else { false } })
     }
 
     @Test func aValueLookupRefusesRecordsAStoreWouldRefuse() throws {
@@ -553,8 +568,8 @@ private func peerRecord(_ who: Identity, at endpoint: Endpoint, seq: UInt64 = 1,
             kind: .peer, key: key, value: PeerRecordValue(endpoints: [liar.endpoint]).encoded(), seq: 1,
             expiresAt: t0 + .seconds(3600), identity: harness.identities[1], networkID: network)
         var store = RecordStore(networkID: network)
-        #expect(store.store(expired, now: t0) == .refused(.expired))
-        #expect(store.store(misfiled, now: t0) == .refused(.wrongKey))
+        let refusals = [store.store(expired, now: t0), store.store(misfiled, now: t0)]
+        #expect(refusals == [.refused(.expired), .refused(.wrongKey)])
         var node = harness.nodes[0]
         _ = node.bootstrap([liar], now: t0, rng: &harness.rng)
         let (id, effects) = node.lookup(key, kind: .value, now: t0, rng: &harness.rng)
@@ -566,8 +581,44 @@ private func peerRecord(_ who: Identity, at endpoint: Endpoint, seq: UInt64 = 1,
         let done = node.handle(reply, from: liar, now: t0 + .milliseconds(20), rng: &harness.rng)
         let report = done.compactMap { if case .lookupFinished(let r) = $0 { r } else { nil } }.first { $0.id == id }
         #expect(report != nil)
-        withKnownIssue("handleResponse keeps every validly signed record, expired or under a wrong key") {
-            #expect(report?.records == [])
+        #expect(report?.records == [])
+    }
+
+    @Test func aValueLookupFetchesEveryPageOfValues() throws {
+        var harness = Harness(count: 10, seed: 15)
+        let (reader, holder) = (0, 1)
+        let publishers = Array(2..<10)
+        var key = Key256.zero
+        for publisher in publishers {
+            let record = SignedRecord.providerIndex(
+                serviceType: "wireguard", country: "DE", seq: 1, expiresAt: t0 + .seconds(3600),
+                identity: harness.identities[publisher], networkID: network)
+            key = record.key
+            let stored = answer(
+                &harness, node: holder, DHTMessage(id: 1, flags: [], body: .store(record: record)),
+                from: harness.contacts[publisher])
+            #expect(sends(stored).map(\.message.body) == [.stored(status: .stored)])
+        }
+        #expect(harness.nodes[holder].store.records(for: key, now: t0).count == publishers.count)
+        var node = harness.nodes[reader]
+        _ = node.bootstrap([harness.contacts[holder]], now: t0, rng: &harness.rng)
+        let (id, effects) = node.lookup(key, kind: .value, now: t0, rng: &harness.rng)
+        let query = try #require(sends(effects).first { $0.message.body == .findValue(key: key, page: 0) })
+        let reply = try #require(
+            sends(answer(&harness, node: holder, query.message, from: harness.contacts[reader])).first)
+        guard case .values(let page, let pages, let records, _) = reply.message.body else {
+            Issue.record("not a VALUES answer: \(reply.message)")
+            return
+        }
+        #expect(page == 0)
+        #expect(pages == 2, "8 provider entries of 193 bytes need two pages")
+        #expect(records.count == 6, "6 fit beside an empty contact list")
+        let next = node.handle(
+            reply.message, from: harness.contacts[holder], now: t0 + .milliseconds(20), rng: &harness.rng)
+        let report = next.compactMap { if case .lookupFinished(let r) = $0 { r } else { nil } }.first { $0.id == id }
+        withKnownIssue("value lookups ask only for page 0; a VALUES answer's `pages` is ignored") {
+            #expect(sends(next).contains { $0.message.body == .findValue(key: key, page: 1) })
+            #expect(report == nil || report?.records.count == publishers.count)
         }
     }
 
@@ -583,15 +634,18 @@ private func peerRecord(_ who: Identity, at endpoint: Endpoint, seq: UInt64 = 1,
                 identity: harness.identities[provider], networkID: network)
             key = record.key
             _ = harness.put(provider, record)
-            #expect(harness.settle())
+            let settled = harness.settle()
+            #expect(settled)
         }
         let held = harness.nodes.map { $0.store.records(for: key, now: harness.now).count }
         #expect(held.max() == providers.count, "some nodes hold all \(providers.count) entries")
         let id = harness.lookup(0, key, kind: .value)
-        #expect(harness.settle())
+        let settled = harness.settle()
+        #expect(settled)
         let report = harness.report(0, id)
         #expect(report?.found == true)
-        withKnownIssue("value lookups fetch only page 0 of VALUES; later pages are never requested") {
+        // Only page 0 is fetched (see above); several holders with different subsets can hide that.
+        withKnownIssue("value lookups fetch only page 0 of VALUES", isIntermittent: true) {
             #expect(report?.records.count == providers.count)
         }
     }

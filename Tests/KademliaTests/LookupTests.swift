@@ -24,7 +24,9 @@ private func randomContact(_ rng: inout SeededRandom, number: Int) -> NodeContac
     return NodeContact(publicKey: key, endpoint: Endpoint(address: .v4(0x0A00_0000 | UInt32(number)), port: 4747))
 }
 
-private func config(alpha: Int = 3, k: Int = 20, maximumQueries: Int = 120, maximumCandidates: Int = 100)
+private func config(
+    alpha: Int = 3, k: Int = 20, maximumQueries: Int = 120, maximumCandidates: Int = 100
+)
     -> LookupConfig
 {
     var config = LookupConfig()
@@ -472,7 +474,9 @@ private func drive(
         #expect(lookup.nextDeadline == t0 + .milliseconds(100) + softTimeout)
         // Per-contact timeouts are honoured.
         var custom = Fixture(seed: 19).lookup(seeds: seeds)
-        _ = custom.poll(now: t0) { id in id == seeds[0].id ? (.milliseconds(50), .milliseconds(80)) : (softTimeout, hardTimeout) }
+        _ = custom.poll(now: t0) { id in
+            id == seeds[0].id ? (.milliseconds(50), .milliseconds(80)) : (softTimeout, hardTimeout)
+        }
         #expect(custom.nextDeadline == t0 + .milliseconds(50))
     }
 
@@ -502,7 +506,10 @@ private func drive(
         _ = lookup.poll(now: t0, timeouts: fixedTimeouts)
         lookup.onResponse(from: seeds[0].id, contacts: closer, records: [], now: t0 + .milliseconds(10))
         #expect(lookup.candidates.count == 5)
-        #expect(ids(lookup.candidates.map(\.contact)) == [closer[0].id, closer[1].id, seeds[0].id, seeds[1].id, seeds[2].id])
+        #expect(
+            ids(lookup.candidates.map(\.contact)) == [
+                closer[0].id, closer[1].id, seeds[0].id, seeds[1].id, seeds[2].id,
+            ])
         #expect(Set(lookup.inFlight) == [seeds[1].id, seeds[2].id])
         // Late answers from the in-flight ones still count.
         lookup.onResponse(from: seeds[1].id, contacts: [], records: [], now: t0 + .milliseconds(20))
@@ -564,9 +571,10 @@ private func drive(
         // Answers list the 20 closest a node knows, dead ones included, so the 20th closest live node may
         // be named by no one; the closest ones are always found.
         #expect(lookup.closestResponded.count == 20)
-        #expect(ids(Array(lookup.closestResponded.prefix(10))) == ids(net.trueClosest(to: target.id, count: 10, excluding: dead)))
+        #expect(
+            ids(Array(lookup.closestResponded.prefix(10)))
+                == ids(net.trueClosest(to: target.id, count: 10, excluding: dead)))
         #expect(lookup.failures > 0 || !run.queried.contains { dead.contains($0) })
         #expect(run.now < t0 + .seconds(30), "bounded by the timeouts, not stalled")
     }
 }
-

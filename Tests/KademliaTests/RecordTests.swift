@@ -507,8 +507,12 @@ struct RecordCodecTests {
         }
     }
 
-    @Test("an unknown kind is refused", arguments: [UInt8(0), 3, 0xFF])
+    /// Kind bytes no version assigns: 0, the first byte after the known kinds, and 0xFF.
+    static let unknownKinds: [UInt8] = [0, (SignedRecord.Kind.allCases.map(\.rawValue).max() ?? 0) + 1, 0xFF]
+
+    @Test("an unknown kind is refused", arguments: unknownKinds)
     func unknownKind(byte: UInt8) {
+        #expect(SignedRecord.Kind(rawValue: byte) == nil)
         var bytes = peerRecord(alice).encoded()
         bytes[0] = byte
         var reader = ByteReader(bytes)

@@ -88,3 +88,25 @@ struct EarlyDataTests {
         #expect(pair.a.nextDeadline.map { $0 > pair.now } ?? true, "no timer stuck in the past")
     }
 }
+
+@Suite("Restarted peers")
+struct RestartTests {
+    @Test func aRestartedPeerGetsRepliesOnItsNewSession() throws {
+        var pair = Pair()
+        pair.handshake()
+        pair.sendAB([1])
+        // A restarts: same identity, fresh state; B still holds the old session.
+        var restarted = SessionManager(identity: pair.a.identity, config: pair.a.config)
+        let added = restarted.addPeer(pair.bKey, endpoint: pair.bEndpoint)
+        #expect(added)
+        pair.now = pair.now + .seconds(2)
+        let initiation = try #require(
+            firstSend(restarted.send([0x10, 7], to: pair.bKey, early: true, now: pair.now, rng: &pair.rng)))
+        let atB = pair.b.receive(initiation, from: pair.aEndpoint, now: pair.now, rng: &pair.rng)
+        #expect(atB.contains(.deliver(peer: pair.aKey, frame: [0x10, 7])))
+        let reply = try #require(firstSend(pair.b.send([0x11], to: pair.aKey, now: pair.now, rng: &pair.rng)))
+        _ = restarted.receive(try #require(firstSend(atB)), from: pair.bEndpoint, now: pair.now, rng: &pair.rng)
+        let atA = restarted.receive(reply, from: pair.bEndpoint, now: pair.now, rng: &pair.rng)
+        #expect(atA.contains(.deliver(peer: pair.bKey, frame: [0x11])), "the reply must use the new keys")
+    }
+}

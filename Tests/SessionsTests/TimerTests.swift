@@ -17,7 +17,9 @@ struct TimerTests {
         #expect(pair.delivered.count == 600)
         #expect(pair.a.counters.handshakesInitiated >= initiated + 4)
         #expect(pair.b.counters.dropped[.expiredKeys, default: 0] == 0)
-        #expect(pair.events.allSatisfy { if case .lost = $0.1 { false } else { true } }, "\(pair.events.map { "\($0.0) \($0.1)" })")
+        #expect(
+            pair.events.allSatisfy { if case .lost = $0.1 { false } else { true } },
+            "\(pair.events.map { "\($0.0) \($0.1)" })")
     }
 
     @Test func idleSessionSendsKeepalives() {
