@@ -29,6 +29,8 @@ public struct DHTConfig: Sendable {
     /// Own records are re-put this often and live this long.
     public var republishInterval: Duration = .seconds(30 * 60)
     public var recordLifetime: Duration = .seconds(60 * 60)
+    /// Most pages of one VALUES answer a value lookup fetches from one node.
+    public var maximumPages: UInt16 = 8
     /// A bucket refresh only needs to meet some nodes of that bucket: it stops after this many queries.
     public var refreshQueries = 8
     /// With an empty table, the bootstrap contacts are tried again this often.
@@ -101,6 +103,8 @@ public struct DHTNode: Sendable {
 
     private enum Purpose: Sendable {
         case lookup(UInt64)
+        /// A further page of a VALUES answer, for this lookup.
+        case page(UInt64)
         case verify
         case evictionCheck
         case store(UInt64)
@@ -408,9 +412,21 @@ public struct DHTNode: Sendable {
             var records: [SignedRecord] = []
             switch message.body {
             case .nodes(let contacts): found = contacts
-            case .values(_, _, let page, let contacts):
+            case .values(let page, let pages, let list, let contacts):
                 found = contacts
-                records = page.filter { store.refusal(for: $0, now: now) == nil }
+                records = list.filter { store.refusal(for: $0, now: now) == nil }
+                // More records than one answer holds: fetch the other pages from the same node.
+                if page == 0, pages > 1, let key = lookups[lookupID]?.lookup.target {
+                    let extra = Array(1..<Int(min(pages, config.maximumPages)))
+                    lookups[lookupID]!.lookup.expectPages(extra.count)
+                    for number in extra
+                    where !request(
+                        .findValue(key: key, page: UInt16(number)), to: contact, purpose: .page(lookupID), now: now,
+                        effects: &effects)
+                    {
+                        lookups[lookupID]?.lookup.onPage(records: nil, hops: 0, now: now)
+                    }
+                }
             default: break
             }
             lookups[lookupID]?.lookup.onResponse(from: contact.id, contacts: found, records: records, now: now)
@@ -418,6 +434,15 @@ public struct DHTNode: Sendable {
         case .store(let putID):
             if case .stored(let status) = message.body, status.isSuccess { puts[putID]?.stored += 1 }
             storeAnswered(putID, now: now, effects: &effects)
+        case .page(let lookupID):
+            var records: [SignedRecord] = []
+            if case .values(_, _, let list, _) = message.body {
+                records = list.filter { store.refusal(for: $0, now: now) == nil }
+            }
+            if let depth = lookups[lookupID]?.lookup.depth(of: contact.id) {
+                lookups[lookupID]!.lookup.onPage(records: records, hops: depth, now: now)
+            }
+            advance(lookupID, now: now, effects: &effects)
         }
         if case .pong(let observed) = message.body {
             effects.append(.observedAddress(observed, reporter: contact.publicKey))
@@ -444,6 +469,9 @@ public struct DHTNode: Sendable {
             advance(lookupID, now: now, effects: &effects)
         case .store(let putID):
             storeAnswered(putID, now: now, effects: &effects)
+        case .page(let lookupID):
+            lookups[lookupID]?.lookup.onPage(records: nil, hops: 0, now: now)
+            advance(lookupID, now: now, effects: &effects)
         }
     }
 

@@ -54,6 +54,8 @@ public struct Lookup: Sendable {
     public private(set) var records: [PublicKey: SignedRecord] = [:]
     public private(set) var firstRecord: (at: Instant, hops: Int)?
     public private(set) var finishedAt: Instant?
+    /// Further pages of VALUES answers being fetched; the lookup does not end before they arrive.
+    public private(set) var pagesPending = 0
     /// The deepest hop whose answer moved the lookup closer (the path length).
     public private(set) var hops = 0
 
@@ -124,6 +126,29 @@ public struct Lookup: Sendable {
         checkFinished(now: now)
     }
 
+    /// The caller is fetching `count` more pages of a VALUES answer; the lookup waits for them.
+    public mutating func expectPages(_ count: Int) {
+        guard !isFinished, count > 0 else { return }
+        pagesPending += count
+    }
+
+    /// A further page of records arrived (`records` nil: the page request failed).
+    public mutating func onPage(records found: [SignedRecord]?, hops depth: Int, now: Instant) {
+        guard pagesPending > 0 else { return }
+        pagesPending -= 1
+        for record in found ?? [] where record.key == target {
+            if let existing = records[record.publisher], existing.seq >= record.seq { continue }
+            records[record.publisher] = record
+            if firstRecord == nil { firstRecord = (now, depth) }
+        }
+        checkFinished(now: now)
+    }
+
+    /// The query depth of a contact that answered (for pages fetched from it).
+    public func depth(of id: NodeID) -> Int {
+        (candidates.first { $0.contact.id == id }?.depth ?? 0) + 1
+    }
+
     /// A query failed (hard timeout, or the session could not be set up).
     public mutating func onFailure(from id: NodeID, now: Instant) {
         guard let index = candidates.firstIndex(where: { $0.contact.id == id }) else { return }
@@ -190,7 +215,7 @@ public struct Lookup: Sendable {
     }
 
     private mutating func checkFinished(now: Instant) {
-        guard finishedAt == nil else { return }
+        guard finishedAt == nil, pagesPending == 0 else { return }
         var rank = 0
         var waiting = false
         for candidate in candidates where candidate.state != .failed {
