@@ -357,8 +357,9 @@ public struct DHTNode: Sendable {
 
     private func valuesPage(key: Key256, page: UInt16, excluding id: NodeID, now: Instant) -> DHTMessage.Body {
         let all = store.records(for: key, now: now)
-        let contacts = closest(to: key, excluding: id, count: all.isEmpty ? DHTMessage.maximumContacts : 4)
-        let budget = DHTMessage.maximumSize - DHTMessage.headerSize - 5 - DHTMessage.contactsSize(contacts)
+        // Pages are cut for records alone (even a 1000-byte record fits one); closer contacts fill
+        // whatever room the page leaves, up to 4 when there are records, 20 when there are none.
+        let budget = DHTMessage.maximumSize - DHTMessage.headerSize - 5 - DHTMessage.contactsSize([])
         // Greedy pagination: each page holds as many whole records as fit the budget.
         var pages: [[SignedRecord]] = [[]]
         var used = 0
@@ -373,6 +374,14 @@ public struct DHTNode: Sendable {
         }
         let index = Int(page)
         let records = index < pages.count ? pages[index] : []
+        var room = budget - records.reduce(0) { $0 + $1.encodedSize }
+        var contacts: [NodeContact] = []
+        for contact in closest(to: key, excluding: id, count: all.isEmpty ? DHTMessage.maximumContacts : 4) {
+            let size = DHTMessage.contactsSize([contact]) - 1
+            guard size <= room else { break }
+            contacts.append(contact)
+            room -= size
+        }
         return .values(page: page, pages: UInt16(all.isEmpty ? 0 : pages.count), records: records, contacts: contacts)
     }
 
@@ -497,12 +506,14 @@ public struct DHTNode: Sendable {
         }
         counters.lookupsStarted += 1
         if let bucket = table.bucketIndex(for: target) { table.markRefreshed(bucket: bucket, now: now) }
+        var localRecords: [SignedRecord] = []
+        if kind == .value { localRecords = store.records(for: target, now: now) }
         var lookupConfig = config.lookup
         if purpose == .refresh { lookupConfig.maximumQueries = min(lookupConfig.maximumQueries, config.refreshQueries) }
         lookups[id] = LookupTask(
             lookup: Lookup(
                 target: target, kind: kind, seeds: seedContacts, localID: localID, config: lookupConfig,
-                now: now),
+                now: now, localRecords: localRecords),
             purpose: purpose)
         advance(id, now: now, effects: &effects)
         return (id, effects)

@@ -59,15 +59,21 @@ public struct Lookup: Sendable {
     /// The deepest hop whose answer moved the lookup closer (the path length).
     public private(set) var hops = 0
 
+    /// `localRecords`: records for the target this node already holds (found at hop 0).
     public init(
         target: Key256, kind: LookupKind, seeds: [NodeContact], localID: NodeID, config: LookupConfig,
-        now: Instant
+        now: Instant, localRecords: [SignedRecord] = []
     ) {
         self.target = target
         self.kind = kind
         self.startedAt = now
         self.config = config
         self.localID = localID
+        for record in localRecords where record.key == target {
+            if let existing = records[record.publisher], existing.seq >= record.seq { continue }
+            records[record.publisher] = record
+            if firstRecord == nil { firstRecord = (now, 0) }
+        }
         add(seeds, depth: 0)
     }
 

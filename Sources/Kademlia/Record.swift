@@ -327,7 +327,8 @@ public struct ProviderIndexValue: Equatable, Sendable {
 /// Layout: version u8 = 1, name (u16-length-prefixed UTF-8), text (u16-length-prefixed UTF-8).
 public struct TextRecordValue: Equatable, Sendable {
     public static let maximumName = 64
-    public static let maximumText = 900
+    /// A text record then stays well inside one DHT datagram (value ≤ 1 + 2 + 64 + 2 + 800).
+    public static let maximumText = 800
 
     public enum ValueError: Error, Equatable, Sendable { case emptyName, nameTooLong, textTooLong }
 

@@ -47,7 +47,7 @@ public final class NodeHost: @unchecked Sendable {
     private var pendingPuts: [UInt64: EventLoopPromise<PutReport>] = [:]
     public private(set) var listenEndpoint: Endpoint?
 
-    /// Where the routing table is saved (every minute and at stop); nil: not saved.
+    /// Where the routing table is saved (every 30 s and at stop); nil: not saved.
     private let dataDirectory: DataDirectory?
     private var saveTask: RepeatedTask?
 

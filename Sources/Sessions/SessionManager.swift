@@ -644,6 +644,7 @@ public struct SessionManager: Sendable, CustomReflectable {
                 peers[key]!.pending = nil
                 peers[key]!.attemptingSince = nil
                 peers[key]!.queue = []
+                peers[key]!.earlyFrame = nil
                 if !peer.isEstablished { effects.append(.unreachable(peer: key)) }
                 return
             }

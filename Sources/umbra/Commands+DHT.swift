@@ -45,7 +45,7 @@ struct DHTCommand: AsyncParsableCommand {
             abstract: "Sign a text record under KEY and store it on the nodes closest to it.")
         @OptionGroup var options: DataDirOptions
         @Option(help: "The record's name (1 to 64 bytes).") var key: String
-        @Option(help: "The text to store (at most 900 bytes).") var value: String
+        @Option(help: "The text to store (at most 800 bytes).") var value: String
         @Flag(help: "Print JSON.") var json = false
 
         func run() async throws {
@@ -109,7 +109,7 @@ func call<T: Decodable>(
 }
 
 func percentEncoded(_ text: String) -> String {
-    var allowed = CharacterSet.alphanumerics
-    allowed.insert(charactersIn: "-._~")
+    // RFC 3986 unreserved characters only (ASCII): everything else, UTF-8 included, is escaped.
+    let allowed = CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
     return text.addingPercentEncoding(withAllowedCharacters: allowed) ?? text
 }

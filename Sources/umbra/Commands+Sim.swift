@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import NetSim
 import Node
+import NodeAPI
 import UmbraCore
 
 struct Sim: AsyncParsableCommand {
@@ -48,7 +49,7 @@ struct Sim: AsyncParsableCommand {
             let rss = ProcessStats.peakResidentMiB()
             if json {
                 var object =
-                    try JSONSerialization.jsonObject(with: ControlJSONEncoding.encode(result)) as! [String: Any]
+                    try JSONSerialization.jsonObject(with: ControlJSON.encoder.encode(result)) as! [String: Any]
                 object["wall_seconds"] = wall
                 object["peak_rss_mib"] = rss
                 let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])
@@ -133,14 +134,6 @@ enum HandshakeScenario {
         return Result(
             trace: sim.trace, fullyConnected: full, statistics: sim.statistics,
             digest: Digest.fnv1a(sim.trace.map(\.description).joined(separator: "\n")))
-    }
-}
-
-enum ControlJSONEncoding {
-    static func encode(_ value: some Encodable) throws -> Data {
-        let encoder = JSONEncoder()
-        encoder.keyEncodingStrategy = .convertToSnakeCase
-        return try encoder.encode(value)
     }
 }
 

@@ -630,6 +630,24 @@ private func peerRecord(_ who: Identity, at endpoint: Endpoint, seq: UInt64 = 1,
     }
 
     @Test(.timeLimit(.minutes(1)))
+    func theLargestTextRecordIsReadBackFromAnotherNode() throws {
+        var harness = Harness(count: 12, seed: 21)
+        harness.bootstrapAll()
+        let name = String(repeating: "n", count: TextRecordValue.maximumName)
+        let value = try TextRecordValue(name: name, text: String(repeating: "t", count: TextRecordValue.maximumText))
+        let record = SignedRecord.make(
+            kind: .text, key: RecordKey.text(name), value: value.encoded(), seq: 1,
+            expiresAt: harness.now + .seconds(3600), identity: harness.identities[3], networkID: network)
+        _ = harness.put(3, record)
+        let stored = harness.settle()
+        #expect(stored)
+        let id = harness.lookup(9, RecordKey.text(name), kind: .value)
+        let finished = harness.settle()
+        #expect(finished)
+        #expect(harness.report(9, id)?.records == [record], "a maximum-size record fits one VALUES answer")
+    }
+
+    @Test(.timeLimit(.minutes(1)))
     func aValueLookupCollectsEveryRecordUnderAKey() {
         var harness = Harness(count: 25, seed: 15)
         harness.bootstrapAll()
