@@ -11,6 +11,10 @@ struct Keypair: Sendable {
     let isInitiator: Bool
     var sendCounter: UInt64 = 0
     var replay = ReplayWindow()
+    /// Bytes a responder may still send on this keypair before the initiator confirms it (nil: no
+    /// limit). Three times the initiation's size, as QUIC allows before address validation, so a
+    /// spoofed initiation cannot be turned into a larger flood at its claimed source.
+    var unconfirmedAllowance: Int?
 
     init(
         localIndex: UInt32, remoteIndex: UInt32, sendKey: SymmetricKey, receiveKey: SymmetricKey, createdAt: Instant,
@@ -123,6 +127,7 @@ struct Peer: Sendable {
         if let previous { retiredIndices.append(previous.localIndex) }
         previous = current
         current = confirmed
+        current!.unconfirmedAllowance = nil
         next = nil
         attemptingSince = nil
         // A crossing initiation of ours (if any) stays pending: its response, when it comes,

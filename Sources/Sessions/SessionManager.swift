@@ -171,7 +171,10 @@ public struct SessionManager: Sendable, CustomReflectable {
             }
             peers[key]!.queue.append(
                 QueuedFrame(bytes: frame, early: early && frame.count <= WireSize.maximumEarlyData))
-            initiateHandshake(key, now: now, rng: &rng, effects: &effects)
+            // A session we just answered is waiting for the initiator's confirmation (which
+            // flushes the queue); do not start a handshake of our own towards a maybe-spoofed source.
+            let awaitingConfirmation = peers[key]!.next.map { now.since($0.createdAt) < config.rekeyTimeout } ?? false
+            if !awaitingConfirmation { initiateHandshake(key, now: now, rng: &rng, effects: &effects) }
         }
         return effects
     }
@@ -235,6 +238,12 @@ public struct SessionManager: Sendable, CustomReflectable {
             let length: Int? =
                 peer.withKeypair(in: slot) { keypair in
                     guard keypair.canSend(now: now, config: config) else { return nil }
+                    if let allowance = keypair.unconfirmedAllowance {
+                        // Unconfirmed: within the anti-amplification allowance, or wait (queued).
+                        let size = WireSize.transportHeader + frame.count + 16
+                        guard size <= allowance else { return nil }
+                        keypair.unconfirmedAllowance = allowance - size
+                    }
                     let counter = keypair.sendCounter
                     keypair.sendCounter += 1
                     TransportHeader(receiverIndex: keypair.remoteIndex, counter: counter).write(into: output)
@@ -351,7 +360,15 @@ public struct SessionManager: Sendable, CustomReflectable {
         var payload = ByteWriter(capacity: WireSize.initiationPayload + (peer.earlyFrame?.count ?? 0))
         payload.write(raw: identity.publicKey.bytes)
         payload.write(lastTimestampSent)
-        if let early = peer.earlyFrame { payload.write(raw: early) }
+        if let early = peer.earlyFrame {
+            payload.write(UInt16(early.count))
+            payload.write(raw: early)
+            // Pad so the initiation is at least `minimumEarlyInitiation` bytes (see there).
+            let unpadded = WireSize.initiation + payload.count - WireSize.initiationPayload
+            if unpadded < WireSize.minimumEarlyInitiation {
+                payload.write(raw: [UInt8](repeating: 0, count: WireSize.minimumEarlyInitiation - unpadded))
+            }
+        }
         guard let message = try? noise.writeMessage(payload: payload.bytes) else { return }
         var initiation = HandshakeInitiation(
             senderIndex: localIndex, noiseMessage: message, mac1: Self.zeroMac, mac2: Self.zeroMac)
@@ -457,7 +474,7 @@ public struct SessionManager: Sendable, CustomReflectable {
         else { return count(.handshakeFailed) }
         var reader = ByteReader(payload)
         guard let identityBytes = try? reader.readBytes(32), let timestamp = try? reader.readUInt64(),
-            let key = try? PublicKey(bytes: identityBytes),
+            let early = try? Self.readEarlyData(&reader), let key = try? PublicKey(bytes: identityBytes),
             let derived = try? Ed25519.x25519PublicKey(fromEd25519: identityBytes),
             SecureMemory.equals(derived, remoteStatic)
         else { return count(.identityMismatch) }
@@ -475,13 +492,14 @@ public struct SessionManager: Sendable, CustomReflectable {
         }
         let localIndex = newIndex(for: key, rng: &rng)
         guard
-            let keypair = Self.keypair(
+            var keypair = Self.keypair(
                 from: noise, localIndex: localIndex, remoteIndex: initiation.senderIndex, now: now,
                 isInitiator: false)
         else {
             indices.removeValue(forKey: localIndex)
             return count(.handshakeFailed)
         }
+        keypair.unconfirmedAllowance = 3 * datagram.count - WireSize.response
         peer.latestTimestamp = timestamp
         peer.lastInitiationReceived = now
         if let next = peer.next { indices.removeValue(forKey: next.localIndex) }
@@ -503,7 +521,6 @@ public struct SessionManager: Sendable, CustomReflectable {
         emit(bytes, to: source, effects: &effects)
         // Early data is delivered after the response is on its way, so an immediate reply (sent on
         // the new keypair, see `seal`) follows the response on the wire.
-        let early = reader.readRemaining()
         if !early.isEmpty {
             counters.earlyFramesReceived += 1
             effects.append(.deliver(peer: key, frame: early))
@@ -710,6 +727,17 @@ public struct SessionManager: Sendable, CustomReflectable {
     }
 
     private static let zeroMac = [UInt8](repeating: 0, count: WireSize.mac)
+
+    /// The early data after the identity key and timestamp of an initiation's payload: nothing, or
+    /// `length u16 | frame | zero padding`.
+    static func readEarlyData(_ reader: inout ByteReader) throws(DecodeError) -> [UInt8] {
+        guard !reader.isAtEnd else { return [] }
+        let early = try reader.readLengthPrefixed(limit: WireSize.maximumEarlyData)
+        guard reader.readRemaining().allSatisfy({ $0 == 0 }) else {
+            throw .invalid(field: "initiation padding", reason: "padding must be zero bytes")
+        }
+        return early
+    }
 
     /// The key of mac1 for messages to the holder of `staticPublicKey` (its X25519 Noise key).
     public static func mac1Key(for staticPublicKey: [UInt8]) -> [UInt8] {

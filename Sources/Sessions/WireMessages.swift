@@ -23,7 +23,11 @@ public enum WireSize {
     public static let initiation = header + 4 + noiseInitiation + 2 * mac
     /// Most bytes of early data (a 0-RTT frame) an initiation may carry.
     public static let maximumEarlyData = 1200
-    public static let maximumInitiation = initiation + maximumEarlyData
+    /// Early data is preceded by its u16 length, and an initiation that carries any is padded to at
+    /// least this size, which buys the responder's reply room under its anti-amplification limit.
+    public static let earlyDataLengthPrefix = 2
+    public static let minimumEarlyInitiation = 400
+    public static let maximumInitiation = initiation + earlyDataLengthPrefix + maximumEarlyData
     /// Noise IK message 2: e (32) + encrypted empty payload (16).
     public static let noiseResponse = 32 + 16
     public static let response = header + 4 + 4 + noiseResponse + 2 * mac
