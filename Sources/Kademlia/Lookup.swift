@@ -69,11 +69,7 @@ public struct Lookup: Sendable {
         self.startedAt = now
         self.config = config
         self.localID = localID
-        for record in localRecords where record.key == target {
-            if let existing = records[record.publisher], existing.seq >= record.seq { continue }
-            records[record.publisher] = record
-            if firstRecord == nil { firstRecord = (now, 0) }
-        }
+        merge(localRecords, depth: 0, now: now)
         add(seeds, depth: 0)
     }
 
@@ -120,11 +116,7 @@ public struct Lookup: Sendable {
         responses += 1
         let depth = candidates[index].depth + 1
         hops = max(hops, depth)
-        for record in found where record.key == target {
-            if let existing = records[record.publisher], existing.seq >= record.seq { continue }
-            records[record.publisher] = record
-            if firstRecord == nil { firstRecord = (now, depth) }
-        }
+        merge(found, depth: depth, now: now)
         if kind == .node, targetFound == nil, let match = contacts.first(where: { $0.id == target }) {
             targetFound = (now, depth, match)
         }
@@ -142,11 +134,7 @@ public struct Lookup: Sendable {
     public mutating func onPage(records found: [SignedRecord]?, hops depth: Int, now: Instant) {
         guard pagesPending > 0 else { return }
         pagesPending -= 1
-        for record in found ?? [] where record.key == target {
-            if let existing = records[record.publisher], existing.seq >= record.seq { continue }
-            records[record.publisher] = record
-            if firstRecord == nil { firstRecord = (now, depth) }
-        }
+        merge(found ?? [], depth: depth, now: now)
         checkFinished(now: now)
     }
 
@@ -186,6 +174,15 @@ public struct Lookup: Sendable {
     }
 
     // MARK: - Internals
+
+    /// Keeps one record per publisher (the highest seq) among those for the target.
+    private mutating func merge(_ found: [SignedRecord], depth: Int, now: Instant) {
+        for record in found where record.key == target {
+            if let existing = records[record.publisher], existing.seq >= record.seq { continue }
+            records[record.publisher] = record
+            if firstRecord == nil { firstRecord = (now, depth) }
+        }
+    }
 
     private mutating func add(_ contacts: [NodeContact], depth: Int) {
         for contact in contacts where contact.id != localID && !known.contains(contact.id) {

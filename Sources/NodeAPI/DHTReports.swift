@@ -85,10 +85,7 @@ public struct RecordReport: Codable, Sendable {
             name = value.name
             text = value.text
         }
-        valueHex = record.value.map { byte in
-            let digits = Array("0123456789abcdef")
-            return String([digits[Int(byte >> 4)], digits[Int(byte & 15)]])
-        }.joined()
+        valueHex = Hex.encode(record.value)
     }
 }
 

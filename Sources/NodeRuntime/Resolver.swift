@@ -39,14 +39,8 @@ public enum Resolver {
                     let v4 = address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee }
                     return Endpoint(address: .v4(UInt32(bigEndian: v4.sin_addr.s_addr)), port: port)
                 case AF_INET6:
-                    var v6 = address.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee }
-                    let words = withUnsafeBytes(of: &v6.sin6_addr) { raw in
-                        (
-                            UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 0, as: UInt64.self)),
-                            UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
-                        )
-                    }
-                    return Endpoint(address: .v6(high: words.0, low: words.1), port: port)
+                    let v6 = address.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee }
+                    return Endpoint(address: IPAddress(v6.sin6_addr), port: port)
                 default: break
                 }
             }

@@ -37,13 +37,7 @@ extension SocketAddress {
                 address: .v4(UInt32(bigEndian: v4.address.sin_addr.s_addr)),
                 port: UInt16(bigEndian: v4.address.sin_port))
         case .v6(let v6):
-            var address = v6.address.sin6_addr
-            let (high, low) = withUnsafeBytes(of: &address) { raw in
-                (
-                    UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 0, as: UInt64.self)),
-                    UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
-                )
-            }
+            guard case .v6(let high, let low) = IPAddress(v6.address.sin6_addr) else { return nil }
             let port = UInt16(bigEndian: v6.address.sin6_port)
             if high == 0, low >> 32 == 0xFFFF {
                 return Endpoint(address: .v4(UInt32(truncatingIfNeeded: low)), port: port)
@@ -52,5 +46,19 @@ extension SocketAddress {
         case .unixDomainSocket:
             return nil
         }
+    }
+}
+
+extension IPAddress {
+    /// The IPv6 address in a socket address structure (no IPv4-mapped normalisation here).
+    init(_ address: in6_addr) {
+        var address = address
+        let (high, low) = withUnsafeBytes(of: &address) { raw in
+            (
+                UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 0, as: UInt64.self)),
+                UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+            )
+        }
+        self = .v6(high: high, low: low)
     }
 }

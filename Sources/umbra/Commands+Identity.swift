@@ -39,7 +39,7 @@ struct IdentityCommand: AsyncParsableCommand {
             if json {
                 let object = [
                     "address": identity.address.description, "node_id": identity.nodeID.description,
-                    "public_key_hex": identity.publicKey.bytes.map { String(format: "%02x", $0) }.joined(),
+                    "public_key_hex": Hex.encode(identity.publicKey.bytes),
                 ]
                 let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])
                 print(String(decoding: data, as: UTF8.self))
