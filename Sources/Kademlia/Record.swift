@@ -186,33 +186,38 @@ public enum RecordKey {
 
 // MARK: - Peer record value
 
-/// The value of a peer record: the node's endpoints and the relays that hold reservations for it.
+/// The value of a peer record: the node's direct endpoints and the relays that hold reservations
+/// for it (each with the relay's own endpoint, so a dialer needs no second lookup). A node behind NAT
+/// publishes no endpoint and only relays; a record lists at least one of the two.
 ///
-/// Encoding: version u8 (1), endpoint count u8 (1...8), endpoints, relay count u8 (0...4), relay keys
-/// (32 each). Duplicates are allowed (harmless); order is the publisher's preference.
+/// Encoding: version u8 (1), endpoint count u8 (0...6), endpoints, relay count u8 (0...4), relays
+/// (public key 32, endpoint). Relay paths (100::/64) are refused as endpoints.
 public struct PeerRecordValue: Equatable, Sendable {
     public static let version: UInt8 = 1
-    public static let maximumEndpoints = 8
+    public static let maximumEndpoints = 6
     public static let maximumRelays = 4
 
     public var endpoints: [Endpoint]
-    public var relays: [PublicKey]
+    public var relays: [NodeContact]
 
-    public init(endpoints: [Endpoint], relays: [PublicKey] = []) {
+    public init(endpoints: [Endpoint], relays: [NodeContact] = []) {
         self.endpoints = endpoints
         self.relays = relays
     }
 
     /// The canonical bytes. Counts are written as given (precondition: at most 255 each); `decode`
-    /// refuses counts outside 1...8 endpoints and 0...4 relays.
+    /// refuses counts outside 0...6 endpoints and 0...4 relays, and a record with neither.
     public func encoded() -> [UInt8] {
         precondition(endpoints.count <= Int(UInt8.max) && relays.count <= Int(UInt8.max), "count exceeds u8")
-        var writer = ByteWriter(capacity: 3 + endpoints.count * 19 + relays.count * PublicKey.byteCount)
+        var writer = ByteWriter(capacity: 3 + endpoints.count * 19 + relays.count * (PublicKey.byteCount + 19))
         writer.write(Self.version)
         writer.write(UInt8(endpoints.count))
         for endpoint in endpoints { writer.write(endpoint) }
         writer.write(UInt8(relays.count))
-        for relay in relays { writer.write(relay) }
+        for relay in relays {
+            writer.write(relay.publicKey)
+            writer.write(relay.endpoint)
+        }
         return writer.bytes
     }
 
@@ -227,22 +232,33 @@ public struct PeerRecordValue: Equatable, Sendable {
         guard endpointCount <= maximumEndpoints else {
             throw .lengthTooLarge(offset: endpointCountOffset, length: endpointCount, limit: maximumEndpoints)
         }
-        guard endpointCount > 0 else { throw .invalid(field: "peer record endpoints", reason: "none listed") }
         var endpoints: [Endpoint] = []
         endpoints.reserveCapacity(endpointCount)
-        for _ in 0..<endpointCount { endpoints.append(try reader.readEndpoint()) }
+        for _ in 0..<endpointCount { endpoints.append(try readRealEndpoint(&reader)) }
 
         let relayCountOffset = reader.offset
         let relayCount = Int(try reader.readUInt8())
         guard relayCount <= maximumRelays else {
             throw .lengthTooLarge(offset: relayCountOffset, length: relayCount, limit: maximumRelays)
         }
-        var relays: [PublicKey] = []
+        guard endpointCount + relayCount > 0 else {
+            throw .invalid(field: "peer record", reason: "neither endpoints nor relays listed")
+        }
+        var relays: [NodeContact] = []
         relays.reserveCapacity(relayCount)
-        for _ in 0..<relayCount { relays.append(try reader.readPublicKey()) }
+        for _ in 0..<relayCount {
+            let key = try reader.readPublicKey()
+            relays.append(NodeContact(publicKey: key, endpoint: try readRealEndpoint(&reader)))
+        }
 
         try reader.expectEnd()
         return PeerRecordValue(endpoints: endpoints, relays: relays)
+    }
+
+    private static func readRealEndpoint(_ reader: inout ByteReader) throws(DecodeError) -> Endpoint {
+        let endpoint = try reader.readEndpoint()
+        guard !endpoint.isRelayPath else { throw .invalid(field: "peer record endpoint", reason: "a relay path") }
+        return endpoint
     }
 }
 

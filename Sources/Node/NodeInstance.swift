@@ -174,7 +174,7 @@ public struct NodeInstance: Sendable {
     ) {
         guard !peerRecordPublished, !config.advertisedEndpoints.isEmpty, dht.table.count > 0 else { return }
         peerRecordPublished = true
-        let value = PeerRecordValue(endpoints: Array(config.advertisedEndpoints.prefix(8)), relays: [])
+        let value = PeerRecordValue(endpoints: Array(config.advertisedEndpoints.prefix(PeerRecordValue.maximumEndpoints)), relays: [])
         effects +=
             publish(
                 kind: .peer, key: RecordKey.peer(identity.publicKey), value: value.encoded(), now: now,

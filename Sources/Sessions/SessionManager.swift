@@ -266,6 +266,18 @@ public struct SessionManager: Sendable, CustomReflectable {
         return sealed
     }
 
+    /// Sends a keepalive on the current session to `endpoint` instead of the peer's endpoint (hole
+    /// punching: if it arrives, the peer roams to the path it came by). Nothing without a usable
+    /// session.
+    public mutating func probe(_ key: PublicKey, at endpoint: Endpoint, now: Instant) -> [SessionEffect] {
+        var datagram = [UInt8](repeating: 0, count: WireSize.transportHeader + 16)
+        let sealed = datagram.withUnsafeMutableBytes { output in
+            seal(UnsafeRawBufferPointer(start: nil, count: 0), to: key, into: output, now: now)
+        }
+        guard let sealed else { return [] }
+        return [.send(Array(datagram.prefix(sealed.length)), to: endpoint)]
+    }
+
     /// Result of opening a transport datagram in place.
     public enum OpenResult: Sendable, Equatable {
         /// The frame is `datagram[range]` (empty for a keepalive).
@@ -312,7 +324,10 @@ public struct SessionManager: Sendable, CustomReflectable {
             peer.lastReceived = now
             if length > 0, peer.unansweredDataSince == nil { peer.unansweredDataSince = now }
             peer.bytesReceived += UInt64(length)
-            if peer.endpoint != source {
+            // Roaming: an authenticated packet moves the peer to its source, except that a direct
+            // path is never given up for a relayed one (a hole-punched session keeps its direct path
+            // while relayed packets still drain; handshakes always move it).
+            if peer.endpoint != source, !(source.isRelayPath && peer.endpoint.map { !$0.isRelayPath } == true) {
                 peer.endpoint = source
                 events.append(.endpointChanged(peer: key, endpoint: source))
             }

@@ -203,12 +203,12 @@ private let samples: [DHTMessage] =
     }
 
     @Test func aValuesPageWithAFullRecordAndFourIPv6ContactsFits() throws {
-        // The largest value a store accepts is a peer record with 8 IPv6 endpoints and 4 relays.
+        // The largest value a store accepts is a peer record with 6 IPv6 endpoints and 4 IPv6 relays.
         var rng = SeededRandom(seed: 2)
         let identity = Identity.generate(using: &rng)
-        let relays = (0..<4).map { _ in Identity.generate(using: &rng).publicKey }
+        let relays = (0..<4).map { _ in NodeContact(publicKey: Identity.generate(using: &rng).publicKey, endpoint: v6) }
         let largest = SignedRecord.peer(
-            PeerRecordValue(endpoints: Array(repeating: v6, count: 8), relays: relays), seq: 1,
+            PeerRecordValue(endpoints: Array(repeating: v6, count: 6), relays: relays), seq: 1,
             expiresAt: Instant(nanoseconds: 1), identity: identity, networkID: network)
         let message = DHTMessage(
             id: 1, flags: .server,

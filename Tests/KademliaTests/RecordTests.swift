@@ -526,9 +526,11 @@ struct RecordCodecTests {
         let v6 = Endpoint(address: .v6(high: 0x2001_0DB8_0000_0000, low: 1), port: 65535)
         let values = [
             PeerRecordValue(endpoints: [endpoint(1)]),
-            PeerRecordValue(endpoints: [endpoint(1), v6], relays: [bob.publicKey]),
+            PeerRecordValue(endpoints: [endpoint(1), v6], relays: [NodeContact(publicKey: bob.publicKey, endpoint: v6)]),
+            PeerRecordValue(endpoints: [], relays: [NodeContact(publicKey: bob.publicKey, endpoint: endpoint(2))]),
             PeerRecordValue(
-                endpoints: (1...8).map { endpoint($0) }, relays: [alice, bob, carol, identity(9)].map(\.publicKey)),
+                endpoints: (1...6).map { endpoint($0) },
+                relays: [alice, bob, carol, identity(9)].map { NodeContact(publicKey: $0.publicKey, endpoint: v6) }),
         ]
         for value in values {
             let bytes = value.encoded()
@@ -542,11 +544,13 @@ struct RecordCodecTests {
         arguments: [
             ([], "truncated"),
             ([2, 1, 4, 10, 0, 0, 1, 0x8B, 0x12, 0], "unknown version"),
-            ([1, 0, 0], "no endpoints"),
-            ([1, 9] + [UInt8](repeating: 0, count: 100), "9 endpoints"),
+            ([1, 0, 0], "neither endpoints nor relays"),
+            ([1, 7] + [UInt8](repeating: 0, count: 100), "7 endpoints"),
             ([1, 1, 4, 10, 0, 0, 1, 0x8B, 0x12], "missing relay count"),
             ([1, 1, 4, 10, 0, 0, 1, 0x8B, 0x12, 5] + [UInt8](repeating: 1, count: 160), "5 relays"),
             ([1, 1, 4, 10, 0, 0, 1, 0x8B, 0x12, 1] + [UInt8](repeating: 1, count: 31), "short relay key"),
+            ([1, 1, 4, 10, 0, 0, 1, 0x8B, 0x12, 1] + [UInt8](repeating: 1, count: 32), "relay without endpoint"),
+            ([1, 1, 6, 1, 0] + [UInt8](repeating: 0, count: 13) + [5, 0x8B, 0x12, 0], "a relay path endpoint"),
             ([1, 1, 4, 10, 0, 0, 1, 0x8B, 0x12, 0, 0], "trailing byte"),
             ([1, 1, 4, 10, 0, 0, 1, 0, 0, 0], "port 0"),
             ([1, 1, 5, 10, 0, 0, 1, 0x8B, 0x12, 0], "address family 5"),
@@ -561,7 +565,7 @@ struct RecordCodecTests {
         #expect(throws: DecodeError.trailingBytes(count: 1)) {
             _ = try PeerRecordValue.decode([1, 1, 4, 10, 0, 0, 1, 0x8B, 0x12, 0, 0])
         }
-        #expect(throws: DecodeError.lengthTooLarge(offset: 1, length: 9, limit: 8)) {
+        #expect(throws: DecodeError.lengthTooLarge(offset: 1, length: 9, limit: 6)) {
             _ = try PeerRecordValue.decode([1, 9])
         }
         #expect(throws: DecodeError.unknownTag(field: "peer record version", value: 2)) {
