@@ -169,6 +169,47 @@ struct HandshakeTests {
         #expect(pair.b.snapshot(of: pair.aKey)?.endpoint == roamed)
     }
 
+    @Test func aDirectPathIsNotGivenUpForARelayPathButARelayPathIsForADirectOne() {
+        var pair = Pair()
+        pair.handshake()
+        let relayed = Endpoint.relayPath(7)
+        #expect(relayed.isRelayPath && relayed.relayPathIndex == 7 && !pair.aEndpoint.isRelayPath)
+        // Direct now: a packet that came through a relay does not move the peer back.
+        let late = firstSend(pair.a.send([1], to: pair.bKey, now: pair.now, rng: &pair.rng))!
+        let effects = pair.b.receive(late, from: relayed, now: pair.now, rng: &pair.rng)
+        #expect(effects.contains { if case .deliver = $0 { true } else { false } })
+        #expect(pair.b.snapshot(of: pair.aKey)?.endpoint == pair.aEndpoint)
+        // Relayed to begin with (the handshake came through a relay): a direct packet moves it.
+        var other = Pair(seed: 9)
+        let initiation = firstSend(
+            other.a.connect(other.bKey, endpoint: other.bEndpoint, now: other.now, rng: &other.rng))!
+        let response = firstSend(other.b.receive(initiation, from: relayed, now: other.now, rng: &other.rng))!
+        #expect(other.b.snapshot(of: other.aKey)?.endpoint == relayed)
+        _ = other.a.receive(response, from: other.bEndpoint, now: other.now, rng: &other.rng)
+        let direct = firstSend(other.a.send([2], to: other.bKey, now: other.now, rng: &other.rng))!
+        let moved = other.b.receive(direct, from: other.aEndpoint, now: other.now, rng: &other.rng)
+        #expect(moved.contains(.endpointChanged(peer: other.aKey, endpoint: other.aEndpoint)))
+    }
+
+    @Test func aProbeIsAKeepaliveToAnotherEndpointThatMovesThePeerWhenItArrives() {
+        var pair = Pair()
+        pair.handshake()
+        let punched = Endpoint(address: .v4(0xCB00_7105), port: 40000)
+        let effects = pair.a.probe(pair.bKey, at: punched, now: pair.now)
+        guard case .send(let bytes, let destination)? = effects.first else {
+            Issue.record("no probe sent")
+            return
+        }
+        #expect(destination == punched)
+        #expect(pair.a.snapshot(of: pair.bKey)?.endpoint == pair.bEndpoint)  // the sender's path is unchanged
+        let received = pair.b.receive(bytes, from: punched, now: pair.now, rng: &pair.rng)
+        #expect(received.contains(.endpointChanged(peer: pair.aKey, endpoint: punched)))
+        #expect(!received.contains { if case .deliver = $0 { true } else { false } })  // a keepalive: no frame
+        // No session, no probe.
+        var fresh = Pair(seed: 3)
+        #expect(fresh.a.probe(fresh.bKey, at: punched, now: fresh.now).isEmpty)
+    }
+
     @Test func crossingInitiationsWorkAtOnceInBothDirections() {
         var pair = Pair()
         // Both initiations are on the wire before either side sees the other's.
