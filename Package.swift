@@ -15,6 +15,8 @@ let package = Package(
         .library(name: "Sessions", targets: ["Sessions"]),
         .library(name: "Node", targets: ["Node"]),
         .library(name: "Kademlia", targets: ["Kademlia"]),
+        .library(name: "Gossip", targets: ["Gossip"]),
+        .library(name: "Proposals", targets: ["Proposals"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -35,7 +37,11 @@ let package = Package(
         .target(name: "UmbraCore", dependencies: ["UmbraCrypto"], swiftSettings: strict),
         .target(name: "Sessions", dependencies: ["UmbraCore", "UmbraCrypto"], swiftSettings: strict),
         .target(name: "Kademlia", dependencies: ["UmbraCore", "UmbraCrypto"], swiftSettings: strict),
-        .target(name: "Node", dependencies: ["UmbraCore", "Sessions", "Kademlia"], swiftSettings: strict),
+        .target(name: "Gossip", dependencies: ["UmbraCore", "UmbraCrypto"], swiftSettings: strict),
+        .target(name: "Proposals", dependencies: ["UmbraCore", "UmbraCrypto"], swiftSettings: strict),
+        .target(
+            name: "Node", dependencies: ["UmbraCore", "Sessions", "Kademlia", "Gossip", "Proposals"],
+            swiftSettings: strict),
 
         // MARK: - Shells
         .target(
@@ -86,6 +92,10 @@ let package = Package(
         .testTarget(name: "UmbraCoreTests", dependencies: ["UmbraCore"], swiftSettings: strict),
         .testTarget(
             name: "KademliaTests", dependencies: ["Kademlia", "UmbraCore", "UmbraCrypto"], swiftSettings: strict),
+        .testTarget(
+            name: "GossipTests", dependencies: ["Gossip", "UmbraCore", "UmbraCrypto"], swiftSettings: strict),
+        .testTarget(
+            name: "ProposalsTests", dependencies: ["Proposals", "UmbraCore", "UmbraCrypto"], swiftSettings: strict),
         .testTarget(
             name: "SessionsTests", dependencies: ["Sessions", "UmbraCore", "UmbraCrypto"], swiftSettings: strict),
         .testTarget(

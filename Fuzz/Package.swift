@@ -34,5 +34,7 @@ let package = Package(
         fuzzTarget("FuzzFrame", products: ["UmbraCore", "Node"]),
         fuzzTarget("FuzzRecord", products: ["UmbraCore", "Kademlia"]),
         fuzzTarget("FuzzDHTMessage", products: ["UmbraCore", "Kademlia"]),
+        fuzzTarget("FuzzGossipMessage", products: ["UmbraCore", "Gossip"]),
+        fuzzTarget("FuzzProposal", products: ["UmbraCore", "Proposals"]),
     ]
 )

@@ -13,6 +13,12 @@ public enum FrameChannel: UInt8, Sendable, CaseIterable {
     case pong = 0x02
     /// A Kademlia RPC (request or response): a `DHTMessage`.
     case dht = 0x10
+    /// A gossip RPC (`Gossip.GossipMessage`): subscriptions, published messages, IHAVE/IWANT, GRAFT/PRUNE.
+    case gossip = 0x20
+    /// Proposal join sync (`Proposals.ProposalSyncMessage`): range requests and pages.
+    case proposalSync = 0x21
+    /// Relay, reachability and hole-punch control (`Relay.RelayMessage`).
+    case relay = 0x30
 }
 
 /// A decoded frame.
@@ -20,6 +26,8 @@ public enum Frame: Equatable, Sendable {
     case ping(nonce: UInt64)
     case pong(nonce: UInt64)
     case dht(DHTMessage)
+    /// Channels whose payload another core decodes: the node only routes the bytes.
+    case opaque(FrameChannel, [UInt8])
 
     /// Control frames must fit one datagram with room for headers and relaying (DESIGN §3).
     public static let maximumControlSize = 1200
@@ -36,6 +44,9 @@ public enum Frame: Equatable, Sendable {
         case .dht(let message):
             writer.write(FrameChannel.dht.rawValue)
             writer.write(raw: message.encoded())
+        case .opaque(let channel, let payload):
+            writer.write(channel.rawValue)
+            writer.write(raw: payload)
         }
         return writer.bytes
     }
@@ -48,6 +59,9 @@ public enum Frame: Equatable, Sendable {
         case .pong: self = .pong(nonce: try reader.readUInt64())
         case .dht:
             self = .dht(try DHTMessage(decoding: reader.readRemaining()))
+            return
+        case .gossip, .proposalSync, .relay:
+            self = .opaque(FrameChannel(rawValue: channel)!, reader.readRemaining())
             return
         case nil: throw .unknownTag(field: "frame channel", value: UInt64(channel))
         }

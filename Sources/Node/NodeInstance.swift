@@ -98,22 +98,22 @@ public struct PeerStatus: Sendable, Equatable {
 public struct NodeInstance: Sendable {
     public let identity: Identity
     public let config: NodeConfig
-    public private(set) var sessions: SessionManager
-    public private(set) var dht: DHTNode
-    public private(set) var counters = NodeCounters()
-    private var peerRecordPublished = false
+    public internal(set) var sessions: SessionManager
+    public internal(set) var dht: DHTNode
+    public internal(set) var counters = NodeCounters()
+    var peerRecordPublished = false
 
-    private struct Dial: Sendable {
+    struct Dial: Sendable {
         var target: DialTarget
         var backoff: Duration
         var nextAttempt: Instant?
     }
 
-    private var dials: [PublicKey: Dial] = [:]
-    private var outstandingPings: [UInt64: (peer: PublicKey, sentAt: Instant)] = [:]
-    private var pingOrder: [UInt64] = []
-    private var rtts: [PublicKey: Duration] = [:]
-    private var nextPingRound: Instant?
+    var dials: [PublicKey: Dial] = [:]
+    var outstandingPings: [UInt64: (peer: PublicKey, sentAt: Instant)] = [:]
+    var pingOrder: [UInt64] = []
+    var rtts: [PublicKey: Duration] = [:]
+    var nextPingRound: Instant?
 
     public init(identity: Identity, config: NodeConfig, now: Instant = .zero, rng: inout some RandomNumberGenerator) {
         self.identity = identity
@@ -168,7 +168,7 @@ public struct NodeInstance: Sendable {
     }
 
     /// Publishes this node's peer record (its advertised endpoints) once the DHT has contacts.
-    private mutating func publishPeerRecordIfDue(
+    mutating func publishPeerRecordIfDue(
         now: Instant, rng: inout some RandomNumberGenerator,
         into effects: inout [NodeEffect]
     ) {
@@ -270,7 +270,7 @@ public struct NodeInstance: Sendable {
 
     // MARK: - Routing session effects
 
-    private mutating func absorb(
+    mutating func absorb(
         _ sessionEffects: [SessionEffect], now: Instant, rng: inout some RandomNumberGenerator,
         into effects: inout [NodeEffect]
     ) {
@@ -300,7 +300,7 @@ public struct NodeInstance: Sendable {
         }
     }
 
-    private mutating func absorb(
+    mutating func absorb(
         _ dhtEffects: [DHTEffect], now: Instant, rng: inout some RandomNumberGenerator, into effects: inout [NodeEffect]
     ) {
         for effect in dhtEffects {
@@ -328,7 +328,7 @@ public struct NodeInstance: Sendable {
         }
     }
 
-    private mutating func handleFrame(
+    mutating func handleFrame(
         _ bytes: [UInt8], from key: PublicKey, now: Instant, rng: inout some RandomNumberGenerator,
         into effects: inout [NodeEffect]
     ) {
@@ -360,10 +360,12 @@ public struct NodeInstance: Sendable {
             let rtt = now.since(outstanding.sentAt)
             rtts[key] = rtts[key].map { ($0 * 7 + rtt) / 8 } ?? rtt  // smoothed like TCP's SRTT
             effects.append(.event(.pong(key, nonce: nonce, rtt: rtt)))
+        case .opaque(let channel, let payload):
+            handleChannel(channel, payload, from: key, now: now, rng: &rng, into: &effects)
         }
     }
 
-    private mutating func scheduleRedial(_ key: PublicKey, now: Instant, rng: inout some RandomNumberGenerator) {
+    mutating func scheduleRedial(_ key: PublicKey, now: Instant, rng: inout some RandomNumberGenerator) {
         guard var dial = dials[key] else { return }
         // Full jitter in [backoff/2, backoff] so that peers that failed together do not retry together.
         let half = dial.backoff.nanosecondsClamped / 2
@@ -373,7 +375,7 @@ public struct NodeInstance: Sendable {
         dials[key] = dial
     }
 
-    private static func keyOrder(_ lhs: PublicKey, _ rhs: PublicKey) -> Bool {
+    static func keyOrder(_ lhs: PublicKey, _ rhs: PublicKey) -> Bool {
         lhs.bytes.lexicographicallyPrecedes(rhs.bytes)
     }
 }
