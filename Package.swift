@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "Kademlia", targets: ["Kademlia"]),
         .library(name: "Gossip", targets: ["Gossip"]),
         .library(name: "Proposals", targets: ["Proposals"]),
+        .library(name: "Relay", targets: ["Relay"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -39,8 +40,9 @@ let package = Package(
         .target(name: "Kademlia", dependencies: ["UmbraCore", "UmbraCrypto"], swiftSettings: strict),
         .target(name: "Gossip", dependencies: ["UmbraCore", "UmbraCrypto"], swiftSettings: strict),
         .target(name: "Proposals", dependencies: ["UmbraCore", "UmbraCrypto"], swiftSettings: strict),
+        .target(name: "Relay", dependencies: ["UmbraCore"], swiftSettings: strict),
         .target(
-            name: "Node", dependencies: ["UmbraCore", "Sessions", "Kademlia", "Gossip", "Proposals"],
+            name: "Node", dependencies: ["UmbraCore", "Sessions", "Kademlia", "Gossip", "Proposals", "Relay"],
             swiftSettings: strict),
 
         // MARK: - Shells
@@ -96,6 +98,7 @@ let package = Package(
             name: "GossipTests", dependencies: ["Gossip", "UmbraCore", "UmbraCrypto"], swiftSettings: strict),
         .testTarget(
             name: "ProposalsTests", dependencies: ["Proposals", "UmbraCore", "UmbraCrypto"], swiftSettings: strict),
+        .testTarget(name: "RelayTests", dependencies: ["Relay", "UmbraCore"], swiftSettings: strict),
         .testTarget(
             name: "SessionsTests", dependencies: ["Sessions", "UmbraCore", "UmbraCrypto"], swiftSettings: strict),
         .testTarget(

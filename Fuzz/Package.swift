@@ -36,5 +36,6 @@ let package = Package(
         fuzzTarget("FuzzDHTMessage", products: ["UmbraCore", "Kademlia"]),
         fuzzTarget("FuzzGossipMessage", products: ["UmbraCore", "Gossip"]),
         fuzzTarget("FuzzProposal", products: ["UmbraCore", "Proposals"]),
+        fuzzTarget("FuzzRelayMessage", products: ["UmbraCore", "Relay"]),
     ]
 )
