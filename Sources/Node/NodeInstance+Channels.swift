@@ -1,4 +1,5 @@
-// Routing of the channels whose payloads other cores decode (gossip, proposal sync, relay).
+// Routing of the channels whose payloads other cores decode: gossip and proposal sync go to the
+// market part (NodeInstance+Market.swift), relay control to the relay part (NodeInstance+Relay.swift).
 
 import UmbraCore
 
@@ -7,7 +8,22 @@ extension NodeInstance {
         _ channel: FrameChannel, _ payload: [UInt8], from key: PublicKey, now: Instant,
         rng: inout some RandomNumberGenerator, into effects: inout [NodeEffect]
     ) {
-        counters.framesRejected += 1
-        effects.append(.event(.frameRejected(key, reason: "channel \(channel) not handled")))
+        switch channel {
+        case .gossip: marketGossip(payload, from: key, now: now, rng: &rng, into: &effects)
+        case .proposalSync: marketSync(payload, from: key, now: now, rng: &rng, into: &effects)
+        case .relay: relayFrame(payload, from: key, now: now, rng: &rng, into: &effects)
+        case .ping, .pong, .dht:
+            counters.framesRejected += 1
+            effects.append(.event(.frameRejected(key, reason: "channel \(channel) is not opaque")))
+        }
+    }
+
+    /// Sends a frame on `channel` to `peer` over its session (handshaking first if needed).
+    mutating func sendFrame(
+        _ channel: FrameChannel, _ payload: [UInt8], to peer: PublicKey, early: Bool = false, now: Instant,
+        rng: inout some RandomNumberGenerator, into effects: inout [NodeEffect]
+    ) {
+        let frame = Frame.opaque(channel, payload).encoded()
+        absorb(sessions.send(frame, to: peer, early: early, now: now, rng: &rng), now: now, rng: &rng, into: &effects)
     }
 }

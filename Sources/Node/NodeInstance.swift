@@ -73,6 +73,10 @@ public struct NodeConfig: Sendable {
     public var dhtSeeds: [DialTarget] = []
     /// Endpoints this node is reachable at, published in its peer record (empty: none published).
     public var advertisedEndpoints: [Endpoint] = []
+    /// Gossip, proposals and the provider role (NodeInstance+Market.swift).
+    public var market = MarketConfig()
+    /// Relaying, reservations, reachability and hole punching (NodeInstance+Relay.swift).
+    public var relay = RelayNodeConfig()
 
     public init() {}
 }
@@ -103,8 +107,14 @@ public struct NodeInstance: Sendable {
     public internal(set) var counters = NodeCounters()
     var peerRecordPublished = false
 
+    /// Why a peer is kept connected: each part of the node manages its own dial targets.
+    public enum DialKind: Sendable, Equatable {
+        case bootstrap, gossip, relay, peer
+    }
+
     struct Dial: Sendable {
         var target: DialTarget
+        var kind: DialKind = .bootstrap
         var backoff: Duration
         var nextAttempt: Instant?
     }
@@ -114,6 +124,8 @@ public struct NodeInstance: Sendable {
     var pingOrder: [UInt64] = []
     var rtts: [PublicKey: Duration] = [:]
     var nextPingRound: Instant?
+    var market: MarketState
+    var relay: RelayState
 
     public init(identity: Identity, config: NodeConfig, now: Instant = .zero, rng: inout some RandomNumberGenerator) {
         self.identity = identity
@@ -121,6 +133,8 @@ public struct NodeInstance: Sendable {
         self.sessions = SessionManager(identity: identity, config: config.sessions)
         self.dht = DHTNode(
             identity: identity, networkID: config.sessions.networkID, config: config.dht, now: now, rng: &rng)
+        self.market = MarketState(identity: identity, config: config.market)
+        self.relay = RelayState(config: config.relay, now: now)
         for target in config.bootstrap where target.publicKey != identity.publicKey {
             dials[target.publicKey] = Dial(target: target, backoff: config.redialInitial, nextAttempt: nil)
         }
@@ -140,6 +154,8 @@ public struct NodeInstance: Sendable {
             NodeContact(publicKey: $0.publicKey, endpoint: $0.endpoint)
         }
         absorb(dht.bootstrap(seeds, now: now, rng: &rng), now: now, rng: &rng, into: &effects)
+        marketStart(now: now, rng: &rng, into: &effects)
+        relayStart(now: now, rng: &rng, into: &effects)
         return effects
     }
 
@@ -174,7 +190,8 @@ public struct NodeInstance: Sendable {
     ) {
         guard !peerRecordPublished, !config.advertisedEndpoints.isEmpty, dht.table.count > 0 else { return }
         peerRecordPublished = true
-        let value = PeerRecordValue(endpoints: Array(config.advertisedEndpoints.prefix(PeerRecordValue.maximumEndpoints)), relays: [])
+        let value = PeerRecordValue(
+            endpoints: Array(config.advertisedEndpoints.prefix(PeerRecordValue.maximumEndpoints)), relays: [])
         effects +=
             publish(
                 kind: .peer, key: RecordKey.peer(identity.publicKey), value: value.encoded(), now: now,
@@ -212,20 +229,33 @@ public struct NodeInstance: Sendable {
                 effects += ping(key, now: now, rng: &rng).effects
             }
         }
+        marketTick(now: now, rng: &rng, into: &effects)
+        relayTick(now: now, rng: &rng, into: &effects)
         return effects
     }
 
-    /// Adds a peer to keep connected (like a bootstrap entry) and dials it now.
+    /// Adds a peer to keep connected (like a bootstrap entry) and dials it now. A peer already kept
+    /// keeps its first kind.
     public mutating func addDialTarget(
-        _ target: DialTarget, now: Instant, rng: inout some RandomNumberGenerator
+        _ target: DialTarget, kind: DialKind = .peer, now: Instant, rng: inout some RandomNumberGenerator
     ) -> [NodeEffect] {
         guard target.publicKey != identity.publicKey else { return [] }
-        dials[target.publicKey] = Dial(target: target, backoff: config.redialInitial, nextAttempt: nil)
+        if dials[target.publicKey] == nil {
+            dials[target.publicKey] = Dial(target: target, kind: kind, backoff: config.redialInitial, nextAttempt: nil)
+        }
         var effects: [NodeEffect] = []
         absorb(
             sessions.connect(target.publicKey, endpoint: target.endpoint, now: now, rng: &rng), now: now, rng: &rng,
             into: &effects)
         return effects
+    }
+
+    /// Stops keeping `key` connected (its session, if any, idles out on demand) unless it is a
+    /// bootstrap peer.
+    mutating func removeDialTarget(_ key: PublicKey, kind: DialKind) {
+        guard let dial = dials[key], dial.kind == kind else { return }
+        dials.removeValue(forKey: key)
+        sessions.setPersistent(key, false)
     }
 
     /// Sends a ping to `peer` (starting a handshake if needed). The pong comes back as an event.
@@ -253,6 +283,8 @@ public struct NodeInstance: Sendable {
         if let deadline = sessions.nextDeadline { candidates.append(deadline) }
         if let deadline = dht.nextDeadline { candidates.append(deadline) }
         if let nextPingRound { candidates.append(nextPingRound) }
+        if let deadline = marketDeadline { candidates.append(deadline) }
+        if let deadline = relayDeadline { candidates.append(deadline) }
         return candidates.min()
     }
 
@@ -277,23 +309,34 @@ public struct NodeInstance: Sendable {
         for effect in sessionEffects {
             switch effect {
             case .send(let bytes, let endpoint):
-                effects.append(.send(bytes, to: endpoint))
+                if endpoint.isRelayPath {
+                    relaySend(bytes, path: endpoint, now: now, rng: &rng, into: &effects)
+                } else {
+                    effects.append(.send(bytes, to: endpoint))
+                }
             case .established(let key, let endpoint):
                 dials[key]?.backoff = config.redialInitial
                 dials[key]?.nextAttempt = nil
                 effects.append(.event(.peerUp(key, endpoint)))
                 // A kept peer gets a first RTT sample right away, rather than at the next ping round.
                 if dials[key] != nil { effects += ping(key, now: now, rng: &rng).effects }
+                marketPeerUp(key, now: now, rng: &rng, into: &effects)
+                relayPeerUp(key, endpoint: endpoint, now: now, rng: &rng, into: &effects)
             case .lost(let key):
                 scheduleRedial(key, now: now, rng: &rng)
                 rtts.removeValue(forKey: key)
                 effects.append(.event(.peerDown(key)))
+                marketPeerDown(key, now: now, rng: &rng, into: &effects)
+                relayPeerDown(key, now: now, rng: &rng, into: &effects)
             case .unreachable(let key):
                 scheduleRedial(key, now: now, rng: &rng)
                 absorb(dht.contactUnreachable(key, now: now), now: now, rng: &rng, into: &effects)
                 effects.append(.event(.peerUnreachable(key)))
+                marketPeerDown(key, now: now, rng: &rng, into: &effects)
+                relayPeerDown(key, now: now, rng: &rng, into: &effects)
             case .endpointChanged(let key, let endpoint):
                 effects.append(.event(.endpointChanged(key, endpoint)))
+                relayEndpointChanged(key, endpoint: endpoint, now: now, rng: &rng, into: &effects)
             case .deliver(let key, let bytes):
                 handleFrame(bytes, from: key, now: now, rng: &rng, into: &effects)
             }
@@ -324,6 +367,7 @@ public struct NodeInstance: Sendable {
                 }
             case .observedAddress(let endpoint, let reporter):
                 effects.append(.event(.observedAddress(endpoint, reporter: reporter)))
+                relayObservedAddress(endpoint, reporter: reporter, now: now, rng: &rng, into: &effects)
             }
         }
     }
