@@ -61,7 +61,7 @@ let package = Package(
         .target(
             name: "NodeAPI",
             dependencies: [
-                "NodeRuntime", "Node", "Kademlia", "Sessions", "UmbraCore",
+                "NodeRuntime", "Node", "Kademlia", "Sessions", "UmbraCore", "Gossip", "Proposals",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -74,6 +74,7 @@ let package = Package(
             name: "umbra",
             dependencies: [
                 "NodeAPI", "NodeRuntime", "NetSim", "Node", "Kademlia", "Sessions", "UmbraCore", "UmbraCrypto",
+                "Proposals",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -79,11 +79,20 @@ public struct ControlRouter: Sendable {
                 }
                 let report = try await host.publish(kind: .text, key: RecordKey.text(name), value: value.encoded())
                 return try json(PutResultReport(report))
+            case (.GET, "/v1/proposals"):
+                let (report, problem) = try await proposals(request.query)
+                guard let report else {
+                    return try json(ErrorReport(error: problem ?? "bad query"), status: .badRequest)
+                }
+                return try json(report)
+            case (.GET, "/v1/market"):
+                let now = host.clock.now
+                return try json(MarketReport(try await host.withInstance { $0.marketStatus }, now: now))
             case (.POST, "/v1/shutdown"):
                 requestShutdown()
                 return try json(["status": "shutting down"])
             case (_, "/v1/status"), (_, "/v1/peers"), (_, "/v1/shutdown"), (_, "/v1/dht"), (_, "/v1/dht/lookup"),
-                (_, "/v1/dht/get"), (_, "/v1/dht/put"):
+                (_, "/v1/dht/get"), (_, "/v1/dht/put"), (_, "/v1/proposals"), (_, "/v1/market"):
                 return try json(
                     ErrorReport(error: "method \(request.method) not allowed on \(request.path)"),
                     status: .methodNotAllowed)

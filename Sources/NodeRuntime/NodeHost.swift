@@ -110,8 +110,17 @@ public final class NodeHost: @unchecked Sendable {
         }.get()
     }
 
-    /// Closes the socket and cancels the timer.
+    /// Closes the socket and cancels the timer. A provider first publishes the tombstone of its
+    /// proposal and gives the datagrams a moment to leave.
     public func stop() async {
+        let withdrew: Bool =
+            (try? await eventLoop.submit { [self] in
+                let effects = instance.withdraw(now: clock.now, rng: &rng)
+                apply(effects)
+                flush()
+                return !effects.isEmpty
+            }.get()) ?? false
+        if withdrew { try? await Task.sleep(for: .milliseconds(200)) }
         let channel: (any Channel)? = try? await eventLoop.submit { [self] in
             timer?.cancel()
             timer = nil

@@ -36,6 +36,8 @@ struct Up: AsyncParsableCommand {
         help: "Use the DHT without serving it (for a node that others cannot reach).")
     var noDHTServer = false
 
+    @OptionGroup(title: "Provider") var provider: ProvideOptions
+
     static let defaultBootstrapFile = "./bootstrap-peers.txt"
 
     func run() async throws {
@@ -76,6 +78,7 @@ struct Up: AsyncParsableCommand {
             config.advertisedEndpoints = [listenEndpoint]
         }
         config.dht.isServer = !noDHTServer
+        try provider.apply(to: &config.market)
 
         let group = MultiThreadedEventLoopGroup.singleton
         var rng = SecureRandomGenerator()
@@ -100,7 +103,10 @@ struct Up: AsyncParsableCommand {
             group: group, logger: logger)
         logger.info(
             "starting node",
-            metadata: ["address": "\(identity.address)", "bootstrap.peers": "\(config.bootstrap.count)"])
+            metadata: [
+                "address": "\(identity.address)", "bootstrap.peers": "\(config.bootstrap.count)",
+                "provide": "\(config.market.provide.map { "\($0.serviceType) in \($0.location.country)" } ?? "no")",
+            ])
         let services = ServiceGroup(
             configuration: .init(
                 services: [.init(service: node), .init(service: control)],
