@@ -31,6 +31,19 @@ struct Status: AsyncParsableCommand {
         let drops = report.dropped.filter { $0.value > 0 }.sorted { $0.key < $1.key }
             .map { "\($0.key) \($0.value)" }.joined(separator: ", ")
         print("dropped     \(report.droppedTotal)" + (drops.isEmpty ? "" : " (\(drops))"))
+        if let market = try? ControlClient.request(MarketReport.self, method: "GET", path: "/v1/market", socket: socket)
+        {
+            let refused = market.refusals.values.reduce(0, +)
+            print(
+                "market      \(market.proposals) live proposals; \(market.gossipPeers.count) gossip peers, "
+                    + "mesh \(market.meshSize); \(market.accepted) accepted, \(market.rejected) rejected, "
+                    + "\(refused) refused; sync \(market.syncPhase)")
+            if let provider = market.provider {
+                print(
+                    "providing   \(provider.serviceType ?? "-") seq \(provider.seq.map(String.init) ?? "-")"
+                        + (provider.withdrawn ? " (withdrawn)" : ""))
+            }
+        }
     }
 }
 
