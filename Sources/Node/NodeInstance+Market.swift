@@ -123,6 +123,8 @@ struct MarketState: Sendable {
     var withdrawn = false
     var indexPublished = false
     var republishedAtMeshSizes: Set<Int> = []
+    /// Proposals asked of their providers directly (found in the DHT index): request id → provider.
+    var directFetches: [UInt32: (provider: PublicKey, at: Instant)] = [:]
 
     init(identity: Identity, config: MarketConfig) {
         gossip = GossipRouter(localPeer: identity.publicKey, config: config.gossip)
@@ -246,6 +248,17 @@ extension NodeInstance {
                 market.counters.syncPagesSent += 1
                 sendFrame(.proposalSync, page.encoded(), to: key, now: now, rng: &rng, into: &effects)
             }
+        case .page(let page) where market.directFetches[page.requestID]?.provider == key:
+            // The answer to `fetchProposals`: only the provider's own entries are taken.
+            if page.isLast { market.directFetches.removeValue(forKey: page.requestID) }
+            let networkID = config.sessions.networkID
+            for item in page.items {
+                guard (try? SignedProposal(decoding: item))?.provider == key else { continue }
+                switch Self.validation(of: market.store.verifyAndInsert(item, networkID: networkID, now: now)) {
+                case .accept, .ignore: market.counters.syncItemsAccepted += 1
+                case .reject: market.counters.syncItemsRefused += 1
+                }
+            }
         case .page:
             let (items, syncEffects) = market.sync.handle(message, from: key, now: now)
             let networkID = config.sessions.networkID
@@ -271,6 +284,36 @@ extension NodeInstance {
             serviceType: serviceType, country: country, maxPricePerGiB: maxPricePerGiB,
             maxPricePerMinute: maxPricePerMinute, consumer: identity.publicKey, now: now, limit: limit,
             rtt: { rtts[$0] })
+    }
+
+    /// Asks `provider` (at `endpoint`, e.g. from its peer record) for its own proposal of
+    /// `serviceType`, for a provider found in the DHT's provider index before gossip brought its
+    /// offer. The request rides in the handshake (0-RTT); the answer is verified and stored like a
+    /// gossiped proposal.
+    public mutating func fetchProposal(
+        of provider: PublicKey, serviceType: String, at endpoint: Endpoint, now: Instant,
+        rng: inout some RandomNumberGenerator
+    ) -> [NodeEffect] {
+        guard provider != identity.publicKey, !endpoint.isRelayPath else { return [] }
+        market.directFetches = market.directFetches.filter { now.since($0.value.at) < .seconds(10) }
+        guard market.directFetches.count < 256 else { return [] }
+        if sessions.snapshot(of: provider) == nil {
+            guard sessions.addPeer(provider, endpoint: endpoint) else { return [] }
+        }
+        // Random ids; a page counts as this answer only when its id and its sender both match.
+        let requestID = UInt32(truncatingIfNeeded: rng.next())
+        market.directFetches[requestID] = (provider, now)
+        let key = ProposalID(provider: provider, serviceType: serviceType).syncKey
+        guard let range = KeyRange(key, key) else { return [] }
+        let request = ProposalSyncMessage.request(.init(requestID: requestID, range: range, maxPages: 1))
+        var effects: [NodeEffect] = []
+        sendFrame(.proposalSync, request.encoded(), to: provider, early: true, now: now, rng: &rng, into: &effects)
+        return effects
+    }
+
+    /// Whether the store holds a live offer of `provider` for `serviceType`.
+    public func holdsProposal(of provider: PublicKey, serviceType: String, now: Instant) -> Bool {
+        market.store.offer(for: ProposalID(provider: provider, serviceType: serviceType), now: now) != nil
     }
 
     /// The RTT measured to a peer (pings of kept peers), if any.

@@ -46,6 +46,10 @@ public struct ProposalsReport: Codable, Sendable, Equatable {
     public var proposals: [ProposalReport]
     /// Live proposals in the store, of every service type and country.
     public var stored: Int
+    /// With `dht=1`: providers of the country found in the DHT's provider index, and offers fetched
+    /// from them directly because gossip had not brought them yet.
+    public var indexed: Int?
+    public var fetched: Int?
 }
 
 public struct MarketReport: Codable, Sendable, Equatable {
@@ -140,7 +144,12 @@ extension ControlRouter {
             limits[name] = value
         }
         let limit = Int(min(limits["limit"] ?? 1000, 100_000))
-        let report = try await host.withInstance { [limits] instance in
+        var discovered: (indexed: Int, fetched: Int)?
+        if query["dht"] == "1" {
+            guard let country else { return (nil, "dht=1 needs a country (the DHT indexes providers by country)") }
+            discovered = try await host.discoverProviders(serviceType: service, country: country)
+        }
+        var report = try await host.withInstance { [limits] instance in
             let now = host.clock.now
             let found = instance.proposals(
                 serviceType: service, country: country, maxPricePerGiB: limits["max_price_gib"],
@@ -149,6 +158,8 @@ extension ControlRouter {
                 proposals: found.map { ProposalReport($0, now: now, rtt: instance.measuredRTT(to: $0.provider)) },
                 stored: instance.marketStatus.proposals)
         }
+        report.indexed = discovered?.indexed
+        report.fetched = discovered?.fetched
         return (report, nil)
     }
 }

@@ -204,6 +204,54 @@ public final class NodeHost: @unchecked Sendable {
         return try await future.get()
     }
 
+    /// Finds providers of `serviceType` in `country` through the DHT's provider index and fetches
+    /// the offers of those this node does not hold yet, straight from each provider (its endpoint
+    /// from its peer record). Waits up to `timeout` for the answers. Returns (providers indexed,
+    /// offers fetched).
+    public func discoverProviders(
+        serviceType: String, country: String, timeout: Duration = .seconds(2)
+    ) async throws -> (indexed: Int, fetched: Int) {
+        let index = try await lookup(
+            RecordKey.providerIndex(serviceType: serviceType, country: country), kind: .value)
+        let providers = index.records.compactMap { try? ProviderIndexValue.decode($0.value) }
+            .filter { $0.serviceType == serviceType && $0.country == country.uppercased() }.map(\.provider)
+        var missing: [PublicKey] = []
+        for provider in Set(providers).sorted(by: { $0.bytes.lexicographicallyPrecedes($1.bytes) }) {
+            let held = try await withInstance { [clock] in
+                $0.holdsProposal(of: provider, serviceType: serviceType, now: clock.now)
+            }
+            if !held { missing.append(provider) }
+        }
+        for provider in missing {
+            let record = try await lookup(RecordKey.peer(provider), kind: .value)
+            guard
+                let value = record.records.first(where: { $0.publisher == provider }).flatMap({
+                    try? PeerRecordValue.decode($0.value)
+                }), let endpoint = value.endpoints.first ?? value.relays.first?.endpoint
+            else { continue }
+            try await eventLoop.submit { [self] in
+                apply(
+                    instance.fetchProposal(
+                        of: provider, serviceType: serviceType, at: endpoint, now: clock.now, rng: &rng))
+                flush()
+            }.get()
+        }
+        var fetched = 0
+        let deadline = clock.now + timeout
+        while !missing.isEmpty {
+            fetched = 0
+            for provider in missing {
+                let held = try await withInstance { [clock] in
+                    $0.holdsProposal(of: provider, serviceType: serviceType, now: clock.now)
+                }
+                if held { fetched += 1 }
+            }
+            if fetched == missing.count || clock.now >= deadline { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return (Set(providers).count, fetched)
+    }
+
     public struct PingTimeout: Error, CustomStringConvertible {
         public var description: String { "no pong within the timeout" }
     }

@@ -117,11 +117,16 @@ struct ProposalsCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Only up to this price per GiB (micro-units).", valueName: "n")) var maxPriceGib: UInt64?
     @Option(help: ArgumentHelp("Only up to this price per minute (micro-units).", valueName: "n"))
     var maxPriceMin: UInt64?
+    @Flag(
+        help: "Also ask the DHT's provider index (needs --country) and fetch offers gossip has not brought yet.")
+    var dht = false
     @Flag(help: "Print the control API's JSON document.") var json = false
 
     func run() async throws {
         let socket = DataDirectory.resolve(options.dataDir).controlSocket
+        if dht, country == nil { throw CLIError("umbra proposals: --dht needs --country (e.g. --country DE)") }
         var query = ["service=\(service)"]
+        if dht { query.append("dht=1") }
         if let country { query.append("country=\(country)") }
         if let maxPriceGib { query.append("max_price_gib=\(maxPriceGib)") }
         if let maxPriceMin { query.append("max_price_min=\(maxPriceMin)") }
@@ -137,6 +142,7 @@ struct ProposalsCommand: AsyncParsableCommand {
         }
         if report.proposals.isEmpty {
             print("no matching proposals (\(report.stored) live proposals known in all)")
+            if let indexed = report.indexed { print("DHT provider index: \(indexed) providers") }
             return
         }
         let rows = report.proposals.map { proposal in
@@ -151,5 +157,8 @@ struct ProposalsCommand: AsyncParsableCommand {
             header: ["PROVIDER", "LOCATION", "IP", "PRICE/GIB", "PRICE/MIN", "CAPACITY", "ACCESS", "RTT", "CONTACT"],
             rows: rows)
         print("\(report.proposals.count) matching of \(report.stored) live proposals")
+        if let indexed = report.indexed {
+            print("DHT provider index: \(indexed) providers; \(report.fetched ?? 0) offers fetched from them directly")
+        }
     }
 }

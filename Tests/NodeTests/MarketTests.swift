@@ -121,6 +121,30 @@ struct MarketTests {
         #expect(status.counters.syncItemsAccepted >= 2, "\(status.syncCounters) \(status.gossipPeers.count)")
     }
 
+    @Test func aProposalFoundInTheDHTIndexIsFetchedFromItsProviderWithoutGossip() {
+        var (sim, ids) = Self.market(nodes: 4, providers: [1: Self.provide("DE", priceGiB: 1)])
+        sim.run(for: .seconds(3))
+        // A consumer with no bootstrap peers: no gossip, no sync; only the direct fetch can bring it.
+        var keys = SeededRandom(seed: 5)
+        let consumer = sim.addNode(identity: Identity.generate(using: &keys), config: NodeConfig())
+        #expect(Self.listed(sim, consumer).isEmpty)
+        sim.perform(on: consumer) { node, now, rng in
+            node.fetchProposal(
+                of: ids[1].publicKey, serviceType: "ip-tunnel", at: NetSim.endpoint(forNode: 1), now: now, rng: &rng)
+        }
+        sim.run(for: .seconds(1))
+        #expect(Self.listed(sim, consumer) == [ids[1].publicKey])
+        #expect(sim.instance(consumer).holdsProposal(of: ids[1].publicKey, serviceType: "ip-tunnel", now: sim.now))
+        #expect(sim.instance(consumer).marketStatus.gossipPeers.isEmpty)
+        // Asking a node that is not the provider brings nothing: only the provider's own entry counts.
+        sim.perform(on: consumer) { node, now, rng in
+            node.fetchProposal(
+                of: ids[2].publicKey, serviceType: "ip-tunnel", at: NetSim.endpoint(forNode: 2), now: now, rng: &rng)
+        }
+        sim.run(for: .seconds(1))
+        #expect(Self.listed(sim, consumer) == [ids[1].publicKey])
+    }
+
     // MARK: - Bad input: refused, counted, not forwarded
 
     /// Victim 0 and bystander 2 are honest; 1 sends the bad proposal to 0 only.

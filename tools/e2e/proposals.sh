@@ -57,6 +57,9 @@ check "--country DE lists exactly the two German providers" grep -q "2 matching 
 check "cheapest first: the 200000/GiB provider leads" test "$first" = "$p3"
 output=$("$UMBRA" proposals --data-dir "$CLUSTER_DIR/node3" --max-price-gib 300000)
 check "--max-price-gib 300000 keeps two" grep -q "2 matching of 3" <<< "$output"
+output=$("$UMBRA" proposals --data-dir "$CLUSTER_DIR/node7" --country DE --dht 2>&1)
+echo "$output" | tail -1 | sed 's/^/  /'
+check "the DHT provider index names both German providers" grep -q "DHT provider index: 2 providers" <<< "$output"
 output=$("$UMBRA" proposals --data-dir "$CLUSTER_DIR/node3" --country Germany 2>&1)
 check "a bad country is refused with what to give" grep -q "two-letter" <<< "$output"
 output=$("$UMBRA" proposals --data-dir "$CLUSTER_DIR/node4" --json)
