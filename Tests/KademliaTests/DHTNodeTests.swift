@@ -301,7 +301,7 @@ private func peerRecord(_ who: Identity, at endpoint: Endpoint, seq: UInt64 = 1,
 
     // MARK: Convergence
 
-    @Test(.timeLimit(.minutes(2)), arguments: [1, 2, 3] as [UInt64])
+    @Test(.timeLimit(.minutes(5)), arguments: [1, 2, 3] as [UInt64])
     func aBootstrappedNetworkFindsEveryNode(seed: UInt64) {
         var harness = Harness(count: 30, seed: 100 + seed)
         harness.bootstrapAll()
@@ -332,7 +332,7 @@ private func peerRecord(_ who: Identity, at endpoint: Endpoint, seq: UInt64 = 1,
 
     // MARK: Records
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(5)))
     func aPutRecordIsFoundByAValueLookupFromAnotherNode() {
         var harness = Harness(count: 25, seed: 5)
         harness.bootstrapAll()
@@ -427,7 +427,7 @@ private func peerRecord(_ who: Identity, at endpoint: Endpoint, seq: UInt64 = 1,
         #expect(harness.nodes[0].pendingRequestCount == 0)
     }
 
-    @Test(.timeLimit(.minutes(1)), arguments: [1, 2] as [UInt64])
+    @Test(.timeLimit(.minutes(5)), arguments: [1, 2] as [UInt64])
     func lookupsFinishWhenAThirdOfTheNodesNeverAnswer(seed: UInt64) {
         var harness = Harness(count: 30, seed: 200 + seed)
         harness.bootstrapAll()
@@ -462,7 +462,7 @@ private func peerRecord(_ who: Identity, at endpoint: Endpoint, seq: UInt64 = 1,
 
     // MARK: Client mode
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(5)))
     func clientsAreNeverPutIntoRoutingTables() {
         let clients = Set(20..<26)
         var harness = Harness(count: 26, seed: 9) { node, config in config.isServer = !clients.contains(node) }
@@ -508,7 +508,7 @@ private func peerRecord(_ who: Identity, at endpoint: Endpoint, seq: UInt64 = 1,
         #expect(harness.nodes[0].counters.timeouts == 2)
     }
 
-    @Test(.timeLimit(.minutes(1)), arguments: [1, 3])
+    @Test(.timeLimit(.minutes(5)), arguments: [1, 3])
     func aTinyPendingCapDoesNotHangLookups(cap: Int) {
         let capped = 24
         var harness = Harness(count: 25, seed: 11) { node, config in
@@ -629,7 +629,7 @@ private func peerRecord(_ who: Identity, at endpoint: Endpoint, seq: UInt64 = 1,
         }
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(5)))
     func theLargestTextRecordIsReadBackFromAnotherNode() throws {
         var harness = Harness(count: 12, seed: 21)
         harness.bootstrapAll()
@@ -647,7 +647,7 @@ private func peerRecord(_ who: Identity, at endpoint: Endpoint, seq: UInt64 = 1,
         #expect(harness.report(9, id)?.records == [record], "a maximum-size record fits one VALUES answer")
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(5)))
     func aValueLookupCollectsEveryRecordUnderAKey() {
         var harness = Harness(count: 25, seed: 15)
         harness.bootstrapAll()

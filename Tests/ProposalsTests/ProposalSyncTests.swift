@@ -468,7 +468,7 @@ private struct JoinSimulation {
 struct ProposalJoinSimulationTests {
     @Test(
         "500 proposals reach an empty store through 10–30 % page loss, by retries",
-        .timeLimit(.minutes(1)), arguments: [UInt64(1), 2, 3], [0.1, 0.2, 0.3])
+        .timeLimit(.minutes(5)), arguments: [UInt64(1), 2, 3], [0.1, 0.2, 0.3])
     func syncsUnderPageLoss(seed: UInt64, loss: Double) {
         var simulation = JoinSimulation(peers: 3, pageLoss: loss, requestLoss: 0, seed: seed)
         let took = simulation.run(limit: .seconds(30))
@@ -483,7 +483,7 @@ struct ProposalJoinSimulationTests {
 
     @Test(
         "the join target: ≥ 99 % of the live set within 3 s over 20–200 ms links with 1 % loss",
-        .timeLimit(.minutes(1)), arguments: [UInt64(11), 12, 13, 14, 15])
+        .timeLimit(.minutes(5)), arguments: [UInt64(11), 12, 13, 14, 15])
     func joinTarget(seed: UInt64) {
         var simulation = JoinSimulation(peers: 4, pageLoss: 0.01, requestLoss: 0.01, seed: seed)
         let took = simulation.run(limit: .seconds(3))
