@@ -48,7 +48,8 @@ public struct IPv4Network: Hashable, Sendable, CustomStringConvertible {
         let mask = UInt32.max << (32 - prefixLength)
         guard network & ~mask == 0 else {
             throw .hostBitsSet(
-                "\(IPAddress.v4(network))/\(prefixLength)", suggested: "\(IPAddress.v4(network & mask))/\(prefixLength)")
+                "\(IPAddress.v4(network))/\(prefixLength)", suggested: "\(IPAddress.v4(network & mask))/\(prefixLength)"
+            )
         }
         self.init(uncheckedNetwork: network, prefixLength: UInt8(prefixLength))
     }

@@ -232,8 +232,9 @@ public struct DialogueClient: Sendable {
     }
 
     /// Handles a dialogue message from `peer`.
-    public mutating func handle(_ message: DialogueMessage, from peer: PublicKey, now: Instant) -> [DialogueClientEffect]
-    {
+    public mutating func handle(
+        _ message: DialogueMessage, from peer: PublicKey, now: Instant
+    ) -> [DialogueClientEffect] {
         guard peer == provider else {
             counters.unexpectedMessages += 1
             return []
@@ -250,7 +251,8 @@ public struct DialogueClient: Sendable {
             state = .open(Live(session: session, lastHeard: now, nextKeepaliveAt: now + interval))
             markStage(.accepted, at: now)
             return [.opened(session)]
-        case (.requesting(let request), .reject(let requestID, let code, let reason)) where requestID == request.requestID:
+        case (.requesting(let request), .reject(let requestID, let code, let reason))
+        where requestID == request.requestID:
             state = .closed(requestID: requestID)
             return [.failed(.rejected(code, reason: reason))]
         case (.open(let live), .accept(let requestID, let sessionID, _))

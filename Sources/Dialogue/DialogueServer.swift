@@ -188,14 +188,18 @@ public struct DialogueServer: Sendable {
                 table[consumer] = entry
                 counters.acceptsRepeated += 1
                 effects.append(
-                    .send(.accept(requestID: requestID, sessionID: entry.session.sessionID, grant: entry.grant), to: consumer))
+                    .send(
+                        .accept(requestID: requestID, sessionID: entry.session.sessionID, grant: entry.grant),
+                        to: consumer))
                 return effects
             }
             if let code = refusal(consumer, serviceType: serviceType, proposalSeq: proposalSeq, mode: mode, now: now) {
                 reject(requestID, code, to: consumer, effects: &effects)
                 return effects
             }
-            if table[consumer] != nil { endSession(of: consumer, code: .consumerClosed, notify: false, effects: &effects) }
+            if table[consumer] != nil {
+                endSession(of: consumer, code: .consumerClosed, notify: false, effects: &effects)
+            }
             open(requestID: requestID, mode: mode, for: consumer, now: now, rng: &rng, effects: &effects)
         case .keepalive(let sessionID, _):
             guard heard(sessionID, from: consumer, now: now, effects: &effects) else { break }
@@ -222,9 +226,11 @@ public struct DialogueServer: Sendable {
         _ sessionID: UInt64, bytesIn: UInt64, bytesOut: UInt64, now: Instant
     ) -> [DialogueServerEffect] {
         guard let consumer = consumerBySession[sessionID], var entry = table[consumer] else { return [] }
-        entry.session.bytesIn = entry.session.bytesIn.addingReportingOverflow(bytesIn).overflow
+        entry.session.bytesIn =
+            entry.session.bytesIn.addingReportingOverflow(bytesIn).overflow
             ? .max : entry.session.bytesIn + bytesIn
-        entry.session.bytesOut = entry.session.bytesOut.addingReportingOverflow(bytesOut).overflow
+        entry.session.bytesOut =
+            entry.session.bytesOut.addingReportingOverflow(bytesOut).overflow
             ? .max : entry.session.bytesOut + bytesOut
         table[consumer] = entry
         var effects: [DialogueServerEffect] = []
@@ -236,8 +242,9 @@ public struct DialogueServer: Sendable {
     }
 
     /// Ends one session from the provider side (the consumer is told `code`).
-    public mutating func end(_ sessionID: UInt64, code: EndCode = .providerClosed, now: Instant) -> [DialogueServerEffect]
-    {
+    public mutating func end(
+        _ sessionID: UInt64, code: EndCode = .providerClosed, now: Instant
+    ) -> [DialogueServerEffect] {
         guard let consumer = consumerBySession[sessionID] else { return [] }
         var effects: [DialogueServerEffect] = []
         endSession(of: consumer, code: code, notify: true, effects: &effects)
