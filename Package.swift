@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "Gossip", targets: ["Gossip"]),
         .library(name: "Proposals", targets: ["Proposals"]),
         .library(name: "Relay", targets: ["Relay"]),
+        .library(name: "Dialogue", targets: ["Dialogue"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -41,6 +42,7 @@ let package = Package(
         .target(name: "Gossip", dependencies: ["UmbraCore", "UmbraCrypto"], swiftSettings: strict),
         .target(name: "Proposals", dependencies: ["UmbraCore", "UmbraCrypto"], swiftSettings: strict),
         .target(name: "Relay", dependencies: ["UmbraCore"], swiftSettings: strict),
+        .target(name: "Dialogue", dependencies: ["UmbraCore"], swiftSettings: strict),
         .target(
             name: "Node", dependencies: ["UmbraCore", "Sessions", "Kademlia", "Gossip", "Proposals", "Relay"],
             swiftSettings: strict),
@@ -100,6 +102,7 @@ let package = Package(
         .testTarget(
             name: "ProposalsTests", dependencies: ["Proposals", "UmbraCore", "UmbraCrypto"], swiftSettings: strict),
         .testTarget(name: "RelayTests", dependencies: ["Relay", "UmbraCore"], swiftSettings: strict),
+        .testTarget(name: "DialogueTests", dependencies: ["Dialogue", "UmbraCore"], swiftSettings: strict),
         .testTarget(
             name: "SessionsTests", dependencies: ["Sessions", "UmbraCore", "UmbraCrypto"], swiftSettings: strict),
         .testTarget(

@@ -37,5 +37,6 @@ let package = Package(
         fuzzTarget("FuzzGossipMessage", products: ["UmbraCore", "Gossip"]),
         fuzzTarget("FuzzProposal", products: ["UmbraCore", "Proposals"]),
         fuzzTarget("FuzzRelayMessage", products: ["UmbraCore", "Relay"]),
+        fuzzTarget("FuzzDialogueMessage", products: ["UmbraCore", "Dialogue"]),
     ]
 )
