@@ -44,14 +44,15 @@ let package = Package(
         .target(name: "Relay", dependencies: ["UmbraCore"], swiftSettings: strict),
         .target(name: "Dialogue", dependencies: ["UmbraCore"], swiftSettings: strict),
         .target(
-            name: "Node", dependencies: ["UmbraCore", "Sessions", "Kademlia", "Gossip", "Proposals", "Relay"],
+            name: "Node",
+            dependencies: ["UmbraCore", "Sessions", "Kademlia", "Gossip", "Proposals", "Relay", "Dialogue"],
             swiftSettings: strict),
 
         // MARK: - Shells
         .target(
             name: "NodeRuntime",
             dependencies: [
-                "Node", "Kademlia", "UmbraCore", "Sessions", "UmbraCrypto",
+                "Node", "Kademlia", "UmbraCore", "Sessions", "UmbraCrypto", "Dialogue",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -63,7 +64,7 @@ let package = Package(
         .target(
             name: "NodeAPI",
             dependencies: [
-                "NodeRuntime", "Node", "Kademlia", "Sessions", "UmbraCore", "Gossip", "Proposals",
+                "NodeRuntime", "Node", "Kademlia", "Sessions", "UmbraCore", "Gossip", "Proposals", "Dialogue",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

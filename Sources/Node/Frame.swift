@@ -19,6 +19,8 @@ public enum FrameChannel: UInt8, Sendable, CaseIterable {
     case proposalSync = 0x21
     /// Relay, reachability and hole-punch control (`Relay.RelayMessage`).
     case relay = 0x30
+    /// The consumer↔provider dialogue (`Dialogue.DialogueMessage`), inside their end-to-end session.
+    case dialogue = 0x40
 }
 
 /// A decoded frame.
@@ -60,7 +62,7 @@ public enum Frame: Equatable, Sendable {
         case .dht:
             self = .dht(try DHTMessage(decoding: reader.readRemaining()))
             return
-        case .gossip, .proposalSync, .relay:
+        case .gossip, .proposalSync, .relay, .dialogue:
             self = .opaque(FrameChannel(rawValue: channel)!, reader.readRemaining())
             return
         case nil: throw .unknownTag(field: "frame channel", value: UInt64(channel))

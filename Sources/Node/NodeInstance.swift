@@ -26,6 +26,7 @@ public enum NodeEvent: Sendable, Equatable, CustomStringConvertible {
     case lookupFinished(LookupReport)
     case putFinished(PutReport)
     case observedAddress(Endpoint, reporter: PublicKey)
+    case dialogue(DialogueEvent)
 
     public var description: String {
         switch self {
@@ -41,6 +42,7 @@ public enum NodeEvent: Sendable, Equatable, CustomStringConvertible {
                 + "queries=\(report.queries) latency=\(report.latency.nanosecondsClamped / 1_000_000)ms"
         case .putFinished(let report): "put-finished \(report.key) stored=\(report.stored)/\(report.attempted)"
         case .observedAddress(let endpoint, let key): "observed-address \(endpoint) by \(NodeAddress(publicKey: key))"
+        case .dialogue(let event): "dialogue \(event)"
         }
     }
 }
@@ -77,6 +79,8 @@ public struct NodeConfig: Sendable {
     public var market = MarketConfig()
     /// Relaying, reservations, reachability and hole punching (NodeInstance+Relay.swift).
     public var relay = RelayNodeConfig()
+    /// The consumer↔provider dialogue (NodeInstance+Dialogue.swift).
+    public var dialogue = DialogueNodeConfig()
 
     public init() {}
 }
@@ -126,6 +130,7 @@ public struct NodeInstance: Sendable {
     var nextPingRound: Instant?
     var market: MarketState
     var relay: RelayState
+    var dialogue: DialogueState
 
     public init(identity: Identity, config: NodeConfig, now: Instant = .zero, rng: inout some RandomNumberGenerator) {
         self.identity = identity
@@ -135,6 +140,7 @@ public struct NodeInstance: Sendable {
             identity: identity, networkID: config.sessions.networkID, config: config.dht, now: now, rng: &rng)
         self.market = MarketState(identity: identity, config: config.market)
         self.relay = RelayState(config: config.relay, now: now)
+        self.dialogue = DialogueState(config: config)
         for target in config.bootstrap where target.publicKey != identity.publicKey {
             dials[target.publicKey] = Dial(target: target, backoff: config.redialInitial, nextAttempt: nil)
         }
@@ -231,6 +237,7 @@ public struct NodeInstance: Sendable {
         }
         marketTick(now: now, rng: &rng, into: &effects)
         relayTick(now: now, rng: &rng, into: &effects)
+        dialogueTick(now: now, rng: &rng, into: &effects)
         return effects
     }
 
@@ -285,6 +292,7 @@ public struct NodeInstance: Sendable {
         if let nextPingRound { candidates.append(nextPingRound) }
         if let deadline = marketDeadline { candidates.append(deadline) }
         if let deadline = relayDeadline { candidates.append(deadline) }
+        if let deadline = dialogueDeadline { candidates.append(deadline) }
         return candidates.min()
     }
 
@@ -322,6 +330,7 @@ public struct NodeInstance: Sendable {
                 if dials[key] != nil { effects += ping(key, now: now, rng: &rng).effects }
                 marketPeerUp(key, now: now, rng: &rng, into: &effects)
                 relayPeerUp(key, endpoint: endpoint, now: now, rng: &rng, into: &effects)
+                dialoguePeerUp(key, now: now)
             case .lost(let key):
                 scheduleRedial(key, now: now, rng: &rng)
                 rtts.removeValue(forKey: key)

@@ -88,11 +88,28 @@ public struct ControlRouter: Sendable {
             case (.GET, "/v1/market"):
                 let now = host.clock.now
                 return try json(MarketReport(try await host.withInstance { $0.marketStatus }, now: now))
+            case (.POST, "/v1/sessions"):
+                let (report, problem) = try await openSession(request.query)
+                guard let report else {
+                    return try json(ErrorReport(error: problem ?? "bad request"), status: .badRequest)
+                }
+                return try json(report)
+            case (.GET, "/v1/sessions"):
+                return try json(try await sessionsReport())
+            case (.POST, "/v1/sessions/close"):
+                guard let text = request.query["provider"], let provider = try? NodeAddress(parsing: text).publicKey
+                else {
+                    return try json(
+                        ErrorReport(error: "provider must be a node address (umbra1…)"), status: .badRequest)
+                }
+                try await host.closeDialogue(with: provider)
+                return try json(["status": "closed"])
             case (.POST, "/v1/shutdown"):
                 requestShutdown()
                 return try json(["status": "shutting down"])
             case (_, "/v1/status"), (_, "/v1/peers"), (_, "/v1/shutdown"), (_, "/v1/dht"), (_, "/v1/dht/lookup"),
-                (_, "/v1/dht/get"), (_, "/v1/dht/put"), (_, "/v1/proposals"), (_, "/v1/market"):
+                (_, "/v1/dht/get"), (_, "/v1/dht/put"), (_, "/v1/proposals"), (_, "/v1/market"),
+                (_, "/v1/sessions"), (_, "/v1/sessions/close"):
                 return try json(
                     ErrorReport(error: "method \(request.method) not allowed on \(request.path)"),
                     status: .methodNotAllowed)

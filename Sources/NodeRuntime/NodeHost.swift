@@ -4,6 +4,7 @@
 // Threading: every method that touches `instance` runs on the channel's event loop. The control API
 // reaches in through `withInstance`, which hops onto that loop; nothing else shares the state.
 
+import Dialogue
 import Kademlia
 import Logging
 import NIOCore
@@ -45,6 +46,7 @@ public final class NodeHost: @unchecked Sendable {
     private var pendingPings: [UInt64: EventLoopPromise<Duration>] = [:]
     private var pendingLookups: [UInt64: EventLoopPromise<LookupReport>] = [:]
     private var pendingPuts: [UInt64: EventLoopPromise<PutReport>] = [:]
+    private var pendingDialogues: [PublicKey: EventLoopPromise<ClientSession>] = [:]
     public private(set) var listenEndpoint: Endpoint?
 
     /// Where the routing table is saved (every 30 s and at stop); nil: not saved.
@@ -115,7 +117,8 @@ public final class NodeHost: @unchecked Sendable {
     public func stop() async {
         let withdrew: Bool =
             (try? await eventLoop.submit { [self] in
-                let effects = instance.withdraw(now: clock.now, rng: &rng)
+                let effects =
+                    instance.endDialogues(now: clock.now, rng: &rng) + instance.withdraw(now: clock.now, rng: &rng)
                 apply(effects)
                 flush()
                 return !effects.isEmpty
@@ -133,6 +136,8 @@ public final class NodeHost: @unchecked Sendable {
             pendingLookups.removeAll()
             for promise in pendingPuts.values { promise.fail(ChannelError.ioOnClosedChannel) }
             pendingPuts.removeAll()
+            for promise in pendingDialogues.values { promise.fail(ChannelError.ioOnClosedChannel) }
+            pendingDialogues.removeAll()
             defer { self.channel = nil }
             return self.channel
         }.get()
@@ -252,6 +257,44 @@ public final class NodeHost: @unchecked Sendable {
         return (Set(providers).count, fetched)
     }
 
+    /// Opens a dialogue with `provider` and waits for the accept (or the reject, or the client's
+    /// timeout). `prepare` makes the provider reachable first (e.g. `dial` with its peer record) and
+    /// runs on the event loop with the instance; `startedAt` is when the caller began (lookup).
+    public func openDialogue(
+        with provider: PublicKey, serviceType: String, proposalSeq: UInt64, startedAt: Instant,
+        prepare: @escaping @Sendable (inout NodeInstance, Instant, inout SecureRandomGenerator) -> [NodeEffect]
+    ) async throws -> ClientSession {
+        let future: EventLoopFuture<ClientSession> = try await eventLoop.submit { [self] in
+            let promise = eventLoop.makePromise(of: ClientSession.self)
+            pendingDialogues.removeValue(forKey: provider)?.fail(DialogueFailed(failure: .cancelled))
+            pendingDialogues[provider] = promise
+            let now = clock.now
+            apply(prepare(&instance, now, &rng))
+            apply(
+                instance.openDialogue(
+                    with: provider, serviceType: serviceType, proposalSeq: proposalSeq, startedAt: startedAt, now: now,
+                    rng: &rng))
+            // The caller looked the provider up before this call.
+            instance.markDialogueStage(.lookup, provider: provider, at: now)
+            flush()
+            return promise.futureResult
+        }.get()
+        return try await future.get()
+    }
+
+    /// Closes the dialogue with `provider`.
+    public func closeDialogue(with provider: PublicKey) async throws {
+        try await eventLoop.submit { [self] in
+            apply(instance.closeDialogue(with: provider, now: clock.now, rng: &rng))
+            flush()
+        }.get()
+    }
+
+    public struct DialogueFailed: Error, CustomStringConvertible {
+        public var failure: DialogueFailure
+        public var description: String { "\(failure)" }
+    }
+
     public struct PingTimeout: Error, CustomStringConvertible {
         public var description: String { "no pong within the timeout" }
     }
@@ -317,6 +360,14 @@ public final class NodeHost: @unchecked Sendable {
             logger.debug("put finished", metadata: ["key": "\(report.key)", "stored": "\(report.stored)"])
         case .observedAddress(let endpoint, let reporter):
             logger.trace("observed address", metadata: ["endpoint": "\(endpoint)", "peer.address": "\(reporter)"])
+        case .dialogue(let dialogueEvent):
+            switch dialogueEvent {
+            case .opened(let session): pendingDialogues.removeValue(forKey: session.provider)?.succeed(session)
+            case .failed(let provider, let failure):
+                pendingDialogues.removeValue(forKey: provider)?.fail(DialogueFailed(failure: failure))
+            case .ended, .served, .serviceEnded: break
+            }
+            logger.info("dialogue", metadata: ["event": "\(dialogueEvent)"])
         }
     }
 
