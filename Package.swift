@@ -57,11 +57,12 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .target(name: "NetSim", dependencies: ["Node", "Kademlia", "UmbraCore", "Sessions"], swiftSettings: strict),
+        .target(
+            name: "NetSim", dependencies: ["Node", "Kademlia", "UmbraCore", "Sessions", "Relay"], swiftSettings: strict),
         .target(
             name: "NodeAPI",
             dependencies: [
-                "NodeRuntime", "Node", "Kademlia", "Sessions", "UmbraCore",
+                "NodeRuntime", "Node", "Kademlia", "Sessions", "UmbraCore", "Relay",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -73,7 +74,7 @@ let package = Package(
         .executableTarget(
             name: "umbra",
             dependencies: [
-                "NodeAPI", "NodeRuntime", "NetSim", "Node", "Kademlia", "Sessions", "UmbraCore", "UmbraCrypto",
+                "NodeAPI", "NodeRuntime", "NetSim", "Node", "Kademlia", "Sessions", "UmbraCore", "UmbraCrypto", "Relay",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -103,7 +104,7 @@ let package = Package(
             name: "SessionsTests", dependencies: ["Sessions", "UmbraCore", "UmbraCrypto"], swiftSettings: strict),
         .testTarget(
             name: "NodeTests",
-            dependencies: ["Node", "NetSim", "NodeRuntime", "NodeAPI", "Kademlia", "UmbraCore", "Sessions"],
+            dependencies: ["Node", "NetSim", "NodeRuntime", "NodeAPI", "Kademlia", "UmbraCore", "Sessions", "Relay"],
             swiftSettings: strict
         ),
     ]

@@ -31,6 +31,7 @@ struct Status: AsyncParsableCommand {
         let drops = report.dropped.filter { $0.value > 0 }.sorted { $0.key < $1.key }
             .map { "\($0.key) \($0.value)" }.joined(separator: ", ")
         print("dropped     \(report.droppedTotal)" + (drops.isEmpty ? "" : " (\(drops))"))
+        if let relay = report.relay { printRelayStatus(relay) }
     }
 }
 

@@ -8,7 +8,9 @@ struct Umbra: AsyncParsableCommand {
         commandName: "umbra",
         abstract: "A decentralized VPN: every umbra binary is a full peer of one overlay.",
         version: "0.1.0",
-        subcommands: [Up.self, Down.self, Status.self, Peers.self, DHTCommand.self, IdentityCommand.self, Sim.self]
+        subcommands: [
+            Up.self, Down.self, Status.self, Peers.self, Ping.self, DHTCommand.self, IdentityCommand.self, Sim.self,
+        ]
     )
 }
 

@@ -526,7 +526,8 @@ struct RecordCodecTests {
         let v6 = Endpoint(address: .v6(high: 0x2001_0DB8_0000_0000, low: 1), port: 65535)
         let values = [
             PeerRecordValue(endpoints: [endpoint(1)]),
-            PeerRecordValue(endpoints: [endpoint(1), v6], relays: [NodeContact(publicKey: bob.publicKey, endpoint: v6)]),
+            PeerRecordValue(
+                endpoints: [endpoint(1), v6], relays: [NodeContact(publicKey: bob.publicKey, endpoint: v6)]),
             PeerRecordValue(endpoints: [], relays: [NodeContact(publicKey: bob.publicKey, endpoint: endpoint(2))]),
             PeerRecordValue(
                 endpoints: (1...6).map { endpoint($0) },
