@@ -46,8 +46,8 @@ public struct RelayNodeConfig: Sendable {
     /// Relays we hold a reservation on or relay through are pinged this often; one silent for
     /// `relayLivenessTimeout` gets a fresh handshake (a restarted relay lost our keys and our
     /// reservation: the new session re-reserves at once).
-    public var relayPingInterval: Duration = .seconds(2)
-    public var relayLivenessTimeout: Duration = .seconds(5)
+    public var relayPingInterval: Duration = .seconds(1)
+    public var relayLivenessTimeout: Duration = .milliseconds(2500)
     public var relayRehandshakeInterval: Duration = .seconds(1)
     /// Relay paths (relay, peer) and relayed links remembered at most.
     public var maximumRelayPaths = 1024
@@ -246,7 +246,17 @@ extension NodeInstance {
             applyReachability(
                 relay.reachability.handle(message, from: key, observedSource: nil, now: now, rng: &rng), now: now,
                 rng: &rng, into: &effects)
-        case .dialBackRequest, .dialBackOrder, .dialBackProbe, .dialBackRefused:
+        case .dialBackRequest(let nonce, let endpoint):
+            // Probers are peers in our routing table: DHT servers, i.e. nodes known to be public.
+            let source = sessions.snapshot(of: key)?.endpoint.flatMap { $0.isRelayPath ? nil : $0 }
+            let probers = sessions.snapshots.filter {
+                $0.state == .established && $0.endpoint?.isRelayPath == false && dht.table.contains($0.publicKey.nodeID)
+            }.map(\.publicKey)
+            applyReachability(
+                relay.reachability.handleDialBackRequest(
+                    from: key, nonce: nonce, endpoint: endpoint, observedSource: source, now: now, peers: probers,
+                    rng: &rng), now: now, rng: &rng, into: &effects)
+        case .dialBackProbe, .dialBackRefused:
             let source = sessions.snapshot(of: key)?.endpoint.flatMap { $0.isRelayPath ? nil : $0 }
             applyReachability(
                 relay.reachability.handle(message, from: key, observedSource: source, now: now, rng: &rng), now: now,

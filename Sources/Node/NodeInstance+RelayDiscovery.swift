@@ -184,6 +184,13 @@ extension NodeInstance {
                 // A new session with the relay: it may have restarted, so reserve again now.
                 relay.rehandshaking[key] = nil
                 applyClient(relay.client.relayConnected(key, now: now), now: now, rng: &rng, into: &effects)
+                // Handshakes we sent through it while it was gone were lost: send them again now.
+                let stalled = relay.paths.entries.values.filter {
+                    $0.relay.publicKey == key && relay.pendingDials[$0.peer] != nil && !sessions.isEstablished($0.peer)
+                }.map(\.peer)
+                for peer in stalled.sorted(by: Self.keyOrder) {
+                    absorb(sessions.rehandshake(peer, now: now, rng: &rng), now: now, rng: &rng, into: &effects)
+                }
             } else if now >= state.last + config.relay.relayRehandshakeInterval {
                 relay.rehandshaking[key]!.last = now
                 absorb(sessions.rehandshake(key, now: now, rng: &rng), now: now, rng: &rng, into: &effects)
