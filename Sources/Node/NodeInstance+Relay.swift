@@ -148,7 +148,7 @@ extension NodeInstance {
         applyClient(relay.client.tick(now: now), now: now, rng: &rng, into: &effects)
         applyReachability(relay.reachability.tick(now: now, rng: &rng), now: now, rng: &rng, into: &effects)
         if config.relay.reachabilityMode == .auto, relay.status == .unknown, !relay.reachability.isChecking,
-            now >= relay.startedAt + config.relay.unknownTimeout
+            unTranslatedEndpoint == nil, now >= relay.startedAt + config.relay.unknownTimeout
         {
             setReachability(.private, now: now, rng: &rng, into: &effects)
         }
@@ -181,8 +181,13 @@ extension NodeInstance {
         if relay.acquainted.count >= 4 * config.sessions.maximumPeers { relay.acquainted.removeAll() }
         relay.acquainted.insert(key)
         updateReachabilityPeers(now: now, rng: &rng, into: &effects)
-        // Ask the new peer what address it sees us at (its PONG feeds `relayObservedAddress`).
-        absorb(dht.ping(NodeContact(publicKey: key, endpoint: endpoint), now: now), now: now, rng: &rng, into: &effects)
+        // Ask the new peer what address it sees us at (its PONG feeds `relayObservedAddress`), while
+        // we know few such reports.
+        if relay.observed.count < 8 || relay.status == .unknown {
+            absorb(
+                dht.ping(NodeContact(publicKey: key, endpoint: endpoint), now: now), now: now, rng: &rng,
+                into: &effects)
+        }
         applyClient(relay.client.relayConnected(key, now: now), now: now, rng: &rng, into: &effects)
     }
 
@@ -207,6 +212,11 @@ extension NodeInstance {
         }
         relay.observed[reporter] = endpoint
         guard config.relay.reachabilityMode == .auto else { return }
+        if let own = unTranslatedEndpoint, relay.status != .public(own) {
+            // Peers see us at our own socket address: no NAT in between (a LAN, loopback, or a
+            // host with a public address), so nothing is gained by a dial-back test.
+            setReachability(.public(own), now: now, rng: &rng, into: &effects)
+        }
         applyReachability(
             relay.reachability.observed(endpoint, reporter: reporter, now: now, rng: &rng), now: now, rng: &rng,
             into: &effects)
@@ -331,7 +341,7 @@ extension NodeInstance {
             case .send(let message, let peer):
                 sendFrame(.relay, message.encoded(), to: peer, now: now, rng: &rng, into: &effects)
             case .statusChanged(let status):
-                guard config.relay.reachabilityMode == .auto else { continue }
+                guard config.relay.reachabilityMode == .auto, unTranslatedEndpoint == nil else { continue }
                 setReachability(status, now: now, rng: &rng, into: &effects)
             case .dialProbe(let target, let endpoint, let nonce):
                 // A fresh handshake from our socket with the probe as 0-RTT data; with a session
@@ -379,15 +389,25 @@ extension NodeInstance {
             || relay.client.candidates.contains { $0.publicKey == key } || relay.paths.usesRelay(key)
     }
 
-    /// The endpoint most recent reporters agree they see us at (our reflexive address), if any.
-    var observedEndpoint: Endpoint? {
-        if case .public(let endpoint) = relay.status, endpoint != NetworkUnspecified.endpoint { return endpoint }
+    /// Our own socket endpoint, when peers agree they see us there (no address translation).
+    var unTranslatedEndpoint: Endpoint? {
+        guard let agreed = agreedObservedEndpoint else { return nil }
+        return (config.relay.localEndpoints + config.advertisedEndpoints).contains(agreed) ? agreed : nil
+    }
+
+    /// The endpoint at least two recent reporters agree they see us at, if any.
+    var agreedObservedEndpoint: Endpoint? {
         var tally: [Endpoint: Int] = [:]
         for endpoint in relay.observed.values { tally[endpoint, default: 0] += 1 }
         return tally.filter { $0.value >= 2 }.max {
             $0.value < $1.value || ($0.value == $1.value && $0.key.description < $1.key.description)
-        }?
-        .key
+        }?.key
+    }
+
+    /// The endpoint most recent reporters agree they see us at (our reflexive address), if any.
+    var observedEndpoint: Endpoint? {
+        if case .public(let endpoint) = relay.status, endpoint != NetworkUnspecified.endpoint { return endpoint }
+        return agreedObservedEndpoint
     }
 }
 

@@ -116,14 +116,14 @@ check "h3 keeps trying to upgrade (punch attempts counted)" \
 # --- relay restart (with a small circuit byte limit for the next checks) -------------------------
 natnet_stop relay1
 sleep 0.5
-natnet_start relay1 --relay --reachability public --relay-circuit-bytes 1500
+natnet_start relay1 --relay --reachability public --relay-circuit-bytes 1000
 restarted=$SECONDS
 check "after a relay restart h2 has re-reserved on relay1 within 10 s" wait_until 10 reserved_on_relay1 h2
 check "after a relay restart h3 -> h2 is answered (relayed) within 10 s of the restart" \
     ping_path_within $((restarted + 10 - SECONDS)) h3 h2 relayed
 
 # --- relay limits ----------------------------------------------------------------------------------
-natnet_cli h3 ping "$(natnet_address h2)" -c 8 --timeout 1 > /dev/null 2>&1
+natnet_cli h3 ping "$(natnet_address h2)" -c 10 --timeout 1 > /dev/null 2>&1
 check "a circuit over the byte limit is cut: relay1 counts over_byte_limit" \
     natnet_wait 5 relay1 "r['counters'].get('relay_circuits_closed_over_byte_limit', 0) >= 1"
 check "the end that sent over the limit heard over_byte_limit from the relay" \
