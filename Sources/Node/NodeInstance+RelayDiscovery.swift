@@ -61,7 +61,9 @@ extension NodeInstance {
         case .private:
             endpoints = []
         case .unknown:
-            endpoints = config.advertisedEndpoints
+            // Not yet known to be dialable: a record with a LAN endpoint and no relay would only send
+            // dialers to an address they cannot reach (the verdict comes within seconds).
+            endpoints = config.relay.reachabilityMode == .auto ? [] : config.advertisedEndpoints
         }
         let relays = relay.client.advertised.map { NodeContact(publicKey: $0.publicKey, endpoint: $0.endpoint) }
         guard !endpoints.isEmpty || !relays.isEmpty else { return nil }
