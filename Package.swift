@@ -60,11 +60,12 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .target(name: "NetSim", dependencies: ["Node", "Kademlia", "UmbraCore", "Sessions"], swiftSettings: strict),
+        .target(
+            name: "NetSim", dependencies: ["Node", "Kademlia", "UmbraCore", "Sessions", "Relay"], swiftSettings: strict),
         .target(
             name: "NodeAPI",
             dependencies: [
-                "NodeRuntime", "Node", "Kademlia", "Sessions", "UmbraCore", "Gossip", "Proposals", "Dialogue",
+                "NodeRuntime", "Node", "Kademlia", "Sessions", "UmbraCore", "Gossip", "Proposals", "Dialogue", "Relay",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -77,7 +78,7 @@ let package = Package(
             name: "umbra",
             dependencies: [
                 "NodeAPI", "NodeRuntime", "NetSim", "Node", "Kademlia", "Sessions", "UmbraCore", "UmbraCrypto",
-                "Proposals",
+                "Proposals", "Relay",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -108,7 +109,7 @@ let package = Package(
             name: "SessionsTests", dependencies: ["Sessions", "UmbraCore", "UmbraCrypto"], swiftSettings: strict),
         .testTarget(
             name: "NodeTests",
-            dependencies: ["Node", "NetSim", "NodeRuntime", "NodeAPI", "Kademlia", "UmbraCore", "Sessions"],
+            dependencies: ["Node", "NetSim", "NodeRuntime", "NodeAPI", "Kademlia", "UmbraCore", "Sessions", "Relay"],
             swiftSettings: strict
         ),
     ]

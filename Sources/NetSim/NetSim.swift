@@ -1,6 +1,12 @@
 // NetSim: the deterministic shell. It interprets the very same NodeInstance the real runtime does,
-// over virtual time and simulated links (latency, loss, partitions), all driven by one seeded RNG.
-// Same seed, same trace: a failing run replays exactly.
+// over virtual time and simulated links (latency, loss, partitions, NAT boxes), all driven by one
+// seeded RNG. Same seed, same trace: a failing run replays exactly.
+//
+// NAT boxes (`addNode(…, nat:)`): a node behind one has a LAN endpoint nobody can reach; what it
+// sends leaves from a mapping on its box's public address 198.19.0.N (`NATKind.endpointIndependent`:
+// one port for every destination; `.symmetric`: a fresh port per destination), and a datagram to a
+// mapping gets in only from a remote endpoint the node has sent to through it (address-and-port
+// dependent filtering, like Linux masquerade). No hairpinning, mappings never expire.
 
 import Node
 import UmbraCore
@@ -42,7 +48,17 @@ public struct NetSimStatistics: Sendable, Equatable {
     public var datagramsLost: UInt64 = 0
     public var datagramsPartitioned: UInt64 = 0
     public var datagramsToNowhere: UInt64 = 0
+    /// Datagrams a NAT box dropped (no mapping, or from a remote the mapping was not opened to).
+    public var datagramsFiltered: UInt64 = 0
     public var eventsProcessed: UInt64 = 0
+}
+
+/// The NAT box in front of a simulated node.
+public enum NATKind: Sendable, Equatable {
+    /// Endpoint-independent mapping (one external port per inner socket), port-restricted filtering.
+    case endpointIndependent
+    /// Endpoint-dependent mapping (a new external port per destination), port-restricted filtering.
+    case symmetric
 }
 
 public struct NetSim {
@@ -54,6 +70,7 @@ public struct NetSim {
     private struct SimNode {
         var instance: NodeInstance
         var endpoint: Endpoint
+        var nat: NATBox?
         var isUp = true
         var armedDeadline: UInt64?
         var timerGeneration: UInt64 = 0
@@ -73,6 +90,32 @@ public struct NetSim {
     private var partitions: Set<Pair> = []
     private var baseLatency: [DirectedPair: UInt64] = [:]
     private var lastDelivery: [DirectedPair: UInt64] = [:]
+
+    /// A NAT box: mappings (external port -> the remote endpoints let in) and the ports in use.
+    private struct NATBox {
+        var kind: NATKind
+        var address: IPAddress
+        var portFor: [Endpoint: UInt16] = [:]
+        var allowed: [UInt16: Set<Endpoint>] = [:]
+        var nextPort: UInt16 = 20000
+
+        /// The external endpoint a datagram to `destination` leaves from (mapping it if new).
+        mutating func map(to destination: Endpoint) -> Endpoint {
+            let key = kind == .endpointIndependent ? Endpoint(address: .v4(0), port: 0) : destination
+            let port: UInt16
+            if let known = portFor[key] {
+                port = known
+            } else {
+                port = kind == .endpointIndependent ? 4747 : nextPort
+                if kind == .symmetric { nextPort &+= 1 }
+                portFor[key] = port
+            }
+            allowed[port, default: []].insert(destination)
+            return Endpoint(address: address, port: port)
+        }
+    }
+
+    private var natByAddress: [IPAddress: Int] = [:]
 
     private struct DirectedPair: Hashable {
         let from: Int
@@ -99,16 +142,25 @@ public struct NetSim {
         Endpoint(address: .v4(0x0A00_0000 | UInt32(index + 1)), port: 4747)
     }
 
-    /// Adds a node; it starts (dials its bootstrap list) at the current virtual time.
+    /// The public address of the NAT box in front of node `index`: 198.19.0.(index + 1).
+    public static func natAddress(forNode index: Int) -> IPAddress { .v4(0xC613_0000 | UInt32(index + 1)) }
+
+    /// Adds a node; it starts (dials its bootstrap list) at the current virtual time. Behind a NAT
+    /// box (`nat`), its own endpoint is a LAN address that only the box can reach.
     @discardableResult
-    public mutating func addNode(identity: Identity, config: NodeConfig) -> Int {
+    public mutating func addNode(identity: Identity, config: NodeConfig, nat: NATKind? = nil) -> Int {
         let index = nodes.count
         let endpoint = Self.endpoint(forNode: index)
         var config = config
         if config.advertisedEndpoints.isEmpty { config.advertisedEndpoints = [endpoint] }
         let instance = NodeInstance(identity: identity, config: config, now: now, rng: &rng)
-        nodes.append(SimNode(instance: instance, endpoint: endpoint))
-        byEndpoint[endpoint] = index
+        let box = nat.map { NATBox(kind: $0, address: Self.natAddress(forNode: index)) }
+        nodes.append(SimNode(instance: instance, endpoint: endpoint, nat: box))
+        if box != nil {
+            natByAddress[Self.natAddress(forNode: index)] = index
+        } else {
+            byEndpoint[endpoint] = index
+        }
         let effects = nodes[index].instance.start(now: now, rng: &rng)
         apply(effects, from: index)
         return index
@@ -142,6 +194,18 @@ public struct NetSim {
 
     // MARK: - Running
 
+    /// Restarts a killed node with a fresh instance (same identity and config, empty state), as
+    /// after a crash and a restart.
+    public mutating func restart(_ index: Int) {
+        let old = nodes[index].instance
+        nodes[index].instance = NodeInstance(identity: old.identity, config: old.config, now: now, rng: &rng)
+        nodes[index].isUp = true
+        nodes[index].timerGeneration += 1
+        nodes[index].armedDeadline = nil
+        let effects = nodes[index].instance.start(now: now, rng: &rng)
+        apply(effects, from: index)
+    }
+
     /// Processes events until virtual time reaches `deadline` or nothing is left to do.
     public mutating func run(until deadline: Instant) {
         while let next = queue.nextTime, next <= deadline.nanoseconds {
@@ -174,7 +238,18 @@ public struct NetSim {
             switch effect {
             case .send(let bytes, let destination):
                 statistics.datagramsSent += 1
-                guard let target = byEndpoint[destination] else {
+                // Through our NAT box, if any: the datagram leaves from a mapping.
+                let source = nodes[index].nat != nil ? nodes[index].nat!.map(to: destination) : nodes[index].endpoint
+                let target: Int
+                if let plain = byEndpoint[destination] {
+                    target = plain
+                } else if let boxed = natByAddress[destination.address] {
+                    guard nodes[boxed].nat!.allowed[destination.port]?.contains(source) == true else {
+                        statistics.datagramsFiltered += 1
+                        continue
+                    }
+                    target = boxed
+                } else {
                     statistics.datagramsToNowhere += 1
                     continue
                 }
@@ -200,7 +275,7 @@ public struct NetSim {
                     link.jitter > 0 ? UInt64(Double(base) * Double.random(in: 0..<link.jitter, using: &rng)) : 0
                 let at = max(now.nanoseconds + base + jitter, (lastDelivery[pair] ?? 0) + 1)
                 lastDelivery[pair] = at
-                queue.push(.deliver(datagram: bytes, from: nodes[index].endpoint, to: target), at: at)
+                queue.push(.deliver(datagram: bytes, from: source, to: target), at: at)
             case .event(let event):
                 trace.append(TraceEntry(time: now, node: index, event: event))
                 if trace.count > traceLimit { trace.removeFirst(trace.count - traceLimit) }

@@ -10,6 +10,7 @@
 //   stop every session is ended with `shuttingDown`.
 
 import Dialogue
+import Kademlia
 import Proposals
 import UmbraCore
 
@@ -109,15 +110,17 @@ extension NodeInstance {
         return effects
     }
 
-    /// Makes `provider` reachable from the contacts of its proposal: its first direct endpoint.
-    /// (Relayed contacts are dialled by the relay part.)
+    /// Makes `provider` reachable from the contacts of its proposal: directly, else (or when the
+    /// direct endpoint does not answer within a second) through one of its relays (`dial`).
     public mutating func reach(
         _ provider: PublicKey, contacts: ServiceProposal.Contacts, now: Instant, rng: inout some RandomNumberGenerator
     ) -> [NodeEffect] {
-        guard !sessions.isEstablished(provider), let endpoint = contacts.direct.first(where: { !$0.isRelayPath })
-        else { return [] }
-        sessions.addPeer(provider, endpoint: endpoint)
-        return []
+        let direct = Array(contacts.direct.filter { !$0.isRelayPath }.prefix(PeerRecordValue.maximumEndpoints))
+        let relays = contacts.relays.prefix(PeerRecordValue.maximumRelays).map {
+            NodeContact(publicKey: $0.publicKey, endpoint: $0.endpoint)
+        }
+        let record = direct.isEmpty && relays.isEmpty ? nil : PeerRecordValue(endpoints: direct, relays: relays)
+        return dial(provider, record: record, now: now, rng: &rng)
     }
 
     /// Records a stage the shell measured (lookup, dial) for the dialogue with `provider`.

@@ -56,6 +56,8 @@ public struct MarketConfig: Sendable {
     public var provide: ProvideConfig?
     public var refreshInterval = SignedProposal.refreshInterval
     public var proposalLifetime = SignedProposal.defaultLifetime
+    /// A provider whose contacts change publishes again, at most this often.
+    public var minimumRepublishInterval: Duration = .seconds(2)
     /// Private and loopback peers share no IP-colocation penalty (test networks on one host).
     public var exemptPrivateColocation = true
 
@@ -154,6 +156,11 @@ extension NodeInstance {
             maintainGossipPeers(now: now, rng: &rng, into: &effects)
         }
         if let due = market.nextRefresh, due <= now, !market.withdrawn {
+            publishOwnProposal(now: now, rng: &rng, into: &effects)
+        } else if let own = market.own?.offer, !market.withdrawn, own.contacts != proposalContacts,
+            now.since(own.issuedAt) >= config.market.minimumRepublishInterval
+        {
+            // Reachability or relays changed (a NATed provider got its reservations): say so now.
             publishOwnProposal(now: now, rng: &rng, into: &effects)
         }
     }
@@ -494,9 +501,7 @@ extension NodeInstance {
             expiresAt: now + config.market.proposalLifetime, serviceType: provide.serviceType,
             location: provide.location, pricePerGiB: provide.pricePerGiB, pricePerMinute: provide.pricePerMinute,
             capacity: provide.capacity, access: provide.access,
-            contacts: ServiceProposal.Contacts(
-                direct: Array(config.advertisedEndpoints.filter { !$0.isRelayPath }.prefix(4)),
-                relays: proposalRelays))
+            contacts: proposalContacts)
         guard
             let signed = try? SignedProposal.make(
                 offer: offer, identity: identity, networkID: config.sessions.networkID)
@@ -520,8 +525,18 @@ extension NodeInstance {
         }
     }
 
-    /// Relays this provider can be reached through (from its reservations), for its proposal.
-    var proposalRelays: [ServiceProposal.Relay] { [] }
+    /// How consumers reach this provider: what its peer record says (the reachability verdict's
+    /// endpoints and the relays holding reservations for it), else its advertised endpoints.
+    var proposalContacts: ServiceProposal.Contacts {
+        guard let record = relayPeerRecord else {
+            return ServiceProposal.Contacts(direct: Array(config.advertisedEndpoints.prefix(4)))
+        }
+        return ServiceProposal.Contacts(
+            direct: Array(record.endpoints.filter { !$0.isRelayPath }.prefix(4)),
+            relays: record.relays.prefix(4).map {
+                ServiceProposal.Relay(publicKey: $0.publicKey, endpoint: $0.endpoint)
+            })
+    }
 
     mutating func absorb(
         _ gossipEffects: [GossipEffect], now: Instant, rng: inout some RandomNumberGenerator,

@@ -1,57 +1,416 @@
-// The relay part of the node: relaying for others (`--relay`), reservations on relays when this
-// node is not reachable, reachability by dial-back, relayed sessions (virtual relay paths, see
-// `Endpoint.relayPath`) and hole punching. Being written.
+// The relay part of the node (DESIGN §4 "Relay", "NAT traversal"): it composes the pure cores of
+// the Relay target and wires them to the session layer.
+//
+// - RelayServer: enabled with `--relay` (otherwise it answers `notARelay`); `forward`s from one
+//   peer become `deliver`s on the session with the other.
+// - Reachability: every node starts `unknown`; DHT PONGs report our reflexive address, agreeing
+//   reports start a dial-back check among our established peers; `private` makes the node a DHT
+//   client that reserves on relays (RelayClient) found in the DHT (NodeInstance+RelayDiscovery.swift);
+//   `public` makes it a DHT server that publishes the verified endpoint. `--reachability` forces it.
+// - Relay paths and hole punching (NodeInstance+RelayPaths.swift): a peer reached through a relay
+//   gets a virtual endpoint `Endpoint.relayPath(i)`; the session layer's datagrams to it are wrapped
+//   in `forward`, `deliver`s are fed back as datagrams from it; the end that dialled punches.
+//
+// Everything here runs inside NodeInstance's calls: `now` and the RNG come in, effects go out.
 
+import Kademlia
 import Relay
 import UmbraCore
 
+/// How a node decides whether others can dial it.
+public enum ReachabilityMode: String, Sendable, CaseIterable {
+    /// Find out by dial-back (the default).
+    case auto
+    /// Assume it is publicly reachable at its advertised endpoints (a relay or server with a known address).
+    case `public`
+    /// Assume it is not: a DHT client that reserves on relays.
+    case `private`
+}
+
 /// Settings of the relay part.
 public struct RelayNodeConfig: Sendable {
+    /// Relay for others (`umbra up --relay`). Only sensible on a publicly reachable node.
+    public var isRelay = false
+    public var server = RelayServerConfig()
+    public var client = RelayClientConfig()
+    public var reachability = ReachabilityConfig()
+    public var reachabilityMode = ReachabilityMode.auto
+    public var holePunch = HolePunchConfig()
+    /// Our own socket addresses (a LAN address behind NAT): hole-punch candidates after the observed one.
+    public var localEndpoints: [Endpoint] = []
+    /// A dial to a peer's direct endpoint that has no session after this moves to one of its relays.
+    public var directDialTimeout: Duration = .seconds(1)
+    /// In `auto` mode, a node still `unknown` this long after start (no agreeing observations, e.g.
+    /// behind a symmetric NAT where every peer sees another port) counts as private.
+    public var unknownTimeout: Duration = .seconds(8)
+    /// Relays we hold a reservation on or relay through are pinged this often; one silent for
+    /// `relayLivenessTimeout` gets a fresh handshake (a restarted relay lost our keys and our
+    /// reservation: the new session re-reserves at once).
+    public var relayPingInterval: Duration = .seconds(1)
+    public var relayLivenessTimeout: Duration = .milliseconds(2500)
+    public var relayRehandshakeInterval: Duration = .seconds(1)
+    /// Relay paths (relay, peer) and relayed links remembered at most.
+    public var maximumRelayPaths = 1024
+    /// Relay discovery: retry soon while none is known, then refresh now and then.
+    public var discoveryRetry: Duration = .seconds(3)
+    public var discoveryRefresh: Duration = .seconds(60)
+    /// Probes per punch, and their spacing (a burst rides out small timing errors of the sync).
+    public var punchProbes = 5
+    public var punchProbeSpacing: Duration = .milliseconds(40)
+    /// Test harness only (a deliberately tampering relay): applied to every datagram this node
+    /// relays before it is delivered. Always nil in the real node.
+    public var deliverTransform: (@Sendable ([UInt8]) -> [UInt8])?
+
+    public init() {}
+}
+
+/// Counters of the relay part.
+public struct RelayNodeCounters: Sendable, Equatable {
+    public var framesUndecodable: UInt64 = 0
+    public var datagramsForwarded: UInt64 = 0
+    public var datagramsDelivered: UInt64 = 0
+    /// Datagrams to a relay path whose entry is gone, or too large for one `forward`.
+    public var forwardsDropped: UInt64 = 0
+    /// Relay paths refused because the table was full.
+    public var pathsRefused: UInt64 = 0
+    public var dialProbesSent: UInt64 = 0
+    /// Dial-back probes from a peer we already had a session with (they prove nothing).
+    public var dialProbesIgnored: UInt64 = 0
+    /// Dial-back orders dropped because this node is not known to be public.
+    public var dialOrdersDeclined: UInt64 = 0
+    public var relayRehandshakes: UInt64 = 0
+    public var punchesStarted: UInt64 = 0
+    public var punchProbesSent: UInt64 = 0
+    public var holePunchSuccesses: UInt64 = 0
+    public var circuitsEnded: [CircuitCode: UInt64] = [:]
+    public var discoveryLookups: UInt64 = 0
     public init() {}
 }
 
 /// State of the relay part.
 struct RelayState: Sendable {
-    init(config: RelayNodeConfig, now: Instant) {}
+    let config: RelayNodeConfig
+    var server: RelayServer
+    var client: RelayClient
+    var reachability: Reachability
+    /// What the node acts on: the core's verdict, or the forced mode, or `private` after `unknownTimeout`.
+    var status = ReachabilityStatus.unknown
+    let startedAt: Instant
+    var counters = RelayNodeCounters()
+    var paths: RelayPathTable
+    var links: [PublicKey: RelayLink] = [:]
+    var pendingDials: [PublicKey: PendingDial] = [:]
+    /// Peers we have had an established direct session with (dial-back probes from them are void).
+    var acquainted: Set<PublicKey> = []
+    /// The reflexive endpoint each recent reporter saw (for hole-punch candidates).
+    var observed: [PublicKey: Endpoint] = [:]
+    var observedOrder: [PublicKey] = []
+    // Relay liveness.
+    var nextRelayPing: Instant?
+    var rehandshaking: [PublicKey: (since: Instant, last: Instant)] = [:]
+    // Discovery (NodeInstance+RelayDiscovery.swift).
+    var knownRelays: [RelayContact] = []
+    var discoveryLookup: UInt64?
+    var recordLookups: [UInt64: PublicKey] = [:]
+    var nextDiscovery: Instant?
+    var providerPublished = false
+
+    init(config: RelayNodeConfig, now: Instant) {
+        self.config = config
+        var serverConfig = config.server
+        serverConfig.isEnabled = config.isRelay
+        server = RelayServer(config: serverConfig)
+        client = RelayClient(config: config.client)
+        reachability = Reachability(config: config.reachability, now: now)
+        startedAt = now
+        paths = RelayPathTable(capacity: config.maximumRelayPaths)
+    }
 }
 
 extension NodeInstance {
-    mutating func relayStart(now: Instant, rng: inout some RandomNumberGenerator, into effects: inout [NodeEffect]) {}
+    // MARK: - Hooks called by NodeInstance
 
-    mutating func relayTick(now: Instant, rng: inout some RandomNumberGenerator, into effects: inout [NodeEffect]) {}
+    mutating func relayStart(now: Instant, rng: inout some RandomNumberGenerator, into effects: inout [NodeEffect]) {
+        switch config.relay.reachabilityMode {
+        case .auto:
+            // Not in others' routing tables until verified public (a NATed server only costs timeouts).
+            dht.setServer(false)
+        case .public:
+            let endpoint = config.advertisedEndpoints.first ?? NetworkUnspecified.endpoint
+            setReachability(.public(endpoint), now: now, rng: &rng, into: &effects)
+        case .private:
+            setReachability(.private, now: now, rng: &rng, into: &effects)
+        }
+    }
 
-    var relayDeadline: Instant? { nil }
+    mutating func relayTick(now: Instant, rng: inout some RandomNumberGenerator, into effects: inout [NodeEffect]) {
+        applyServer(relay.server.tick(now: now), now: now, rng: &rng, into: &effects)
+        applyClient(relay.client.tick(now: now), now: now, rng: &rng, into: &effects)
+        applyReachability(relay.reachability.tick(now: now, rng: &rng), now: now, rng: &rng, into: &effects)
+        if config.relay.reachabilityMode == .auto, relay.status == .unknown, !relay.reachability.isChecking,
+            unTranslatedEndpoint == nil, now >= relay.startedAt + config.relay.unknownTimeout
+        {
+            setReachability(.private, now: now, rng: &rng, into: &effects)
+        }
+        relayPathsTick(now: now, rng: &rng, into: &effects)
+        relayLivenessTick(now: now, rng: &rng, into: &effects)
+        relayDiscoveryTick(now: now, rng: &rng, into: &effects)
+        publishPeerRecordIfDue(now: now, rng: &rng, into: &effects)
+    }
+
+    var relayDeadline: Instant? {
+        var candidates: [Instant] = [
+            relay.server.nextDeadline, relay.client.nextDeadline, relay.reachability.nextDeadline,
+            relayPathsDeadline, relayLivenessDeadline, relayDiscoveryDeadline,
+        ].compactMap { $0 }
+        if config.relay.reachabilityMode == .auto, relay.status == .unknown {
+            candidates.append(relay.startedAt + config.relay.unknownTimeout)
+        }
+        return candidates.min()
+    }
 
     mutating func relayPeerUp(
         _ key: PublicKey, endpoint: Endpoint, now: Instant, rng: inout some RandomNumberGenerator,
         into effects: inout [NodeEffect]
-    ) {}
+    ) {
+        if endpoint.isRelayPath {
+            relayedSessionUp(key, endpoint: endpoint, now: now, rng: &rng, into: &effects)
+            return
+        }
+        relay.pendingDials[key] = nil
+        if relay.acquainted.count >= 4 * config.sessions.maximumPeers { relay.acquainted.removeAll() }
+        relay.acquainted.insert(key)
+        updateReachabilityPeers(now: now, rng: &rng, into: &effects)
+        // Ask the new peer what address it sees us at (its PONG feeds `relayObservedAddress`), while
+        // we know few such reports.
+        if relay.observed.count < 8 || relay.status == .unknown {
+            absorb(
+                dht.ping(NodeContact(publicKey: key, endpoint: endpoint), now: now), now: now, rng: &rng,
+                into: &effects)
+        }
+        applyClient(relay.client.relayConnected(key, now: now), now: now, rng: &rng, into: &effects)
+    }
 
     mutating func relayPeerDown(
         _ key: PublicKey, now: Instant, rng: inout some RandomNumberGenerator, into effects: inout [NodeEffect]
-    ) {}
-
-    mutating func relayEndpointChanged(
-        _ key: PublicKey, endpoint: Endpoint, now: Instant, rng: inout some RandomNumberGenerator,
-        into effects: inout [NodeEffect]
-    ) {}
+    ) {
+        applyServer(relay.server.peerLost(key, now: now), now: now, rng: &rng, into: &effects)
+        applyClient(relay.client.relayLost(key, now: now), now: now, rng: &rng, into: &effects)
+        relay.rehandshaking[key] = nil
+        relay.links[key] = nil
+        relay.paths.remove(peer: key)
+        updateReachabilityPeers(now: now, rng: &rng, into: &effects)
+    }
 
     mutating func relayObservedAddress(
         _ endpoint: Endpoint, reporter: PublicKey, now: Instant, rng: inout some RandomNumberGenerator,
         into effects: inout [NodeEffect]
-    ) {}
+    ) {
+        if relay.observed[reporter] == nil {
+            relay.observedOrder.append(reporter)
+            if relay.observedOrder.count > 16 { relay.observed[relay.observedOrder.removeFirst()] = nil }
+        }
+        relay.observed[reporter] = endpoint
+        guard config.relay.reachabilityMode == .auto else { return }
+        if let own = unTranslatedEndpoint, relay.status != .public(own) {
+            // Peers see us at our own socket address: no NAT in between (a LAN, loopback, or a
+            // host with a public address), so nothing is gained by a dial-back test.
+            setReachability(.public(own), now: now, rng: &rng, into: &effects)
+        }
+        applyReachability(
+            relay.reachability.observed(endpoint, reporter: reporter, now: now, rng: &rng), now: now, rng: &rng,
+            into: &effects)
+    }
 
-    /// A datagram the session layer addressed to a relay path: dropped until relaying is wired.
-    mutating func relaySend(
-        _ bytes: [UInt8], path: Endpoint, now: Instant, rng: inout some RandomNumberGenerator,
-        into effects: inout [NodeEffect]
-    ) {}
-
+    /// A relay-channel frame from `key`: relay control (server or client side), a relayed datagram,
+    /// dial-back, or hole punching inside an end-to-end session.
     mutating func relayFrame(
         _ payload: [UInt8], from key: PublicKey, now: Instant, rng: inout some RandomNumberGenerator,
         into effects: inout [NodeEffect]
     ) {
-        counters.framesRejected += 1
-        effects.append(.event(.frameRejected(key, reason: "relay frames are not handled yet")))
+        let message: RelayMessage
+        do { message = try RelayMessage(decoding: payload) } catch {
+            relay.counters.framesUndecodable += 1
+            counters.framesRejected += 1
+            effects.append(.event(.frameRejected(key, reason: "relay: \(error.description)")))
+            return
+        }
+        switch message {
+        case .reserve, .unreserve, .forward:
+            serve(message, from: key, now: now, rng: &rng, into: &effects)
+        case .circuitStatus(_, .closed) where !isOurRelay(key):
+            serve(message, from: key, now: now, rng: &rng, into: &effects)
+        case .reserveResult, .circuitStatus:
+            applyClient(relay.client.handle(message, from: key, now: now), now: now, rng: &rng, into: &effects)
+        case .deliver(let peer, let bytes):
+            relayedDatagram(bytes, from: peer, via: key, now: now, rng: &rng, into: &effects)
+        case .dialBackProbe where relay.acquainted.contains(key):
+            relay.counters.dialProbesIgnored += 1
+        case .dialBackOrder:
+            // Only a node others can dial probes for them: a NATed prober opens mappings of its
+            // own, and two NATed nodes probing each other at once punch a hole by accident.
+            guard case .public = relay.status else {
+                relay.counters.dialOrdersDeclined += 1
+                return
+            }
+            applyReachability(
+                relay.reachability.handle(message, from: key, observedSource: nil, now: now, rng: &rng), now: now,
+                rng: &rng, into: &effects)
+        case .dialBackRequest(let nonce, let endpoint):
+            // Probers are peers in our routing table: DHT servers, i.e. nodes known to be public.
+            let source = sessions.snapshot(of: key)?.endpoint.flatMap { $0.isRelayPath ? nil : $0 }
+            let probers = sessions.snapshots.filter {
+                $0.state == .established && $0.endpoint?.isRelayPath == false && dht.table.contains($0.publicKey.nodeID)
+            }.map(\.publicKey)
+            applyReachability(
+                relay.reachability.handleDialBackRequest(
+                    from: key, nonce: nonce, endpoint: endpoint, observedSource: source, now: now, peers: probers,
+                    rng: &rng), now: now, rng: &rng, into: &effects)
+        case .dialBackProbe, .dialBackRefused:
+            let source = sessions.snapshot(of: key)?.endpoint.flatMap { $0.isRelayPath ? nil : $0 }
+            applyReachability(
+                relay.reachability.handle(message, from: key, observedSource: source, now: now, rng: &rng), now: now,
+                rng: &rng, into: &effects)
+        case .punchConnect, .punchConnectReply, .punchSync:
+            punchMessage(message, from: key, now: now, rng: &rng, into: &effects)
+        }
     }
+
+    // MARK: - Applying the cores' effects
+
+    private mutating func serve(
+        _ message: RelayMessage, from key: PublicKey, now: Instant, rng: inout some RandomNumberGenerator,
+        into effects: inout [NodeEffect]
+    ) {
+        let source = sessions.snapshot(of: key)?.endpoint
+        let ipKey = source.flatMap { $0.isRelayPath ? nil : RelayServer.ipKey(for: $0.address) }
+        let sessions = self.sessions
+        let serverEffects = relay.server.handle(
+            message, from: key, ipKey: ipKey, now: now, isConnected: { sessions.isEstablished($0) })
+        applyServer(serverEffects, now: now, rng: &rng, into: &effects)
+    }
+
+    mutating func applyServer(
+        _ serverEffects: [RelayServerEffect], now: Instant, rng: inout some RandomNumberGenerator,
+        into effects: inout [NodeEffect]
+    ) {
+        for case .send(var message, let peer) in serverEffects {
+            if case .deliver(let from, let bytes) = message, let transform = config.relay.deliverTransform {
+                message = .deliver(peer: from, bytes: transform(bytes))
+            }
+            sendFrame(.relay, message.encoded(), to: peer, now: now, rng: &rng, into: &effects)
+        }
+    }
+
+    mutating func applyClient(
+        _ clientEffects: [RelayClientEffect], now: Instant, rng: inout some RandomNumberGenerator,
+        into effects: inout [NodeEffect]
+    ) {
+        for effect in clientEffects {
+            switch effect {
+            case .send(let message, let relayKey):
+                sendFrame(.relay, message.encoded(), to: relayKey, now: now, rng: &rng, into: &effects)
+            case .connect(let contact):
+                effects += addDialTarget(
+                    DialTarget(publicKey: contact.publicKey, endpoint: contact.endpoint), kind: .relay, now: now,
+                    rng: &rng)
+                if sessions.isEstablished(contact.publicKey) {
+                    applyClient(
+                        relay.client.relayConnected(contact.publicKey, now: now), now: now, rng: &rng, into: &effects)
+                }
+            case .release(let contact):
+                if !relay.links.values.contains(where: { $0.relay == contact.publicKey }) {
+                    removeDialTarget(contact.publicKey, kind: .relay)
+                }
+            case .relaysChanged:
+                publishPeerRecordIfDue(now: now, rng: &rng, into: &effects)
+            case .circuitEnded(let relayKey, let peer, let code):
+                relay.counters.circuitsEnded[code, default: 0] += 1
+                if relay.links[peer]?.relay == relayKey { relay.links[peer]?.lastCircuitCode = code }
+                dialRefused(peer, by: relayKey, code: code, now: now, rng: &rng, into: &effects)
+            }
+        }
+    }
+
+    mutating func applyReachability(
+        _ reachabilityEffects: [ReachabilityEffect], now: Instant, rng: inout some RandomNumberGenerator,
+        into effects: inout [NodeEffect]
+    ) {
+        for effect in reachabilityEffects {
+            switch effect {
+            case .send(let message, let peer):
+                sendFrame(.relay, message.encoded(), to: peer, now: now, rng: &rng, into: &effects)
+            case .statusChanged(let status):
+                guard config.relay.reachabilityMode == .auto, unTranslatedEndpoint == nil else { continue }
+                setReachability(status, now: now, rng: &rng, into: &effects)
+            case .dialProbe(let target, let endpoint, let nonce):
+                // A fresh handshake from our socket with the probe as 0-RTT data; with a session
+                // already up the probe would prove nothing (the target ignores it), so skip it.
+                guard !sessions.isEstablished(target), sessions.addPeer(target, endpoint: endpoint) else { continue }
+                relay.counters.dialProbesSent += 1
+                relay.acquainted.insert(target)
+                sendFrame(
+                    .relay, RelayMessage.dialBackProbe(nonce: nonce).encoded(), to: target, early: true, now: now,
+                    rng: &rng, into: &effects)
+            }
+        }
+    }
+
+    /// Acts on a reachability verdict: DHT server or client mode, reservations, the peer record.
+    mutating func setReachability(
+        _ status: ReachabilityStatus, now: Instant, rng: inout some RandomNumberGenerator,
+        into effects: inout [NodeEffect]
+    ) {
+        guard status != relay.status else { return }
+        relay.status = status
+        switch status {
+        case .public, .unknown:
+            dht.setServer(status != .unknown && config.dht.isServer)
+            applyClient(relay.client.releaseAll(now: now), now: now, rng: &rng, into: &effects)
+        case .private:
+            dht.setServer(false)
+            relay.nextDiscovery = now
+        }
+        publishPeerRecordIfDue(now: now, rng: &rng, into: &effects)
+    }
+
+    private mutating func updateReachabilityPeers(
+        now: Instant, rng: inout some RandomNumberGenerator, into effects: inout [NodeEffect]
+    ) {
+        let direct = sessions.snapshots.filter { $0.state == .established && $0.endpoint?.isRelayPath == false }
+        applyReachability(
+            relay.reachability.setPeers(direct.map(\.publicKey), now: now, rng: &rng), now: now, rng: &rng,
+            into: &effects)
+    }
+
+    /// Whether `key` is a relay we hold (or want) a reservation on or relay through.
+    func isOurRelay(_ key: PublicKey) -> Bool {
+        relay.client.activeReservations.contains { $0.relay.publicKey == key }
+            || relay.client.candidates.contains { $0.publicKey == key } || relay.paths.usesRelay(key)
+    }
+
+    /// Our own socket endpoint, when peers agree they see us there (no address translation).
+    var unTranslatedEndpoint: Endpoint? {
+        guard let agreed = agreedObservedEndpoint else { return nil }
+        return (config.relay.localEndpoints + config.advertisedEndpoints).contains(agreed) ? agreed : nil
+    }
+
+    /// The endpoint at least two recent reporters agree they see us at, if any.
+    var agreedObservedEndpoint: Endpoint? {
+        var tally: [Endpoint: Int] = [:]
+        for endpoint in relay.observed.values { tally[endpoint, default: 0] += 1 }
+        return tally.filter { $0.value >= 2 }.max {
+            $0.value < $1.value || ($0.value == $1.value && $0.key.description < $1.key.description)
+        }?.key
+    }
+
+    /// The endpoint most recent reporters agree they see us at (our reflexive address), if any.
+    var observedEndpoint: Endpoint? {
+        if case .public(let endpoint) = relay.status, endpoint != NetworkUnspecified.endpoint { return endpoint }
+        return agreedObservedEndpoint
+    }
+}
+
+enum NetworkUnspecified {
+    static let endpoint = Endpoint(address: .v4(0), port: 0)
 }

@@ -109,7 +109,7 @@ public struct NodeInstance: Sendable {
     public internal(set) var sessions: SessionManager
     public internal(set) var dht: DHTNode
     public internal(set) var counters = NodeCounters()
-    var peerRecordPublished = false
+    var publishedPeerRecord: PeerRecordValue?
 
     /// Why a peer is kept connected: each part of the node manages its own dial targets.
     public enum DialKind: Sendable, Equatable {
@@ -189,15 +189,14 @@ public struct NodeInstance: Sendable {
         return (id, effects)
     }
 
-    /// Publishes this node's peer record (its advertised endpoints) once the DHT has contacts.
+    /// Publishes this node's peer record (its reachable endpoints and its relays, see
+    /// `relayPeerRecord`) once the DHT has contacts, and again whenever it changes.
     mutating func publishPeerRecordIfDue(
         now: Instant, rng: inout some RandomNumberGenerator,
         into effects: inout [NodeEffect]
     ) {
-        guard !peerRecordPublished, !config.advertisedEndpoints.isEmpty, dht.table.count > 0 else { return }
-        peerRecordPublished = true
-        let value = PeerRecordValue(
-            endpoints: Array(config.advertisedEndpoints.prefix(PeerRecordValue.maximumEndpoints)), relays: [])
+        guard dht.table.count > 0, let value = relayPeerRecord, value != publishedPeerRecord else { return }
+        publishedPeerRecord = value
         effects +=
             publish(
                 kind: .peer, key: RecordKey.peer(identity.publicKey), value: value.encoded(), now: now,
@@ -366,6 +365,7 @@ public struct NodeInstance: Sendable {
                         Frame.dht(message).encoded(), to: contact.publicKey, early: message.isRequest,
                         now: now, rng: &rng), now: now, rng: &rng, into: &effects)
             case .lookupFinished(let report):
+                relayLookupFinished(report, now: now, rng: &rng, into: &effects)
                 effects.append(.event(.lookupFinished(report)))
             case .putFinished(let report):
                 effects.append(.event(.putFinished(report)))

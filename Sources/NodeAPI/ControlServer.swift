@@ -43,9 +43,12 @@ public struct ControlRouter: Sendable {
 
     public func handle(_ request: APIRequest) async -> APIResponse {
         do {
+            if let response = try await relayRoute(request) { return response }
             switch (request.method, request.path) {
             case (.GET, "/v1/status"):
-                return try json(StatusReport(await host.snapshot()))
+                var report = StatusReport(try await host.snapshot())
+                report.relay = try await relayReport()
+                return try json(report)
             case (.GET, "/v1/peers"):
                 let snapshot = try await host.snapshot()
                 return try json(PeersReport(peers: snapshot.peers.map { PeerReport($0, now: snapshot.now) }))

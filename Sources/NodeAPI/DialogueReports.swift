@@ -25,9 +25,17 @@ public struct DialogueSessionReport: Codable, Sendable, Equatable {
     public var mtu: Int?
     public var keepaliveSeconds: Int?
     public var ageSeconds: Double?
+    /// `direct`, `hole-punched` or `relayed` (with the relay), when a session to the provider exists.
+    public var path: String?
     public var stages: [StageReport]
 
-    init(provider: PublicKey, phase: DialogueClientPhase, timings: [StageTiming], now: Instant) {
+    init(provider: PublicKey, phase: DialogueClientPhase, timings: [StageTiming], path: SessionPathInfo?, now: Instant)
+    {
+        if let path {
+            self.path =
+                "\(path.path)"
+                + (path.path == .relayed ? path.relay.map { " via \(NodeAddress(publicKey: $0.publicKey))" } ?? "" : "")
+        }
         self.provider = NodeAddress(publicKey: provider).description
         stages = timings.map {
             StageReport(
@@ -94,7 +102,7 @@ extension ControlRouter {
             let client = instance.dialogueStatus.clients.first { $0.provider == provider }
             return DialogueSessionReport(
                 provider: provider, phase: client?.phase ?? .open(session), timings: client?.timings ?? [],
-                now: host.clock.now)
+                path: instance.sessionPath(of: provider), now: host.clock.now)
         }
         return (report, nil)
     }
@@ -105,7 +113,9 @@ extension ControlRouter {
             let status = instance.dialogueStatus
             return DialogueSessionsReport(
                 sessions: status.clients.map {
-                    DialogueSessionReport(provider: $0.provider, phase: $0.phase, timings: $0.timings, now: now)
+                    DialogueSessionReport(
+                        provider: $0.provider, phase: $0.phase, timings: $0.timings,
+                        path: instance.sessionPath(of: $0.provider), now: now)
                 },
                 served: status.served.map {
                     ServedSessionReport(

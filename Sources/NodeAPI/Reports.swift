@@ -41,6 +41,8 @@ public struct StatusReport: Codable, Sendable, Equatable {
     /// Dropped datagrams by reason; every reason is present, zero or not.
     public var dropped: [String: UInt64]
     public var droppedTotal: UInt64
+    /// Reachability, reservations, relayed circuits and session paths (RelayReports.swift).
+    public var relay: RelayStatusReport?
 
     public init(_ snapshot: NodeSnapshot) {
         address = snapshot.address.description

@@ -149,6 +149,19 @@ public final class NodeHost: @unchecked Sendable {
         try await eventLoop.submit { [self] in body(instance) }.get()
     }
 
+    /// Runs a command on the node state on the event loop and performs the effects it returns
+    /// (`body` gets the state, the current time and the RNG).
+    public func perform<T: Sendable>(
+        _ body: @escaping @Sendable (inout NodeInstance, Instant, inout SecureRandomGenerator) -> (T, [NodeEffect])
+    ) async throws -> T {
+        try await eventLoop.submit { [self] in
+            let (result, effects) = body(&instance, clock.now, &rng)
+            apply(effects)
+            flush()
+            return result
+        }.get()
+    }
+
     public func snapshot() async throws -> NodeSnapshot {
         try await eventLoop.submit { [self] in
             NodeSnapshot(

@@ -45,7 +45,7 @@ struct PendingHandshake: Sendable {
     let localIndex: UInt32
     let noise: NoiseIKHandshake
     let mac1: [UInt8]
-    let retryAt: Instant
+    var retryAt: Instant
 }
 
 /// Where a keypair sits: `current` sends; `previous` still receives late packets after a rekey;

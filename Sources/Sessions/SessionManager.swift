@@ -145,6 +145,20 @@ public struct SessionManager: Sendable, CustomReflectable {
         return effects
     }
 
+    /// Starts a new handshake with `peer` now, even when a session is established or a handshake is in
+    /// flight (its retry timer is cut short), at `endpoint` when one is given. The node layer uses it
+    /// when a kept peer stops answering (a restarted relay has lost our keys) and to move a dial that
+    /// gets no answer onto a relay path. Queued frames stay queued and go out once it completes.
+    public mutating func rehandshake(
+        _ key: PublicKey, endpoint: Endpoint? = nil, now: Instant, rng: inout some RandomNumberGenerator
+    ) -> [SessionEffect] {
+        guard addPeer(key, endpoint: endpoint) else { return [] }
+        peers[key]!.pending?.retryAt = now
+        var effects: [SessionEffect] = []
+        initiateHandshake(key, now: now, rng: &rng, effects: &effects)
+        return effects
+    }
+
     /// Encrypts `frame` to `peer`, or queues it and starts a handshake when there is no session.
     ///
     /// With `early`, a frame that has to wait for a handshake rides inside the initiation (0-RTT,

@@ -35,7 +35,7 @@ struct SessionOpen: AsyncParsableCommand {
             report = try ControlJSON.decoder.decode(DialogueSessionReport.self, from: Data(body))
         } catch { throw CLIError("umbra session open: \(error)") }
         print("provider    \(report.provider)")
-        print("session     \(report.sessionId ?? "-") (\(report.state))")
+        print("session     \(report.sessionId ?? "-") (\(report.state)), path \(report.path ?? "-")")
         print(
             "inner       \(report.innerAddress ?? "-") via \(report.gateway ?? "-"), MTU \(report.mtu.map(String.init) ?? "-")"
         )
@@ -66,7 +66,7 @@ struct SessionList: AsyncParsableCommand {
         if report.sessions.isEmpty && report.served.isEmpty { print("no sessions") }
         for session in report.sessions {
             print(
-                "to   \(session.provider)  \(session.state)  inner \(session.innerAddress ?? "-")  "
+                "to   \(session.provider)  \(session.state)  path \(session.path ?? "-")  inner \(session.innerAddress ?? "-")  "
                     + "age \(session.ageSeconds.map { Format.duration($0) } ?? "-")")
         }
         for served in report.served {

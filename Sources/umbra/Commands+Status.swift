@@ -44,6 +44,7 @@ struct Status: AsyncParsableCommand {
                         + (provider.withdrawn ? " (withdrawn)" : ""))
             }
         }
+        if let relay = report.relay { printRelayStatus(relay) }
     }
 }
 

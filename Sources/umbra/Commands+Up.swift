@@ -15,6 +15,7 @@ struct Up: AsyncParsableCommand {
         abstract: "Run the node in the foreground until SIGTERM, SIGINT or `umbra down`.")
 
     @OptionGroup var options: DataDirOptions
+    @OptionGroup var relayOptions: RelayUpOptions
 
     @Option(help: ArgumentHelp("UDP address to listen on: IPv4 `HOST:PORT` or `[IPv6]:PORT`.", valueName: "host:port"))
     var listen = "0.0.0.0:\(NetworkDefaults.port)"
@@ -79,6 +80,7 @@ struct Up: AsyncParsableCommand {
         }
         config.dht.isServer = !noDHTServer
         try provider.apply(to: &config.market)
+        config.relay = try relayOptions.config(listen: listenEndpoint)
 
         let group = MultiThreadedEventLoopGroup.singleton
         var rng = SecureRandomGenerator()

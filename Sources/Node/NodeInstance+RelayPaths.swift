@@ -1,0 +1,430 @@
+// Relayed sessions and their upgrade to a direct path (DESIGN §4 "Relay", "NAT traversal").
+//
+// 1. Dial: `dial(_:record:)` tries the peer's direct endpoint; a peer without one (behind NAT), or
+//    one that has no session after `directDialTimeout`, is dialled through a relay of its record:
+//    the session layer gets the virtual endpoint `Endpoint.relayPath(i)`, i naming (relay, peer).
+// 2. Relay: a datagram to a relay path leaves as `forward(peer, bytes)` on our session with the
+//    relay; `deliver(peer, bytes)` from a relay comes back as a datagram from the path of
+//    (relay, peer). The bytes are the two ends' own session ciphertext: the relay sees sizes only.
+// 3. Punch: once the relayed session is up, the end that dialled runs HolePunch (initiator): both
+//    ends exchange candidates inside the session, sync on the measured RTT and send bursts of
+//    session keepalives (`SessionManager.probe`) to each other's candidates. The first one that
+//    arrives moves the session to that direct path (roaming): we tell the relay to close the
+//    circuit. Failed rounds are retried with backoff for as long as the session stays relayed.
+
+import Kademlia
+import Relay
+import Sessions
+import UmbraCore
+
+/// The path a session's datagrams take.
+public enum SessionPath: String, Sendable, Equatable, Codable {
+    /// Straight to the peer's endpoint, dialled directly (or dialled us).
+    case direct
+    /// Through a relay.
+    case relayed
+    /// Straight to the peer, after starting relayed and punching through the NATs.
+    case holePunched = "hole-punched"
+}
+
+/// One session's path, for `umbra ping` and `umbra status`.
+public struct SessionPathInfo: Sendable, Equatable {
+    public var peer: PublicKey
+    public var path: SessionPath
+    /// The current endpoint (a relay path shows as the relay's endpoint instead).
+    public var endpoint: Endpoint?
+    /// The relay the session started on (relayed and hole-punched sessions).
+    public var relay: RelayContact?
+    public var punchPhase: HolePunchPhase?
+    public var punchRole: HolePunchRole?
+    public var punchAttempts: UInt64
+    public var punchRTT: Duration?
+    /// The last code a relay sent about this session's circuit.
+    public var lastCircuitCode: CircuitCode?
+    public var relayedAt: Instant?
+    public var directAt: Instant?
+}
+
+/// (relay, peer) pairs and their relay-path indices. Bounded; indices are not reused while the
+/// table lives, so a late datagram never reaches the wrong pair.
+struct RelayPathTable: Sendable {
+    struct Entry: Sendable, Equatable {
+        var relay: RelayContact
+        var peer: PublicKey
+    }
+
+    private struct Pair: Hashable, Sendable {
+        var relay: PublicKey
+        var peer: PublicKey
+    }
+
+    let capacity: Int
+    private(set) var entries: [UInt32: Entry] = [:]
+    private var indices: [Pair: UInt32] = [:]
+    private var nextIndex: UInt32 = 1
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    var count: Int { entries.count }
+
+    func entry(_ index: UInt32) -> Entry? { entries[index] }
+
+    func index(relay: PublicKey, peer: PublicKey) -> UInt32? { indices[Pair(relay: relay, peer: peer)] }
+
+    func usesRelay(_ key: PublicKey) -> Bool { entries.values.contains { $0.relay.publicKey == key } }
+
+    /// The index of (relay, peer), allocated if new; nil when the table is full.
+    mutating func allocate(relay: RelayContact, peer: PublicKey) -> UInt32? {
+        let pair = Pair(relay: relay.publicKey, peer: peer)
+        if let index = indices[pair] {
+            if relay.endpoint != NetworkUnspecified.endpoint { entries[index]?.relay = relay }
+            return index
+        }
+        guard entries.count < capacity else { return nil }
+        let index = nextIndex
+        nextIndex = nextIndex == UInt32.max ? 1 : nextIndex + 1
+        entries[index] = Entry(relay: relay, peer: peer)
+        indices[pair] = index
+        return index
+    }
+
+    mutating func remove(peer: PublicKey) {
+        for (index, entry) in entries where entry.peer == peer {
+            entries[index] = nil
+            indices[Pair(relay: entry.relay.publicKey, peer: peer)] = nil
+        }
+    }
+
+    mutating func removeAll(where drop: (Entry) -> Bool) {
+        for (index, entry) in entries where drop(entry) {
+            entries[index] = nil
+            indices[Pair(relay: entry.relay.publicKey, peer: entry.peer)] = nil
+        }
+    }
+}
+
+/// A session that came up on a relay path.
+struct RelayLink: Sendable {
+    var relay: PublicKey
+    var punch: HolePunch
+    var path = SessionPath.relayed
+    var relayedAt: Instant
+    var directAt: Instant?
+    var lastCircuitCode: CircuitCode?
+    /// The current punch burst.
+    var probeTargets: [Endpoint] = []
+    var probesLeft = 0
+    var nextProbe: Instant?
+}
+
+/// A dial in progress (`dial(_:record:)`).
+struct PendingDial: Sendable {
+    var relays: [RelayContact]
+    var startedAt: Instant
+    /// When to give up on the direct endpoint and go through a relay.
+    var fallbackAt: Instant?
+    var relayAttempts = 0
+    var lastCircuitCode: CircuitCode?
+}
+
+extension NodeInstance {
+    // MARK: - Dialling
+
+    /// Makes `key` reachable for the next frame (a ping, a request): with a session already, nothing;
+    /// else its direct endpoint from `record` now, and one of its relays if that has no session
+    /// within `directDialTimeout` (or at once when the record lists no direct endpoint). The frame
+    /// sent next starts the handshake and waits in the session layer's queue until it completes.
+    public mutating func dial(
+        _ key: PublicKey, record: PeerRecordValue?, now: Instant, rng: inout some RandomNumberGenerator
+    ) -> [NodeEffect] {
+        guard key != identity.publicKey, !sessions.isEstablished(key) else { return [] }
+        let direct = record?.endpoints.filter { !$0.isRelayPath } ?? []
+        let relays = (record?.relays ?? []).filter { $0.publicKey != key && $0.publicKey != identity.publicKey }
+            .map { RelayContact(publicKey: $0.publicKey, endpoint: $0.endpoint) }
+        var effects: [NodeEffect] = []
+        if relay.pendingDials.count >= config.relay.maximumRelayPaths,
+            let oldest = relay.pendingDials.min(by: { $0.value.startedAt < $1.value.startedAt })
+        {
+            relay.pendingDials[oldest.key] = nil
+        }
+        relay.pendingDials[key] = PendingDial(
+            relays: relays, startedAt: now,
+            fallbackAt: direct.isEmpty || relays.isEmpty ? nil : now + config.relay.directDialTimeout)
+        if let endpoint = direct.first {
+            sessions.addPeer(key, endpoint: endpoint)
+        } else if !relays.isEmpty {
+            dialThroughRelay(key, now: now, rng: &rng, into: &effects)
+        }
+        return effects
+    }
+
+    /// Moves the dial of `key` onto a relay path (the next relay of its record on each call).
+    private mutating func dialThroughRelay(
+        _ key: PublicKey, now: Instant, rng: inout some RandomNumberGenerator, into effects: inout [NodeEffect]
+    ) {
+        guard var pending = relay.pendingDials[key], !pending.relays.isEmpty else { return }
+        // First a relay we already have a session with; after a refusal the list has been rotated.
+        let connected = pending.relays.firstIndex { sessions.isEstablished($0.publicKey) }
+        let choice = pending.relayAttempts == 0 ? connected ?? 0 : 0
+        let contact = pending.relays[choice]
+        pending.relayAttempts += 1
+        pending.fallbackAt = nil
+        relay.pendingDials[key] = pending
+        guard let index = relay.paths.allocate(relay: contact, peer: key) else {
+            relay.counters.pathsRefused += 1
+            return
+        }
+        if !sessions.isEstablished(contact.publicKey) {
+            effects += addDialTarget(
+                DialTarget(publicKey: contact.publicKey, endpoint: contact.endpoint), kind: .relay, now: now, rng: &rng)
+        }
+        absorb(
+            sessions.rehandshake(key, endpoint: .relayPath(index), now: now, rng: &rng), now: now, rng: &rng,
+            into: &effects)
+    }
+
+    // MARK: - Relaying datagrams
+
+    /// The session layer sent a datagram to a relay path: wrap it in `forward` to that path's relay.
+    mutating func relaySend(
+        _ bytes: [UInt8], path: Endpoint, now: Instant, rng: inout some RandomNumberGenerator,
+        into effects: inout [NodeEffect]
+    ) {
+        guard let index = path.relayPathIndex, let entry = relay.paths.entry(index),
+            bytes.count <= RelayMessage.maximumForwardBytes
+        else {
+            relay.counters.forwardsDropped += 1
+            return
+        }
+        if sessions.snapshot(of: entry.relay.publicKey) == nil {
+            guard sessions.addPeer(entry.relay.publicKey, endpoint: entry.relay.endpoint) else { return }
+        }
+        relay.counters.datagramsForwarded += 1
+        sendFrame(
+            .relay, RelayMessage.forward(peer: entry.peer, bytes: bytes).encoded(), to: entry.relay.publicKey,
+            now: now, rng: &rng, into: &effects)
+    }
+
+    /// A relay delivered a datagram from `peer`: feed it to the session layer from its relay path.
+    mutating func relayedDatagram(
+        _ bytes: [UInt8], from peer: PublicKey, via relayKey: PublicKey, now: Instant,
+        rng: inout some RandomNumberGenerator, into effects: inout [NodeEffect]
+    ) {
+        guard peer != identity.publicKey, peer != relayKey,
+            let relayEndpoint = sessions.snapshot(of: relayKey)?.endpoint, !relayEndpoint.isRelayPath
+        else {
+            relay.counters.forwardsDropped += 1
+            return
+        }
+        guard
+            let index = relay.paths.allocate(
+                relay: RelayContact(publicKey: relayKey, endpoint: relayEndpoint), peer: peer)
+        else {
+            relay.counters.pathsRefused += 1
+            return
+        }
+        relay.counters.datagramsDelivered += 1
+        absorb(
+            sessions.receive(bytes, from: .relayPath(index), now: now, rng: &rng), now: now, rng: &rng, into: &effects)
+    }
+
+    // MARK: - Relayed sessions and hole punching
+
+    /// A session with `key` was established on a relay path.
+    mutating func relayedSessionUp(
+        _ key: PublicKey, endpoint: Endpoint, now: Instant, rng: inout some RandomNumberGenerator,
+        into effects: inout [NodeEffect]
+    ) {
+        guard let index = endpoint.relayPathIndex, let entry = relay.paths.entry(index) else { return }
+        let dialled = relay.pendingDials.removeValue(forKey: key) != nil
+        let role: HolePunchRole = dialled ? .initiator : .responder
+        var link = RelayLink(
+            relay: entry.relay.publicKey, punch: HolePunch(role: role, config: config.relay.holePunch), relayedAt: now)
+        let candidates = HolePunch.candidates(
+            public: observedEndpoint.map { [$0] } ?? [], private: config.relay.localEndpoints)
+        link.punch.setLocalCandidates(candidates)
+        relay.links[key] = link
+        guard role == .initiator else { return }
+        relay.counters.punchesStarted += 1
+        let punchEffects = relay.links[key]!.punch.start(nonce: rng.next(), localCandidates: candidates, now: now)
+        applyPunch(punchEffects, peer: key, now: now, rng: &rng, into: &effects)
+    }
+
+    mutating func relayEndpointChanged(
+        _ key: PublicKey, endpoint: Endpoint, now: Instant, rng: inout some RandomNumberGenerator,
+        into effects: inout [NodeEffect]
+    ) {
+        guard var link = relay.links[key] else { return }
+        if !endpoint.isRelayPath, link.path == .relayed {
+            // A probe (or traffic) arrived on a direct path: the punch worked.
+            link.path = .holePunched
+            link.directAt = now
+            link.probesLeft = 0
+            link.nextProbe = nil
+            _ = link.punch.directPathConfirmed(now: now)
+            relay.links[key] = link
+            relay.counters.holePunchSuccesses += 1
+            // Answer on the new path at once: the other end roams (and confirms) on our first packet,
+            // without waiting for traffic of its own.
+            absorb(sessions.probe(key, at: endpoint, now: now), now: now, rng: &rng, into: &effects)
+            sendFrame(
+                .relay, RelayMessage.circuitStatus(peer: key, code: .closed).encoded(), to: link.relay, now: now,
+                rng: &rng, into: &effects)
+        } else if endpoint.isRelayPath, link.path != .relayed {
+            // A new handshake came through the relay: the direct path is gone.
+            link.path = .relayed
+            link.directAt = nil
+            if let index = endpoint.relayPathIndex, let entry = relay.paths.entry(index) {
+                link.relay = entry.relay.publicKey
+            }
+            let punchEffects = link.punch.directPathLost(now: now)
+            relay.links[key] = link
+            applyPunch(punchEffects, peer: key, now: now, rng: &rng, into: &effects)
+        }
+    }
+
+    mutating func punchMessage(
+        _ message: RelayMessage, from key: PublicKey, now: Instant, rng: inout some RandomNumberGenerator,
+        into effects: inout [NodeEffect]
+    ) {
+        guard relay.links[key] != nil else { return }
+        if case .punchConnect = message {
+            // Our candidates may have been learnt since the session came up.
+            relay.links[key]!.punch.setLocalCandidates(
+                HolePunch.candidates(public: observedEndpoint.map { [$0] } ?? [], private: config.relay.localEndpoints))
+        }
+        let punchEffects = relay.links[key]!.punch.handle(message, now: now)
+        applyPunch(punchEffects, peer: key, now: now, rng: &rng, into: &effects)
+    }
+
+    private mutating func applyPunch(
+        _ punchEffects: [HolePunchEffect], peer: PublicKey, now: Instant, rng: inout some RandomNumberGenerator,
+        into effects: inout [NodeEffect]
+    ) {
+        for effect in punchEffects {
+            switch effect {
+            case .send(let message):
+                sendFrame(.relay, message.encoded(), to: peer, now: now, rng: &rng, into: &effects)
+            case .punch(let endpoints):
+                guard var link = relay.links[peer], link.path == .relayed else { continue }
+                link.probeTargets = endpoints.filter { !$0.isRelayPath }
+                link.probesLeft = config.relay.punchProbes
+                link.nextProbe = now
+                relay.links[peer] = link
+                sendProbes(to: peer, now: now, rng: &rng, into: &effects)
+            case .gaveUp:
+                break
+            }
+        }
+    }
+
+    /// Sends one round of the current punch burst to `peer` if one is due.
+    private mutating func sendProbes(
+        to peer: PublicKey, now: Instant, rng: inout some RandomNumberGenerator, into effects: inout [NodeEffect]
+    ) {
+        guard var link = relay.links[peer], link.probesLeft > 0, let due = link.nextProbe, due <= now else { return }
+        for endpoint in link.probeTargets {
+            relay.counters.punchProbesSent += 1
+            absorb(sessions.probe(peer, at: endpoint, now: now), now: now, rng: &rng, into: &effects)
+        }
+        link.probesLeft -= 1
+        link.nextProbe = link.probesLeft > 0 ? now + config.relay.punchProbeSpacing : nil
+        relay.links[peer] = link
+    }
+
+    /// Punch timers and bursts, direct-dial fallbacks, and pruning of stale paths.
+    mutating func relayPathsTick(now: Instant, rng: inout some RandomNumberGenerator, into effects: inout [NodeEffect])
+    {
+        for key in relay.links.keys.sorted(by: Self.keyOrder) {
+            sendProbes(to: key, now: now, rng: &rng, into: &effects)
+            guard relay.links[key]?.punch.nextDeadline.map({ $0 <= now }) == true else { continue }
+            let punchEffects = relay.links[key]!.punch.tick(now: now)
+            applyPunch(punchEffects, peer: key, now: now, rng: &rng, into: &effects)
+        }
+        for key in relay.pendingDials.keys.sorted(by: Self.keyOrder) {
+            guard let pending = relay.pendingDials[key] else { continue }
+            if let due = pending.fallbackAt, due <= now {
+                dialThroughRelay(key, now: now, rng: &rng, into: &effects)
+            } else if now.since(pending.startedAt) >= config.sessions.rekeyAttemptTime {
+                relay.pendingDials[key] = nil
+            }
+        }
+        // Sessions that idled out leave their links and paths behind: drop them when the table fills.
+        if relay.paths.count > relay.paths.capacity / 2 {
+            let sessions = self.sessions
+            let pending = relay.pendingDials
+            relay.paths.removeAll { entry in
+                sessions.snapshot(of: entry.peer).map { $0.state == .idle } ?? true && pending[entry.peer] == nil
+            }
+            relay.links = relay.links.filter { sessions.snapshot(of: $0.key)?.state != .idle }
+        }
+    }
+
+    var relayPathsDeadline: Instant? {
+        var deadline = relay.pendingDials.values.compactMap(\.fallbackAt).min()
+        for link in relay.links.values {
+            for candidate in [link.nextProbe, link.punch.nextDeadline].compactMap({ $0 })
+            where deadline.map({ candidate < $0 }) ?? true {
+                deadline = candidate
+            }
+        }
+        return deadline
+    }
+
+    // MARK: - Reports
+
+    /// The path of the session with `key`, if there is one.
+    public func sessionPath(of key: PublicKey) -> SessionPathInfo? {
+        guard let snapshot = sessions.snapshot(of: key) else { return nil }
+        var info = SessionPathInfo(
+            peer: key, path: .direct, endpoint: snapshot.endpoint, relay: nil, punchPhase: nil, punchRole: nil,
+            punchAttempts: 0, punchRTT: nil, lastCircuitCode: nil, relayedAt: nil, directAt: nil)
+        if let index = snapshot.endpoint?.relayPathIndex, let entry = relay.paths.entry(index) {
+            info.path = .relayed
+            info.relay = entry.relay
+            info.endpoint = entry.relay.endpoint
+        }
+        if let link = relay.links[key] {
+            info.path = link.path
+            info.relay = info.relay ?? relay.paths.entries.values.first { $0.relay.publicKey == link.relay }?.relay
+            info.punchPhase = link.punch.phase
+            info.punchRole = link.punch.role
+            info.punchAttempts = link.punch.counters.attempts
+            info.punchRTT = link.punch.lastRTT
+            info.lastCircuitCode = link.lastCircuitCode
+            info.relayedAt = link.relayedAt
+            info.directAt = link.directAt
+        }
+        return info
+    }
+
+    /// The sessions that are or were relayed, by peer.
+    public var relayedSessions: [SessionPathInfo] {
+        relay.links.keys.sorted(by: Self.keyOrder).compactMap { sessionPath(of: $0) }
+    }
+
+    /// The last circuit code a relay sent about a dial or session to `key` (for error messages).
+    public func lastCircuitCode(for key: PublicKey) -> CircuitCode? {
+        relay.links[key]?.lastCircuitCode ?? relay.pendingDials[key]?.lastCircuitCode
+    }
+
+    /// A relay refused or closed the circuit of a dial in progress: try the record's next relay.
+    mutating func dialRefused(
+        _ key: PublicKey, by relayKey: PublicKey, code: CircuitCode, now: Instant,
+        rng: inout some RandomNumberGenerator, into effects: inout [NodeEffect]
+    ) {
+        guard var pending = relay.pendingDials[key] else { return }
+        pending.lastCircuitCode = code
+        relay.pendingDials[key] = pending
+        guard code.closesCircuit, code != .closed, pending.relays.count > 1,
+            pending.relayAttempts < 2 * pending.relays.count
+        else { return }
+        // Skip the relay that refused: move it to the back.
+        if let position = pending.relays.firstIndex(where: { $0.publicKey == relayKey }) {
+            pending.relays.append(pending.relays.remove(at: position))
+            relay.pendingDials[key] = pending
+        }
+        relay.paths.removeAll { $0.peer == key && $0.relay.publicKey == relayKey }
+        dialThroughRelay(key, now: now, rng: &rng, into: &effects)
+    }
+}
