@@ -33,7 +33,7 @@ public struct DialogueSessionReport: Codable, Sendable, Equatable {
     {
         if let path {
             self.path =
-                "\(path.path)"
+                path.path.rawValue
                 + (path.path == .relayed ? path.relay.map { " via \(NodeAddress(publicKey: $0.publicKey))" } ?? "" : "")
         }
         self.provider = NodeAddress(publicKey: provider).description
