@@ -42,8 +42,10 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     do throws(DecodeError) {
         let value = try PeerRecordValue.decode(input)
         require(value.encoded() == input, "peer record value re-encodes differently")
-        require((1...PeerRecordValue.maximumEndpoints).contains(value.endpoints.count), "endpoint count")
+        require(value.endpoints.count <= PeerRecordValue.maximumEndpoints, "endpoint count")
         require(value.relays.count <= PeerRecordValue.maximumRelays, "relay count")
+        require(!value.endpoints.isEmpty || !value.relays.isEmpty, "neither endpoints nor relays")
+        require(!(value.endpoints + value.relays.map(\.endpoint)).contains(where: \.isRelayPath), "a relay path")
     } catch {
         require(error.description.utf8.count < 400, "error message too long")
     }
