@@ -86,13 +86,36 @@ output=$(wait_proposals "1-9,11-$LATE" 2 "$p1,$p3" "$p2")
 echo "  after umbra down: $output"
 check "a provider stopped cleanly vanishes everywhere within 2 s" grep -q "agree" <<< "$output"
 
+# A dialogue with provider p3: an inner address from its pool; SIGKILL of the provider is noticed
+# within 15 s (3 missed 5 s keepalives).
+output=$("$UMBRA" session open --data-dir "$CLUSTER_DIR/node3" "$p3" 2>&1)
+echo "$output" | sed 's/^/  /'
+check "umbra session open gets an inner address from the provider" grep -q "inner       10.182.0.2/16 via 10.182.0.1" <<< "$output"
+output=$("$UMBRA" session list --data-dir "$CLUSTER_DIR/node15" 2>&1)
+check "the provider lists the consumer it serves" grep -q "from $(cluster_address "$CLUSTER_DIR/node3")" <<< "$output"
+output=$("$UMBRA" session open --data-dir "$CLUSTER_DIR/node3" "$(cluster_address "$CLUSTER_DIR/node4")" 2>&1)
+check "a session with a node that sells nothing is refused with a reason" grep -q "no live ip-tunnel proposal" <<< "$output"
+
 # SIGKILL: no tombstone; the proposal expires (lifetime 20 s).
+killed_at=$(date +%s.%N)
 kill -KILL "${CLUSTER_PIDS[15]}"
 wait "${CLUSTER_PIDS[15]}" 2> /dev/null
 unset 'CLUSTER_PIDS[15]'
+dead_after=-1
+for ((t = 0; t < 200; t++)); do
+    if "$UMBRA" session list --data-dir "$CLUSTER_DIR/node3" 2>&1 | grep -q "closed"; then
+        dead_after=$(python3 -c "import time; print(f'{time.time() - $killed_at:.1f}')")
+        break
+    fi
+    sleep 0.1
+done
+echo "  $(grep -m1 'ended with' "$CLUSTER_DIR/node3.log" | sed 's/.*event=//') after $dead_after s"
+check "the consumer declares the killed provider's session dead within 15 s" \
+    python3 -c "import sys; sys.exit(0 if 0 <= $dead_after <= 15.5 else 1)"
 output=$(wait_proposals "1-9,11-14,16-$LATE" 25 "$p1" "$p3")
 echo "  after SIGKILL: $output"
 check "a provider killed with SIGKILL vanishes within its lifetime (20 s)" grep -q "agree" <<< "$output"
+
 check "the remaining provider is still listed everywhere" wait_proposals "1-9,11-14,16-$LATE" 3 "$p1"
 
 echo "proposals e2e: $passed passed, $failed failed"
