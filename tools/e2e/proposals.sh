@@ -5,6 +5,8 @@
 # country and price filters work; a node started later holds all of them within 3 s (join sync);
 # a provider stopped cleanly vanishes everywhere at once (tombstone); one killed with SIGKILL
 # vanishes within its proposal lifetime (20 s here, so the test need not wait the default 180 s).
+# A consumer opens a dialogue with a provider (an inner address from its pool) and declares it dead
+# within 15 s of the provider's SIGKILL.
 # Prints "N passed, M failed"; exit 1 on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
