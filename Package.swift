@@ -55,7 +55,9 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .target(name: "NetSim", dependencies: ["Node", "Kademlia", "UmbraCore", "Sessions"], swiftSettings: strict),
+        .target(
+            name: "NetSim", dependencies: ["Node", "Kademlia", "Gossip", "Proposals", "UmbraCore", "Sessions"],
+            swiftSettings: strict),
         .target(
             name: "NodeAPI",
             dependencies: [
