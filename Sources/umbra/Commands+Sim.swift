@@ -8,7 +8,7 @@ import UmbraCore
 struct Sim: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run deterministic simulations of the overlay (NetSim: virtual time, seeded links).",
-        subcommands: [Handshake.self, DHT.self])
+        subcommands: [Handshake.self, DHT.self, GossipSimulation.self])
 
     struct DHT: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -69,6 +69,109 @@ struct Sim: AsyncParsableCommand {
                 print(String(format: "tables      %.1f contacts on average", result.averageTableSize))
                 print(String(format: "wall        %.1f s, peak RSS %.0f MiB", wall, rss))
             }
+        }
+    }
+
+    struct GossipSimulation: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "gossip",
+            abstract:
+                "Gossip and proposals at scale: N nodes, P providers refreshing signed offers, K joiners syncing; "
+                + "prints propagation, duplicates, bandwidth and join times.")
+        @Option(help: "Number of nodes.") var nodes = 1000
+        @Option(help: "Number of providers (each publishes one offer, re-signed every 60 s).") var providers = 100
+        @Option(help: "RNG seed; the same seed gives the same result.") var seed: UInt64 = 1
+        @Option(help: "Datagram loss rate, 0 to 1.") var loss = 0.01
+        @Option(help: "Minimum one-way link latency in ms.") var minLatencyMs = 10
+        @Option(help: "Maximum one-way link latency in ms.") var maxLatencyMs = 100
+        @Option(help: "Gossip connections each node dials.") var outbound = 8
+        @Option(help: "Nodes that join in steady state and sync.") var joiners = 5
+        @Option(help: "Propagations measured.") var tracked = 20
+        @Option(help: "Tampered proposals published by non-providers (must never be delivered).") var forgeries = 0
+        @Flag(help: "Print JSON.") var json = false
+
+        func validate() throws {
+            guard (2...100_000).contains(nodes) else { throw ValidationError("--nodes must be between 2 and 100000") }
+            guard (1...nodes).contains(providers) else { throw ValidationError("--providers must be 1 to --nodes") }
+            guard (0...1).contains(loss) else { throw ValidationError("--loss must be between 0 and 1") }
+            guard 0 <= minLatencyMs, minLatencyMs <= maxLatencyMs else {
+                throw ValidationError("--min-latency-ms must be between 0 and --max-latency-ms")
+            }
+            guard (1...64).contains(outbound) else { throw ValidationError("--outbound must be 1 to 64") }
+            guard (0...100).contains(joiners) else { throw ValidationError("--joiners must be 0 to 100") }
+            guard (0...100).contains(tracked) else { throw ValidationError("--tracked must be 0 to 100") }
+            guard (0...100).contains(forgeries) else { throw ValidationError("--forgeries must be 0 to 100") }
+        }
+
+        func run() async throws {
+            var config = GossipSimConfig()
+            config.nodes = nodes
+            config.providers = providers
+            config.seed = seed
+            config.link = LinkModel(
+                minimumLatency: .milliseconds(minLatencyMs), maximumLatency: .milliseconds(maxLatencyMs),
+                lossRate: loss)
+            config.outboundPeers = outbound
+            config.joiners = joiners
+            config.trackedMessages = tracked
+            config.forgeries = forgeries
+            let started = ContinuousClock.now
+            var sim = GossipSim(config: config)
+            let result = sim.run()
+            let wall = (ContinuousClock.now - started).seconds
+            let rss = ProcessStats.peakResidentMiB()
+            if json {
+                var object =
+                    try JSONSerialization.jsonObject(with: ControlJSON.encoder.encode(result)) as! [String: Any]
+                object["wall_seconds"] = wall
+                object["peak_rss_mib"] = rss
+                let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])
+                print(String(decoding: data, as: UTF8.self))
+            } else {
+                Self.printTable(result, wall: wall, rss: rss)
+            }
+        }
+
+        static func printTable(_ result: GossipSimResult, wall: Double, rss: Double) {
+            func spread(_ value: GossipSimResult.Spread) -> String {
+                String(format: "p50 %.0f ms  p99 %.0f ms  max %.0f ms", value.p50, value.p99, value.max)
+            }
+            print(
+                "nodes \(result.nodes), providers \(result.providers), loss \(result.lossRate), seed \(result.seed)")
+            print(
+                String(
+                    format: "topology     %.1f peers, mesh %.1f (%d..%d)", result.peersMean, result.meshMean,
+                    result.meshMin, result.meshMax))
+            print(
+                "propagation  \(result.trackedReachingAll)/\(result.trackedCount) tracked messages reached every node")
+            print("  to 50 %    \(spread(result.reach50))")
+            print("  to 99 %    \(spread(result.reach99))")
+            print("  to 100 %   \(spread(result.reach100))")
+            print(
+                String(
+                    format: "duplicates   mean %.2f  p99 %d  max %d per node per message", result.duplicatesMean,
+                    result.duplicatesP99, result.duplicatesMax))
+            print(
+                String(
+                    format:
+                        "bandwidth    in %.1f KB/min (p99 %.1f), out %.1f KB/min (p99 %.1f) per node; %.0f datagrams/min",
+                    result.bytesInPerMinuteMean / 1000, result.bytesInPerMinuteP99 / 1000,
+                    result.bytesOutPerMinuteMean / 1000, result.bytesOutPerMinuteP99 / 1000,
+                    result.datagramsPerNodePerMinute))
+            print(
+                String(
+                    format: "publishing   %.0f proposals/min of %.0f bytes", result.publishesPerMinute,
+                    result.proposalBytesMean))
+            print("join         \(result.joinersComplete)/\(result.joins.count) joiners hold every live offer")
+            print("  to 99 %    \(spread(result.join99))")
+            print("  to 100 %   \(spread(result.join100))")
+            if result.forgeries > 0 {
+                print("forgeries    \(result.forgeries) published, \(result.forgedDeliveries) delivered")
+            }
+            print(
+                "datagrams    \(result.datagramsSent) sent, \(result.datagramsLost) lost; "
+                    + "\(result.eventsProcessed) events, \(Int(result.virtualSeconds)) s virtual")
+            print(String(format: "wall         %.1f s, peak RSS %.0f MiB", wall, rss))
         }
     }
 
