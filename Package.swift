@@ -61,7 +61,8 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
-            name: "NetSim", dependencies: ["Node", "Kademlia", "Gossip", "Proposals", "UmbraCore", "Sessions", "Relay"],
+            name: "NetSim",
+            dependencies: ["Node", "Kademlia", "Gossip", "Proposals", "UmbraCore", "Sessions", "Relay"],
             swiftSettings: strict),
         .target(
             name: "NodeAPI",
