@@ -18,6 +18,7 @@ struct RelayUpOptions: ParsableArguments {
 
     @Option(help: .hidden) var relayCircuitBytes: UInt64?
     @Option(help: .hidden) var relayCircuitSeconds: Int?
+    @Option(help: .hidden) var relayReservationsPerIp: Int?
 
     /// The relay settings for a node listening on `listen`.
     func config(listen: Endpoint) throws -> RelayNodeConfig {
@@ -30,6 +31,7 @@ struct RelayUpOptions: ParsableArguments {
         if listen.address != .v4(0), listen.address != .v6(high: 0, low: 0) { config.localEndpoints = [listen] }
         if let bytes = relayCircuitBytes { config.server.circuitByteLimit = bytes }
         if let seconds = relayCircuitSeconds { config.server.circuitDurationLimit = .seconds(seconds) }
+        if let count = relayReservationsPerIp { config.server.maximumReservationsPerIP = max(1, count) }
         return config
     }
 }

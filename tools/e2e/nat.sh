@@ -118,7 +118,11 @@ natnet_stop relay1
 sleep 0.5
 natnet_start relay1 --relay --reachability public --relay-circuit-bytes 1000
 restarted=$SECONDS
-check "after a relay restart h2 has re-reserved on relay1 within 10 s" wait_until 10 reserved_on_relay1 h2
+H2=$(natnet_address h2)
+check "after a relay restart the restarted relay1 holds h2's reservation again within 10 s" \
+    natnet_wait 10 relay1 "any(x['peer'] == '$H2' for x in r['hosted_reservations'])"
+echo "     relay1 holds h2's reservation $((SECONDS - restarted)) s after its restart"
+check "... and h2 sees it connected" wait_until 5 reserved_on_relay1 h2
 check "after a relay restart h3 -> h2 is answered (relayed) within 10 s of the restart" \
     ping_path_within $((restarted + 10 - SECONDS)) h3 h2 relayed
 
