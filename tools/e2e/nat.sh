@@ -83,7 +83,8 @@ natnet_start relay1 --relay --reachability public
 natnet_start relay2 --reachability public
 natnet_start pub1 --reachability public
 sleep 1
-for host in h1 h2 h3; do natnet_start "$host"; done
+natnet_start h1 --provide ip-tunnel --country DE --price-gib 100000
+for host in h2 h3; do natnet_start "$host"; done
 
 for host in h1 h2 h3; do
     check "$host finds out it is private and runs as a DHT client" \
@@ -112,6 +113,18 @@ check "h3 -> h1: the session stays relayed (punching fails through a symmetric N
     test "$(field "$doc" path)" = relayed
 check "h3 keeps trying to upgrade (punch attempts counted)" \
     natnet_wait 5 h3 "any(s['path'] == 'relayed' and s['punch_attempts'] >= 1 for s in r['sessions'])"
+
+# --- the dialogue through NATs: h1 provides ip-tunnel ------------------------------------------------
+H1=$(natnet_address h1)
+has_h1_proposal() { natnet_cli "$1" proposals 2> /dev/null | grep -q "$H1"; }
+check "h3 holds h1's proposal (gossip through NATs), with h1's relay as its contact" wait_until 10 has_h1_proposal h3
+out=$(natnet_cli h3 session open "$H1" 2>&1)
+echo "$out" | sed 's/^/     /'
+check "h3 (sym) opens a dialogue with provider h1 through the relay" grep -q "path relayed" <<< "$out"
+check "... and gets an inner address from h1's pool" grep -q "inner       10.182.0." <<< "$out"
+out=$(natnet_cli h2 session open "$H1" 2>&1)
+echo "$out" | sed 's/^/     /'
+check "h2 (eim) opens a dialogue with provider h1 on the hole-punched path" grep -Eq "path (hole-punched|direct)" <<< "$out"
 
 # --- relay restart (with a small circuit byte limit for the next checks) -------------------------
 natnet_stop relay1
