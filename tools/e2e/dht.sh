@@ -37,6 +37,26 @@ for ((i = 1; i <= NODES; i++)); do cluster_start_node "$i"; done
 ready=1
 for ((i = 1; i <= NODES; i++)); do wait_table "$i" 8 90 || { ready=0; echo "node$i table: $(table_size "$i")"; }; done
 check "$NODES nodes joined; every routing table holds at least 8 contacts ($((SECONDS - started)) s)" test $ready = 1
+# A node serves the DHT once it knows it is reachable (peers see it at its own socket address on
+# loopback); until then others do not put it in their tables, so lookups wait for every verdict.
+all_public() {
+    python3 - "$CLUSTER_DIR/node" "$NODES" <<'PY'
+import sys
+sys.path.insert(0, "tools/e2e")
+from control import request
+prefix, count = sys.argv[1], int(sys.argv[2])
+public = 0
+for i in range(1, count + 1):
+    try:
+        _, relay = request(f"{prefix}{i}", "GET", "/v1/relay", timeout=5)
+        public += relay.get("reachability") == "public" and relay.get("dht_server") is True
+    except OSError:
+        pass
+sys.exit(0 if public == count else 1)
+PY
+}
+for ((t = 0; t < 60; t++)); do all_public && break; sleep 0.5; done
+check "every node found out it is publicly reachable and serves the DHT" all_public
 
 check "every node finds every other node's address by lookup" \
     python3 tools/e2e/control.py lookup-all "$CLUSTER_DIR/node" "$NODES"
@@ -57,7 +77,7 @@ wait "${CLUSTER_PIDS[13]}" 2>/dev/null
 check "the stopped node saved its routing table" test -s "$CLUSTER_DIR/node13/routing-table.txt"
 : > "$CLUSTER_DIR/empty-bootstrap.txt"
 "$UMBRA" up --data-dir "$CLUSTER_DIR/node13" --listen "127.0.0.1:$((CLUSTER_BASE_PORT + 13))" \
-    --bootstrap "$CLUSTER_DIR/empty-bootstrap.txt" >> "$CLUSTER_DIR/node13.log" 2>&1 &
+    --bootstrap "$CLUSTER_DIR/empty-bootstrap.txt" --reachability public >> "$CLUSTER_DIR/node13.log" 2>&1 &
 CLUSTER_PIDS[13]=$!
 check "the restarted node rejoins from its saved table" wait_table 13 8 30
 thirty=$(cluster_address "$CLUSTER_DIR/node30")
