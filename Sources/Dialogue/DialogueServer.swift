@@ -139,12 +139,12 @@ public struct DialogueServer: Sendable {
     private var table: [PublicKey: Entry] = [:]
     private var consumerBySession: [UInt64: PublicKey] = [:]
     private var pool: AddressPool
-    private var limiter: RequestLimiter
+    private var limiter: WindowRateLimiter<PublicKey>
 
     public init(config: DialogueServerConfig = DialogueServerConfig()) {
         self.config = config
         self.pool = AddressPool(network: config.pool)
-        self.limiter = RequestLimiter(
+        self.limiter = WindowRateLimiter(
             limit: config.requestsPerMinute, window: .seconds(60), capacity: config.maximumTrackedConsumers)
     }
 
