@@ -45,15 +45,16 @@ let package = Package(
         .target(name: "Dialogue", dependencies: ["UmbraCore"], swiftSettings: strict),
         .target(
             name: "Node",
-            dependencies: ["UmbraCore", "Sessions", "Kademlia", "Gossip", "Proposals", "Relay", "Dialogue"],
+            dependencies: ["UmbraCore", "Sessions", "Kademlia", "Gossip", "Proposals", "Relay", "Dialogue", "Tunnel"],
             swiftSettings: strict),
 
         // MARK: - Shells
         .target(
             name: "NodeRuntime",
             dependencies: [
-                "Node", "Kademlia", "UmbraCore", "Sessions", "UmbraCrypto", "Dialogue",
+                "Node", "Kademlia", "UmbraCore", "Sessions", "UmbraCrypto", "Dialogue", "Tunnel",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -68,6 +69,7 @@ let package = Package(
             name: "NodeAPI",
             dependencies: [
                 "NodeRuntime", "Node", "Kademlia", "Sessions", "UmbraCore", "Gossip", "Proposals", "Dialogue", "Relay",
+                "Tunnel",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -80,7 +82,7 @@ let package = Package(
             name: "umbra",
             dependencies: [
                 "NodeAPI", "NodeRuntime", "NetSim", "Node", "Kademlia", "Sessions", "UmbraCore", "UmbraCrypto",
-                "Proposals", "Relay",
+                "Proposals", "Relay", "Dialogue", "Tunnel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -111,7 +113,10 @@ let package = Package(
             name: "SessionsTests", dependencies: ["Sessions", "UmbraCore", "UmbraCrypto"], swiftSettings: strict),
         .testTarget(
             name: "NodeTests",
-            dependencies: ["Node", "NetSim", "NodeRuntime", "NodeAPI", "Kademlia", "UmbraCore", "Sessions", "Relay"],
+            dependencies: [
+                "Node", "NetSim", "NodeRuntime", "NodeAPI", "Kademlia", "UmbraCore", "Sessions", "Relay", "Dialogue",
+                "Tunnel",
+            ],
             swiftSettings: strict
         ),
     ]

@@ -60,6 +60,19 @@ public struct ClientSession: Hashable, Sendable {
     public var openedAt: Instant
     /// The keepalive interval in use (the grant's, clamped to the client's bounds).
     public var keepaliveInterval: Duration
+
+    public init(
+        provider: PublicKey, requestID: UInt64, sessionID: UInt64, mode: TunnelMode, grant: SessionGrant,
+        openedAt: Instant, keepaliveInterval: Duration
+    ) {
+        self.provider = provider
+        self.requestID = requestID
+        self.sessionID = sessionID
+        self.mode = mode
+        self.grant = grant
+        self.openedAt = openedAt
+        self.keepaliveInterval = keepaliveInterval
+    }
 }
 
 /// What the shell must do for a dialogue client.

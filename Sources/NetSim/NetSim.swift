@@ -74,7 +74,13 @@ public struct NetSim {
         var isUp = true
         var armedDeadline: UInt64?
         var timerGeneration: UInt64 = 0
+        /// IP packets the node wrote to its (virtual) TUN device, oldest first, at most
+        /// `tunnelPacketLimit`.
+        var tunnelWritten: [[UInt8]] = []
     }
+
+    /// Packets kept per node's virtual TUN device.
+    public var tunnelPacketLimit = 10_000
 
     public private(set) var now = Instant.zero
     public private(set) var trace: [TraceEntry] = []
@@ -192,6 +198,35 @@ public struct NetSim {
         apply(effects, from: index)
     }
 
+    // MARK: - Tunnel data plane
+
+    /// A packet the node's TUN device "read": it goes through the node's data plane as in the
+    /// runtime (sealed straight into a datagram on a direct path, else the frame path).
+    public mutating func tunnelRead(_ packet: [UInt8], at index: Int) {
+        guard nodes[index].isUp else { return }
+        let frame = [FrameChannel.tunnel.rawValue] + packet
+        var output = [UInt8](repeating: 0, count: frame.count + 64)
+        var effects: [NodeEffect] = []
+        let sealed = frame.withUnsafeBytes { frameBytes in
+            output.withUnsafeMutableBytes { out in
+                nodes[index].instance.tunnelOutbound(
+                    frame: frameBytes, into: out, now: now, rng: &rng, effects: &effects)
+            }
+        }
+        if let sealed { effects.insert(.send(Array(output.prefix(sealed.length)), to: sealed.endpoint), at: 0) }
+        apply(effects, from: index)
+    }
+
+    /// What the node wrote to its TUN device so far.
+    public func tunnelPackets(of index: Int) -> [[UInt8]] { nodes[index].tunnelWritten }
+
+    public mutating func clearTunnelPackets(of index: Int) { nodes[index].tunnelWritten.removeAll() }
+
+    private mutating func recordTunnelPacket(_ packet: [UInt8], at index: Int) {
+        nodes[index].tunnelWritten.append(packet)
+        if nodes[index].tunnelWritten.count > tunnelPacketLimit { nodes[index].tunnelWritten.removeFirst() }
+    }
+
     // MARK: - Running
 
     /// Restarts a killed node with a fresh instance (same identity and config, empty state), as
@@ -216,7 +251,15 @@ public struct NetSim {
             case .deliver(let datagram, let source, let target):
                 guard nodes[target].isUp else { continue }
                 statistics.datagramsDelivered += 1
-                let effects = nodes[target].instance.receive(datagram, from: source, now: now, rng: &rng)
+                // The runtime's in-place path: tunnel packets are handed over without a copy.
+                var bytes = datagram
+                var written: [[UInt8]] = []
+                let effects = bytes.withUnsafeMutableBytes { buffer in
+                    nodes[target].instance.receive(datagram: buffer, from: source, now: now, rng: &rng) {
+                        written.append(Array($0))
+                    }
+                }
+                for packet in written { recordTunnelPacket(packet, at: target) }
                 apply(effects, from: target)
             case .timer(let index, let generation):
                 guard nodes[index].isUp, nodes[index].timerGeneration == generation else { continue }
@@ -276,6 +319,8 @@ public struct NetSim {
                 let at = max(now.nanoseconds + base + jitter, (lastDelivery[pair] ?? 0) + 1)
                 lastDelivery[pair] = at
                 queue.push(.deliver(datagram: bytes, from: source, to: target), at: at)
+            case .tunnelPacket(let packet):
+                recordTunnelPacket(packet, at: index)
             case .event(let event):
                 trace.append(TraceEntry(time: now, node: index, event: event))
                 if trace.count > traceLimit { trace.removeFirst(trace.count - traceLimit) }

@@ -21,6 +21,9 @@ public enum FrameChannel: UInt8, Sendable, CaseIterable {
     case relay = 0x30
     /// The consumer↔provider dialogue (`Dialogue.DialogueMessage`), inside their end-to-end session.
     case dialogue = 0x40
+    /// One IP packet of the tunnel data plane (DESIGN §5): the payload is the packet, as read from
+    /// or written to the TUN device. Only between a consumer and the provider serving it.
+    case tunnel = 0x50
 }
 
 /// A decoded frame.
@@ -62,7 +65,7 @@ public enum Frame: Equatable, Sendable {
         case .dht:
             self = .dht(try DHTMessage(decoding: reader.readRemaining()))
             return
-        case .gossip, .proposalSync, .relay, .dialogue:
+        case .gossip, .proposalSync, .relay, .dialogue, .tunnel:
             self = .opaque(FrameChannel(rawValue: channel)!, reader.readRemaining())
             return
         case nil: throw .unknownTag(field: "frame channel", value: UInt64(channel))

@@ -13,6 +13,7 @@ extension NodeInstance {
         case .proposalSync: marketSync(payload, from: key, now: now, rng: &rng, into: &effects)
         case .relay: relayFrame(payload, from: key, now: now, rng: &rng, into: &effects)
         case .dialogue: dialogueFrame(payload, from: key, now: now, rng: &rng, into: &effects)
+        case .tunnel: tunnelFrame(payload, from: key, now: now, into: &effects)
         case .ping, .pong, .dht:
             counters.framesRejected += 1
             effects.append(.event(.frameRejected(key, reason: "channel \(channel) is not opaque")))

@@ -263,12 +263,14 @@ extension NodeInstance {
                 sendFrame(.dialogue, message.encoded(), to: peer, now: now, rng: &rng, into: &effects)
             case .opened(let session): effects.append(.event(.dialogue(.opened(session))))
             case .failed(let failure): effects.append(.event(.dialogue(.failed(provider: provider, failure))))
-            case .ended(let code): effects.append(.event(.dialogue(.ended(provider: provider, code))))
+            case .ended(let code):
+                tunnelDialogueEnded(provider: provider)
+                effects.append(.event(.dialogue(.ended(provider: provider, code))))
             }
         }
     }
 
-    private mutating func absorbServer(
+    mutating func absorbServer(
         _ serverEffects: [DialogueServerEffect], now: Instant, rng: inout some RandomNumberGenerator,
         into effects: inout [NodeEffect]
     ) {

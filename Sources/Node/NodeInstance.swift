@@ -12,6 +12,8 @@ import UmbraCore
 /// What the shell must do.
 public enum NodeEffect: Sendable, Equatable {
     case send([UInt8], to: Endpoint)
+    /// Write this IP packet to the TUN device (a relayed tunnel packet, or an ICMP reply).
+    case tunnelPacket([UInt8])
     case event(NodeEvent)
 }
 
@@ -81,6 +83,8 @@ public struct NodeConfig: Sendable {
     public var relay = RelayNodeConfig()
     /// The consumer↔provider dialogue (NodeInstance+Dialogue.swift).
     public var dialogue = DialogueNodeConfig()
+    /// The tunnel data plane (NodeInstance+Tunnel.swift).
+    public var tunnel = TunnelNodeConfig()
 
     public init() {}
 }
@@ -131,6 +135,7 @@ public struct NodeInstance: Sendable {
     var market: MarketState
     var relay: RelayState
     var dialogue: DialogueState
+    var tunnel = TunnelState()
 
     public init(identity: Identity, config: NodeConfig, now: Instant = .zero, rng: inout some RandomNumberGenerator) {
         self.identity = identity
@@ -237,6 +242,7 @@ public struct NodeInstance: Sendable {
         marketTick(now: now, rng: &rng, into: &effects)
         relayTick(now: now, rng: &rng, into: &effects)
         dialogueTick(now: now, rng: &rng, into: &effects)
+        tunnelTick(now: now, rng: &rng, into: &effects)
         return effects
     }
 
@@ -292,6 +298,7 @@ public struct NodeInstance: Sendable {
         if let deadline = marketDeadline { candidates.append(deadline) }
         if let deadline = relayDeadline { candidates.append(deadline) }
         if let deadline = dialogueDeadline { candidates.append(deadline) }
+        if let deadline = tunnelDeadline { candidates.append(deadline) }
         return candidates.min()
     }
 

@@ -35,19 +35,26 @@ public struct ControlRouter: Sendable {
     public let host: NodeHost
     /// Called by `POST /v1/shutdown`.
     public let requestShutdown: @Sendable () -> Void
+    /// The host side of the tunnel (nil: `umbra connect` is refused).
+    public let tunnel: TunnelController?
 
-    public init(host: NodeHost, requestShutdown: @escaping @Sendable () -> Void) {
+    public init(
+        host: NodeHost, tunnel: TunnelController? = nil, requestShutdown: @escaping @Sendable () -> Void
+    ) {
         self.host = host
+        self.tunnel = tunnel
         self.requestShutdown = requestShutdown
     }
 
     public func handle(_ request: APIRequest) async -> APIResponse {
         do {
             if let response = try await relayRoute(request) { return response }
+            if let response = try await tunnelRoute(request) { return response }
             switch (request.method, request.path) {
             case (.GET, "/v1/status"):
                 var report = StatusReport(try await host.snapshot())
                 report.relay = try await relayReport()
+                report.tunnel = try await tunnelReport(connectMs: nil)
                 return try json(report)
             case (.GET, "/v1/peers"):
                 let snapshot = try await host.snapshot()

@@ -238,7 +238,7 @@ extension ControlRouter {
         return try relayJSON(report, status: report.reply ? .ok : .gatewayTimeout)
     }
 
-    private func relayJSON(_ value: some Encodable, status: HTTPResponseStatus = .ok) throws -> APIResponse {
+    func relayJSON(_ value: some Encodable, status: HTTPResponseStatus = .ok) throws -> APIResponse {
         APIResponse(status: status, body: Array(try ControlJSON.encoder.encode(value)))
     }
 }

@@ -43,6 +43,8 @@ public struct StatusReport: Codable, Sendable, Equatable {
     public var droppedTotal: UInt64
     /// Reachability, reservations, relayed circuits and session paths (RelayReports.swift).
     public var relay: RelayStatusReport?
+    /// The tunnel (consumer or provider side), when there is one.
+    public var tunnel: TunnelReport?
 
     public init(_ snapshot: NodeSnapshot) {
         address = snapshot.address.description

@@ -49,6 +49,15 @@ public final class NodeHost: @unchecked Sendable {
     private var pendingDialogues: [PublicKey: EventLoopPromise<ClientSession>] = [:]
     public private(set) var listenEndpoint: Endpoint?
 
+    // Tunnel data plane (TunnelPump.swift).
+    private var device: (any PacketDevice)?
+    private var reader: TunnelReader?
+    /// One datagram is copied here and opened in place.
+    private let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536, alignment: 16)
+    /// The last destination's socket address (building one allocates).
+    private var addressCache: (endpoint: Endpoint, address: SocketAddress)?
+    private var tunnelEffects: [NodeEffect] = []
+
     /// Where the routing table is saved (every 30 s and at stop); nil: not saved.
     private let dataDirectory: DataDirectory?
     private var saveTask: RepeatedTask?
@@ -62,6 +71,74 @@ public final class NodeHost: @unchecked Sendable {
         self.logger = logger
         self.clock = clock
         self.dataDirectory = dataDirectory
+    }
+
+    deinit { scratch.deallocate() }
+
+    // MARK: - Tunnel data plane
+
+    /// Starts moving packets between `device` (a TUN device set up by the caller) and the node's
+    /// sessions. A device attached before is detached first.
+    public func attachDevice(_ device: any PacketDevice, mtu: Int) async throws {
+        await detachDevice()
+        let reader = TunnelReader(device: device, mtu: mtu)
+        try await eventLoop.submit { [self] in
+            self.device = device
+            self.reader = reader
+        }.get()
+        reader.start { [self] batch in
+            eventLoop.execute { [self] in
+                tunnelBatch(batch)
+                reader.finished()
+            }
+        }
+    }
+
+    /// Stops the reader thread; packets from the network are no longer written anywhere.
+    public func detachDevice() async {
+        let reader: TunnelReader? = try? await eventLoop.submit { [self] in
+            defer {
+                self.reader = nil
+                self.device = nil
+            }
+            return self.reader
+        }.get()
+        reader?.stop()
+    }
+
+    /// Packets read from the TUN device (event loop).
+    private func tunnelBatch(_ batch: PacketBatch) {
+        eventLoop.assertInEventLoop()
+        guard let channel, device != nil, batch.count > 0 else { return }
+        let now = clock.now
+        tunnelEffects.removeAll(keepingCapacity: true)
+        var out = channel.allocator.buffer(capacity: batch.count * (batch.slotSize + WireSize.transportMinimum))
+        for index in 0..<batch.count {
+            let frame = batch.frame(index)
+            let start = out.writerIndex
+            var destination: Endpoint?
+            out.writeWithUnsafeMutableBytes(minimumWritableBytes: frame.count + WireSize.transportMinimum) {
+                output in
+                guard
+                    let sealed = instance.tunnelOutbound(
+                        frame: frame, into: output, now: now, rng: &rng, effects: &tunnelEffects)
+                else { return 0 }
+                destination = sealed.endpoint
+                return sealed.length
+            }
+            if let destination, let slice = out.getSlice(at: start, length: out.writerIndex - start) {
+                channel.write(AddressedEnvelope(remoteAddress: socketAddress(destination), data: slice), promise: nil)
+            }
+        }
+        if !tunnelEffects.isEmpty { apply(tunnelEffects) }
+        flush()
+    }
+
+    private func socketAddress(_ endpoint: Endpoint) -> SocketAddress {
+        if let cached = addressCache, cached.endpoint == endpoint { return cached.address }
+        let address = SocketAddress(endpoint)
+        addressCache = (endpoint, address)
+        return address
     }
 
     /// Saves the DHT routing table to the data dir (event loop only).
@@ -124,6 +201,7 @@ public final class NodeHost: @unchecked Sendable {
                 return !effects.isEmpty
             }.get()) ?? false
         if withdrew { try? await Task.sleep(for: .milliseconds(200)) }
+        await detachDevice()
         let channel: (any Channel)? = try? await eventLoop.submit { [self] in
             timer?.cancel()
             timer = nil
@@ -317,9 +395,15 @@ public final class NodeHost: @unchecked Sendable {
     func receive(_ envelope: AddressedEnvelope<ByteBuffer>) {
         eventLoop.assertInEventLoop()
         guard let source = envelope.remoteAddress.endpoint else { return }
-        let bytes = Array(envelope.data.readableBytesView)
-        let effects = instance.receive(bytes, from: source, now: clock.now, rng: &rng)
-        apply(effects)
+        let count = envelope.data.readableBytes
+        guard count <= scratch.count else { return }
+        envelope.data.withUnsafeReadableBytes { scratch.copyMemory(from: $0) }
+        let datagram = UnsafeMutableRawBufferPointer(rebasing: scratch[..<count])
+        let device = self.device
+        let effects = instance.receive(datagram: datagram, from: source, now: clock.now, rng: &rng) { packet in
+            device?.write(packet)
+        }
+        if !effects.isEmpty { apply(effects) }
     }
 
     func flush() {
@@ -343,7 +427,9 @@ public final class NodeHost: @unchecked Sendable {
             case .send(let bytes, let endpoint):
                 var buffer = channel.allocator.buffer(capacity: bytes.count)
                 buffer.writeBytes(bytes)
-                channel.write(AddressedEnvelope(remoteAddress: SocketAddress(endpoint), data: buffer), promise: nil)
+                channel.write(AddressedEnvelope(remoteAddress: socketAddress(endpoint), data: buffer), promise: nil)
+            case .tunnelPacket(let packet):
+                packet.withUnsafeBytes { _ = device?.write($0) }
             case .event(let event):
                 log(event)
             }

@@ -9,12 +9,15 @@ public struct NodeService: Service {
     public let listenHost: String
     public let listenPort: Int
     private let logger: Logger
+    /// Undone at stop: the tunnel's host changes.
+    private let tunnel: TunnelController?
 
-    public init(host: NodeHost, listenHost: String, listenPort: Int, logger: Logger) {
+    public init(host: NodeHost, listenHost: String, listenPort: Int, logger: Logger, tunnel: TunnelController? = nil) {
         self.host = host
         self.listenHost = listenHost
         self.listenPort = listenPort
         self.logger = logger
+        self.tunnel = tunnel
     }
 
     public func run() async throws {
@@ -24,6 +27,7 @@ public struct NodeService: Service {
         // Wait for SIGTERM/SIGINT or `umbra down`, then close the socket.
         try? await gracefulShutdown()
         logger.info("shutting down")
+        await tunnel?.stop()
         await host.stop()
     }
 }

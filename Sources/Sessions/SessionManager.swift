@@ -82,6 +82,9 @@ public struct SessionManager: Sendable, CustomReflectable {
 
     public func snapshot(of key: PublicKey) -> PeerSnapshot? { peers[key].map { $0.snapshot } }
 
+    /// Where datagrams to `key` go now (cheaper than a snapshot, for the data plane).
+    public func endpoint(of key: PublicKey) -> Endpoint? { peers[key]?.endpoint }
+
     public var snapshots: [PeerSnapshot] {
         peers.values.map(\.snapshot).sorted { $0.publicKey.bytes.lexicographicallyPrecedes($1.publicKey.bytes) }
     }
@@ -614,6 +617,22 @@ public struct SessionManager: Sendable, CustomReflectable {
     }
 
     // MARK: - Transport
+
+    /// Opens a transport datagram in place (the data plane's receive path: no copy, no allocation
+    /// for data frames) and, like `receive`, flushes frames queued for a session it confirms. The
+    /// frame is `datagram[range]`; the caller delivers it. Non-transport datagrams go to `receive`.
+    public mutating func receiveTransport(
+        _ datagram: UnsafeMutableRawBufferPointer, from source: Endpoint, now: Instant, effects: inout [SessionEffect]
+    ) -> OpenResult {
+        counters.datagramsReceived += 1
+        counters.bytesReceived += UInt64(datagram.count)
+        let result = open(datagram, from: source, now: now, events: &effects)
+        if case .frame(let key, _) = result, let queued = peers[key]?.queue, !queued.isEmpty {
+            peers[key]!.queue = []
+            for frame in queued { _ = sendNow(frame.bytes, to: key, now: now, effects: &effects) }
+        }
+        return result
+    }
 
     private mutating func handleTransport(
         _ datagram: [UInt8], from source: Endpoint, now: Instant, rng: inout some RandomNumberGenerator,

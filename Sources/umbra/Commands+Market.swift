@@ -4,6 +4,8 @@ import Node
 import NodeAPI
 import NodeRuntime
 import Proposals
+import Tunnel
+import Dialogue
 import UmbraCore
 
 /// `umbra up --provide …`: what a provider offers.
@@ -42,6 +44,39 @@ struct ProvideOptions: ParsableArguments {
             "Provider: proposal lifetime in seconds (default 180; refreshed every third of it). For test networks.",
             valueName: "seconds"))
     var proposalLifetime: Int?
+
+    @Option(
+        help: ArgumentHelp(
+            "Provider of ip-tunnel: the consumers' inner address pool (the provider's TUN network).",
+            valueName: "cidr"))
+    var tunnelPool = "10.182.0.0/16"
+
+    @Option(
+        help: ArgumentHelp(
+            "Provider of ip-tunnel: the TUN device to create, or `none` to only advertise and answer dialogues "
+                + "(no data plane, no root needed; for test networks).", valueName: "name"))
+    var tunnelDevice = "umbrap0"
+
+    @Option(
+        help: ArgumentHelp(
+            "Provider of ip-tunnel: let consumers reach this block although the egress policy blocks it by default "
+                + "(private, loopback, link-local, carrier-grade NAT, metadata) (repeatable).", valueName: "cidr"))
+    var egressAllow: [String] = []
+
+    /// The data plane settings of a provider.
+    func applyTunnel(to config: inout NodeConfig) throws {
+        do { config.dialogue.server.pool = try IPv4Network(parsing: tunnelPool) } catch {
+            throw CLIError("umbra up: --tunnel-pool: \(error)")
+        }
+        for text in egressAllow {
+            do { config.tunnel.egress.allowed.append(try IPPrefix(parsing: text)) } catch {
+                throw CLIError("umbra up: --egress-allow: \(error)")
+            }
+        }
+        if tunnelDevice != "none", tunnelDevice.isEmpty || tunnelDevice.utf8.count > 15 {
+            throw CLIError("umbra up: --tunnel-device must be 1 to 15 characters (an interface name) or none")
+        }
+    }
 
     /// Applies the lifetime to the market settings (refresh at a third of it, as 60 s of 180 s).
     func apply(to market: inout MarketConfig) throws {

@@ -45,6 +45,7 @@ struct Status: AsyncParsableCommand {
             }
         }
         if let relay = report.relay { printRelayStatus(relay) }
+        if let tunnel = report.tunnel { TunnelText.lines(tunnel).forEach { print($0) } }
     }
 }
 

@@ -80,6 +80,7 @@ struct Up: AsyncParsableCommand {
         }
         config.dht.isServer = !noDHTServer
         try provider.apply(to: &config.market)
+        try provider.applyTunnel(to: &config)
         config.relay = try relayOptions.config(listen: listenEndpoint)
 
         let group = MultiThreadedEventLoopGroup.singleton
@@ -88,13 +89,31 @@ struct Up: AsyncParsableCommand {
         let host = NodeHost(
             instance: NodeInstance(identity: identity, config: config, now: clock.now, rng: &rng),
             eventLoop: group.next(), logger: logger, clock: clock, dataDirectory: directory)
+        // The tunnel's host changes: first undo what a crashed run left, then (provider) set up.
+        let tunnel = TunnelController(host: host, directory: directory, logger: logger)
+        await tunnel.recover()
+        if config.market.provide?.serviceType == "ip-tunnel", provider.tunnelDevice != "none" {
+            do {
+                try await tunnel.startProvider(
+                    interface: provider.tunnelDevice, pool: config.dialogue.server.pool,
+                    mtu: config.tunnel.directMTU,
+                    blocked: config.tunnel.egress.blocked.map(\.prefix).filter {
+                        if case .v4 = $0.address { true } else { false }
+                    }.map(\.description))
+            } catch {
+                await tunnel.stop()
+                throw CLIError(
+                    "umbra up: --provide ip-tunnel needs root (CAP_NET_ADMIN) to create its TUN device, forwarding "
+                        + "and NAT, or --tunnel-device none to only advertise: \(error)")
+            }
+        }
         let node = NodeService(
             host: host, listenHost: listenEndpoint.address.description, listenPort: Int(listenEndpoint.port),
-            logger: logger)
+            logger: logger, tunnel: tunnel)
         let control = ControlService(
             socketPath: directory.controlSocket,
             router: ControlRouter(
-                host: host,
+                host: host, tunnel: tunnel,
                 requestShutdown: {
                     // Same path as a signal, a moment later so the HTTP answer goes out first.
                     Task {

@@ -130,6 +130,10 @@ tn_netns_add() { # NET NS: record it, create it, mark it, bring lo up
     ip netns add "$2"
     ip -n "$2" link set lo alias "$TESTNET_MARK:$1"
     ip -n "$2" link set lo up
+    # Its own resolv.conf: `ip netns exec` bind-mounts /etc/netns/NS/* over /etc, so a process in
+    # the testnet that sets DNS (umbra connect --dns) changes this file, never the machine's.
+    mkdir -p "/etc/netns/$2"
+    echo "# tools/testnet $1: $2 (no resolver)" > "/etc/netns/$2/resolv.conf"
 }
 
 tn_sysctl() { # NS KEY=VALUE: set a per-namespace sysctl
@@ -542,7 +546,10 @@ tn_down() { # NET: idempotent; works from a partial state dir or none
         done
         ((alive == 0)) || kill -KILL "${pids[@]}" 2> /dev/null || true
     fi
-    for ns in "${namespaces[@]}"; do ip netns del "$ns" 2> /dev/null || true; done
+    for ns in "${namespaces[@]}"; do
+        ip netns del "$ns" 2> /dev/null || true
+        [[ $ns == "$net"-* && -d /etc/netns/$ns ]] && rm -rf "/etc/netns/${ns:?}"
+    done
 
     if [[ -d $state && -f $state/.umbra-testnet ]]; then rm -rf "$state"; fi
     if [[ -L $link ]]; then rm -f "$link"; fi

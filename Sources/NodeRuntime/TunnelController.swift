@@ -1,0 +1,167 @@
+// What the node changes on the host for the tunnel, and when it undoes it (docs/operations.md
+// "What the node changes on the host").
+//
+// - Provider (`--provide ip-tunnel`): at start, its TUN device, the pool's gateway address,
+//   IP forwarding and an nftables table (masquerade out of the uplink, nothing into the pool from
+//   outside, nothing from the pool to the host itself); undone at a clean stop.
+// - Consumer (`umbra connect`): the TUN device `umbra0` with the inner address, routes (whole
+//   traffic or split), host routes to the provider's and relays' endpoints via the old path,
+//   optionally DNS and the kill switch; undone by `umbra disconnect` and at a clean stop.
+// Every change is journalled (HostJournal) before it is made, one journal per role in the data
+// dir, so a node that starts after a crash first undoes what the dead process left behind.
+
+import Dialogue
+import Logging
+import Node
+import UmbraCore
+
+public actor TunnelController {
+    public enum Routes: Sendable, Equatable {
+        case full
+        case split([String])
+    }
+
+    public struct ConnectOptions: Sendable {
+        public var routes: Routes = .full
+        public var dns: [String] = []
+        public var killSwitch = false
+        public init() {}
+    }
+
+    /// The consumer tunnel as the host set it up.
+    public struct ConsumerState: Sendable {
+        public var provider: PublicKey
+        public var session: ClientSession
+        public var options: ConnectOptions
+        public var exempt: [IPAddress]
+        public var interface: String
+    }
+
+    public struct TunnelError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    public static let consumerInterface = "umbra0"
+    public static let providerInterface = "umbrap0"
+
+    private let host: NodeHost
+    private let directory: DataDirectory
+    private let logger: Logger
+    private let runner = HostCommand()
+    private var consumerHandle: ConsumerNetworkHandle?
+    private var providerHandle: ProviderNetworkHandle?
+    public private(set) var consumer: ConsumerState?
+
+    public init(host: NodeHost, directory: DataDirectory, logger: Logger) {
+        self.host = host
+        self.directory = directory
+        self.logger = logger
+    }
+
+    var consumerJournalPath: String { directory.path + "/tunnel-consumer.json" }
+    var providerJournalPath: String { directory.path + "/tunnel-provider.json" }
+
+    /// At node start: undoes what a crashed run left on the host (routes, DNS, firewall).
+    public func recover() {
+        for path in [consumerJournalPath, providerJournalPath] {
+            let report = HostJournal.recover(at: path, runner: runner)
+            if !report.undone.isEmpty || !report.failed.isEmpty {
+                logger.notice(
+                    "undid host changes left by a previous run",
+                    metadata: [
+                        "journal": "\(path)", "undone": "\(report.undone.count)", "failed": "\(report.failed.count)",
+                    ])
+            }
+            for failure in report.failed {
+                logger.error("could not undo a host change", metadata: ["change": "\(failure)"])
+            }
+        }
+    }
+
+    /// Provider: sets up the TUN device, forwarding and NAT for the address pool, and starts the
+    /// data plane on it.
+    public func startProvider(interface: String, pool: IPv4Network, mtu: Int, blocked: [String]) async throws {
+        let journal = try HostJournal(path: providerJournalPath)
+        var config = ProviderNetworkConfig()
+        config.tunName = interface
+        config.pool = pool.description
+        config.gateway = pool.gateway.description
+        config.mtu = mtu
+        config.blockedDestinations = blocked
+        let handle = try ProviderNetwork.up(config, journal: journal, runner: runner)
+        providerHandle = handle
+        try await host.attachDevice(handle.tun, mtu: mtu)
+        logger.info(
+            "provider tunnel up", metadata: ["interface": "\(handle.tun.name)", "pool": "\(pool)", "mtu": "\(mtu)"])
+    }
+
+    /// Consumer: sets up the host for `session` (an open dialogue) and routes packets through it.
+    public func connect(
+        session: ClientSession, exempt: [IPAddress], listenPort: UInt16, options: ConnectOptions
+    ) async throws {
+        if consumer != nil { await disconnect() }
+        let journal = try HostJournal(path: consumerJournalPath)
+        var config = ConsumerNetworkConfig()
+        config.tunName = Self.consumerInterface
+        config.innerAddress = session.grant.innerIPv4.address.description
+        config.mtu = Int(session.grant.mtu)
+        config.exempt = exempt.map(\.description)
+        switch options.routes {
+        case .full: config.routes = .full
+        case .split(let prefixes): config.routes = .split(prefixes)
+        }
+        config.dns = options.dns
+        config.killSwitch = options.killSwitch ? listenPort : nil
+        let handle = try ConsumerNetwork.up(config, journal: journal, runner: runner)
+        consumerHandle = handle
+        do {
+            try await host.attachDevice(handle.tun, mtu: Int(session.grant.mtu))
+            let now = host.clock.now
+            try await host.perform { instance, _, _ in
+                instance.attachTunnel(session, now: now)
+                return ((), [])
+            }
+        } catch {
+            try? handle.down()
+            consumerHandle = nil
+            throw error
+        }
+        consumer = ConsumerState(
+            provider: session.provider, session: session, options: options, exempt: exempt,
+            interface: handle.tun.name)
+        logger.info(
+            "tunnel up",
+            metadata: [
+                "provider": "\(NodeAddress(publicKey: session.provider))",
+                "inner": "\(session.grant.innerIPv4.address)", "interface": "\(handle.tun.name)",
+            ])
+    }
+
+    /// Consumer: detaches the data plane and restores routes, DNS and firewall exactly. Returns the
+    /// provider the tunnel went to (nil: no tunnel was up).
+    @discardableResult
+    public func disconnect() async -> PublicKey? {
+        let provider = consumer?.provider
+        _ = try? await host.perform { instance, _, _ in
+            instance.detachTunnel()
+            return ((), [])
+        }
+        if consumerHandle != nil { await host.detachDevice() }
+        do { try consumerHandle?.down() } catch {
+            logger.error("could not undo every host change of the tunnel", metadata: ["error": "\(error)"])
+        }
+        consumerHandle = nil
+        consumer = nil
+        return provider
+    }
+
+    /// At a clean stop: both roles undone.
+    public func stop() async {
+        await disconnect()
+        if providerHandle != nil { await host.detachDevice() }
+        do { try providerHandle?.down() } catch {
+            logger.error("could not undo every host change of the provider", metadata: ["error": "\(error)"])
+        }
+        providerHandle = nil
+    }
+}

@@ -1,0 +1,127 @@
+// The tunnel data plane's I/O (DESIGN §5): how IP packets move between the TUN device and the
+// node's UDP socket.
+//
+//   TUN ──read──> reader thread ──batch (≤ 64 packets, one buffer)──> event loop:
+//        each packet is routed and sealed by NodeInstance.tunnelOutbound straight into one
+//        ByteBuffer per batch; the datagrams go out as slices of it, flushed once per batch
+//        (NIO turns a flush of many datagrams into sendmmsg).
+//   UDP ──recvmmsg (NIO, 64 per read)──> event loop: each datagram is copied once into a scratch
+//        buffer and opened in place (NodeInstance.receive(datagram:)); a tunnel packet that may
+//        pass is written to the TUN device from there.
+//
+// Counters are assigned in order per peer because one thread (the event loop) seals. The reader
+// thread only does the read system calls, so on two cores the reads and the crypto overlap. At
+// most `maximumBatchesInFlight` batches wait for the event loop: when it falls behind, the reader
+// stops reading and the kernel's TUN queue absorbs (then drops) the excess, as a router would.
+// No allocation per packet: one buffer per batch on each side, slices of it for the datagrams.
+// (Not yet: TUN offloads with IFF_VNET_HDR, UDP GSO/GRO; see docs/benchmarks.md.)
+
+import Dispatch
+import Foundation
+import NIOConcurrencyHelpers
+import UmbraCore
+
+/// A packet device the pump reads from and writes to: the TUN device in the runtime.
+public protocol PacketDevice: AnyObject, Sendable {
+    /// Reads one packet; nil when none is waiting (non-blocking).
+    func read(into buffer: UnsafeMutableRawBufferPointer) -> Int?
+    /// Writes one packet; false when the device refused it.
+    @discardableResult func write(_ packet: UnsafeRawBufferPointer) -> Bool
+    /// Waits until a packet can be read or the timeout passes.
+    func waitReadable(timeoutMilliseconds: Int32) -> Bool
+}
+
+/// Up to `capacity` packets read from the TUN device into one buffer. Each slot starts with the
+/// tunnel frame's channel byte so a packet is a ready frame, sealed without a copy.
+final class PacketBatch: @unchecked Sendable {
+    // @unchecked: filled by the reader thread, then handed over (and only read) on the event loop.
+    let slotSize: Int
+    let capacity: Int
+    private let storage: UnsafeMutableRawBufferPointer
+    private(set) var lengths: [Int]
+
+    init(slotSize: Int, capacity: Int, channel: UInt8) {
+        self.slotSize = slotSize
+        self.capacity = capacity
+        storage = .allocate(byteCount: slotSize * capacity, alignment: 16)
+        lengths = []
+        lengths.reserveCapacity(capacity)
+        for slot in 0..<capacity { storage[slot * slotSize] = channel }
+    }
+
+    deinit { storage.deallocate() }
+
+    var count: Int { lengths.count }
+
+    /// Reads the next packet from `device` into the next slot; false when none is waiting or the
+    /// batch is full.
+    func readNext(from device: any PacketDevice) -> Bool {
+        guard lengths.count < capacity else { return false }
+        let start = lengths.count * slotSize
+        let body = UnsafeMutableRawBufferPointer(rebasing: storage[(start + 1)..<(start + slotSize)])
+        guard let length = device.read(into: body) else { return false }
+        // A packet that filled the slot may have been truncated: larger than any MTU we set.
+        if length > 0 && length < slotSize - 1 { lengths.append(length) }
+        return true
+    }
+
+    /// The tunnel frame in slot `index`: channel byte, then the packet.
+    func frame(_ index: Int) -> UnsafeRawBufferPointer {
+        let start = index * slotSize
+        return UnsafeRawBufferPointer(rebasing: storage[start..<(start + 1 + lengths[index])])
+    }
+}
+
+/// The reader thread: reads batches from the device and hands them to `deliver` (which runs the
+/// batch on the event loop and calls `finished()` when done with it).
+final class TunnelReader: @unchecked Sendable {
+    // @unchecked: `stopped` is behind a lock, the semaphore is thread safe, the rest is immutable.
+    static let maximumBatchesInFlight = 8
+    let device: any PacketDevice
+    let slotSize: Int
+    let batchCapacity: Int
+    private let stopped = NIOLockedValueBox(false)
+    private let credits = DispatchSemaphore(value: TunnelReader.maximumBatchesInFlight)
+    private let done = DispatchSemaphore(value: 0)
+
+    init(device: any PacketDevice, mtu: Int, batchCapacity: Int = 64) {
+        self.device = device
+        // Room for the channel byte, the largest packet, and one byte to detect truncation.
+        self.slotSize = max(mtu, 1280) + 2
+        self.batchCapacity = batchCapacity
+    }
+
+    /// Starts the thread.
+    func start(deliver: @escaping @Sendable (PacketBatch) -> Void) {
+        let thread = Thread { [self] in
+            run(deliver: deliver)
+            done.signal()
+        }
+        thread.start()
+    }
+
+    /// Stops the thread and waits (at most a second) for it to leave its loop.
+    func stop() {
+        stopped.withLockedValue { $0 = true }
+        _ = done.wait(timeout: .now() + .seconds(1))
+    }
+
+    /// The event loop is done with a batch.
+    func finished() { credits.signal() }
+
+    private func run(deliver: @escaping @Sendable (PacketBatch) -> Void) {
+        while !stopped.withLockedValue({ $0 }) {
+            guard device.waitReadable(timeoutMilliseconds: 100) else { continue }
+            // Wait for the event loop to catch up (bounded, so a stop is noticed).
+            guard credits.wait(timeout: .now() + .milliseconds(100)) == .success else { continue }
+            let batch = PacketBatch(slotSize: slotSize, capacity: batchCapacity, channel: 0x50)
+            var reads = 0
+            while reads < 2 * batchCapacity, batch.readNext(from: device) { reads += 1 }
+            if batch.count == 0 {
+                credits.signal()
+                continue
+            }
+            deliver(batch)
+        }
+    }
+}

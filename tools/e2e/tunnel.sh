@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# End-to-end tunnel (`umbra connect`) with real `umbra up` processes in tools/testnet: network
+# namespaces, nftables NATs, real TUN devices, routes and firewalls.
+#   relay1 relays; pub1 (public) provides ip-tunnel in DE; h1 (behind an EIM NAT) provides it in NL;
+#   h2 (EIM NAT) and h3 (symmetric NAT) are consumers; web is the "internet" web host (GET /ip
+#   answers the client's address as the web host sees it).
+# Checks:
+#   - h2 connects by country (DE -> pub1, direct): curl from h2's namespace reaches web, and web saw
+#     pub1's public address; `umbra status` shows the tunnel with bytes both ways.
+#   - a forged source address, the metadata address and the provider's private network get nothing
+#     through (counted by the provider's egress policy).
+#   - `umbra disconnect` restores routes, rules, addresses, firewall and DNS exactly (compared).
+#   - h3 (symmetric NAT) connects to NL -> h1 behind NAT: the path is relayed, curl works, web saw
+#     h1's public address; disconnect restores.
+#   - SIGKILL of the connected consumer node (with DNS and kill switch set), then a restart: the
+#     node undoes the leftovers; the host is exactly as before.
+#   - kill switch on, provider killed: nothing from h2 reaches web (web's log is checked); after
+#     disconnect h2 reaches web directly again.
+# Needs root and a debug build; about 90 s. Prints PASS/FAIL lines and "tunnel e2e: N/M passed".
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+source tools/lib/natnet.sh
+
+NET=tu$(printf '%x' $$ | tail -c 6)
+WORK=$(mktemp -d /tmp/umbra-tunnel-e2e.XXXXXX)
+cleanup() {
+    natnet_down
+    if ((failed > 0)); then
+        for log in "$(tools/testnet dir "$NET" 2> /dev/null)"/logs/*.log; do
+            [[ -f $log ]] && cp "$log" "$WORK/"
+        done
+        echo "tunnel e2e: logs kept in $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+}
+passed=0
+failed=0
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+check() { # NAME COMMAND…
+    local name=$1
+    shift
+    if "$@"; then
+        passed=$((passed + 1)); echo "PASS $name ($SECONDS s)"
+    else
+        failed=$((failed + 1)); echo "FAIL $name ($SECONDS s)"
+    fi
+}
+wait_until() { # SECONDS COMMAND… -> status 0 once COMMAND succeeds
+    local deadline=$((SECONDS + $1))
+    shift
+    while ((SECONDS < deadline)); do "$@" && return 0; sleep 0.25; done
+    return 1
+}
+in_ns() { # HOST COMMAND…: runs COMMAND in the host's namespace (with its /etc/netns files)
+    local host=$1
+    shift
+    tools/testnet exec "$NET" "$host" -- "$@"
+}
+host_state() { # HOST -> everything the tunnel may change on the host, as text
+    local host=$1 ns
+    ns=$(tools/testnet ns "$NET" "$host")
+    echo "## routes"; ip -n "$ns" route show table all | grep -v '^local\|^broadcast\|^multicast\|fe80::\|ff00::' | sort
+    echo "## rules"; ip -n "$ns" rule show
+    echo "## links"; ip -n "$ns" -o link show | awk '{print $2}' | sort
+    echo "## addresses"; ip -n "$ns" -o addr show | awk '{print $2, $3, $4}' | sort
+    echo "## nftables"; ip netns exec "$ns" nft list ruleset
+    echo "## resolv.conf"; cat "/etc/netns/$ns/resolv.conf"
+}
+web_ip() { # HOST -> the address web sees for an HTTP request from HOST (empty on failure)
+    in_ns "$1" curl -s --max-time "${2:-5}" "http://$WEB/ip" 2> /dev/null
+}
+tunnel_json() { # HOST PYTHON-EXPR(t = the tunnel part of the status) -> its value
+    natnet_cli "$1" status --json 2> /dev/null | python3 -c "import json,sys; t=json.load(sys.stdin).get('tunnel') or {}; print($2)" 2> /dev/null
+}
+has_proposal() { natnet_cli "$1" proposals --country "$2" 2> /dev/null | grep -q "$3"; }
+connect() { # HOST ARGS… -> connects, keeps the report in $WORK/connect-HOST.txt
+    local host=$1
+    shift
+    natnet_cli "$host" connect "$@" > "$WORK/connect-$host.txt" 2>&1
+    local status=$?
+    sed 's/^/     /' "$WORK/connect-$host.txt"
+    return $status
+}
+same_state() { # FILE-BEFORE HOST -> status 0 when the host's state is unchanged (else prints the diff)
+    local now
+    now=$(host_state "$2")
+    if [[ $now == "$(< "$1")" ]]; then return 0; fi
+    diff <(cat "$1") <(echo "$now") | sed 's/^/     /'
+    return 1
+}
+restart_consumer() { natnet_start "$1"; wait_until 10 natnet_cli "$1" status > /dev/null 2>&1; }
+
+[[ $(id -u) -eq 0 ]] || { echo "tunnel e2e: needs root"; exit 1; }
+[[ -x $UMBRA ]] || { echo "tunnel e2e: build first ($UMBRA is missing)"; exit 1; }
+[[ -c /dev/net/tun ]] || { echo "tunnel e2e: /dev/net/tun is missing"; exit 1; }
+natnet_up "$NET" "$WORK" || { cat "$WORK/testnet-up.log"; echo "FAIL testnet up"; exit 1; }
+WEB=$(tools/testnet addr "$NET" web)
+PUB1_PUBLIC=$(tools/testnet public "$NET" pub1)
+H1_PUBLIC=$(tools/testnet public "$NET" h1)
+H2_PUBLIC=$(tools/testnet public "$NET" h2)
+PUB1=$(natnet_address pub1)
+H1=$(natnet_address h1)
+
+natnet_start relay1 --relay --reachability public
+natnet_start relay2 --reachability public
+natnet_start pub1 --reachability public --provide ip-tunnel --country DE --price-gib 100000
+sleep 1
+natnet_start h1 --provide ip-tunnel --country NL --price-gib 100000
+for host in h2 h3; do natnet_start "$host"; done
+check "h2 holds pub1's DE proposal" wait_until 20 has_proposal h2 DE "$PUB1"
+check "h3 holds h1's NL proposal (with its relay as contact)" wait_until 25 has_proposal h3 NL "$H1"
+check "before connecting, web sees h2 at its NAT's public address" test "$(web_ip h2)" = "$H2_PUBLIC"
+host_state h2 > "$WORK/h2-before.txt"
+host_state h3 > "$WORK/h3-before.txt"
+
+# --- h2 (EIM NAT) -> pub1 by country, direct ---------------------------------------------------
+check "h2: umbra connect --country DE" connect h2 --country DE
+check "h2 -> web through the tunnel: web saw pub1's public address ($PUB1_PUBLIC)" \
+    test "$(web_ip h2)" = "$PUB1_PUBLIC"
+check "web's access log shows the request from $PUB1_PUBLIC" \
+    grep -q " $PUB1_PUBLIC " "$(tools/testnet dir "$NET")/logs/web-access.log"
+check "h2's status: connected to pub1, direct, bytes both ways" \
+    test "$(tunnel_json h2 "t['state'] == 'connected' and t['consumer']['path'] == 'direct' and t['consumer']['sent']['bytes'] > 0 and t['consumer']['received']['bytes'] > 0")" = True
+check "pub1's status: serving h2 with bytes both ways" \
+    test "$(tunnel_json pub1 "len(t['served']) == 1 and t['served'][0]['received']['bytes'] > 0 and t['served'][0]['sent']['bytes'] > 0")" = True
+
+# Forged source, metadata, the provider's private side: nothing through, each counted.
+inner=$(tunnel_json h2 "t['consumer']['inner_address']")
+forged=${inner%.*}.$(( (${inner##*.} + 100) % 250 + 2 ))
+ns2=$(tools/testnet ns "$NET" h2)
+ip -n "$ns2" addr add "$forged/32" dev umbra0
+in_ns h2 curl -s --max-time 2 --interface "$forged" "http://$WEB/ip" > /dev/null 2>&1
+ip -n "$ns2" addr del "$forged/32" dev umbra0
+in_ns h2 curl -s --max-time 2 "http://169.254.169.254/" > /dev/null 2>&1
+in_ns h2 curl -s --max-time 2 "http://10.182.0.1/" > /dev/null 2>&1
+check "a forged source address is dropped by the provider (egress_spoofed_source)" \
+    test "$(tunnel_json pub1 "t['drops'].get('egress_spoofed_source', 0) > 0")" = True
+check "the metadata address 169.254.169.254 is dropped (egress_blocked_destination_metadata)" \
+    test "$(tunnel_json pub1 "t['drops'].get('egress_blocked_destination_metadata', 0) > 0")" = True
+check "the provider's own pool network is dropped (egress_blocked_destination_private)" \
+    test "$(tunnel_json pub1 "t['drops'].get('egress_blocked_destination_private', 0) > 0")" = True
+
+check "h2: umbra disconnect" natnet_cli h2 disconnect
+check "after disconnect h2's routes, rules, links, firewall and DNS are exactly as before" \
+    same_state "$WORK/h2-before.txt" h2
+check "after disconnect web sees h2 at its own public address again" test "$(web_ip h2)" = "$H2_PUBLIC"
+
+# --- h3 (symmetric NAT) -> h1 (behind EIM NAT): relayed ---------------------------------------
+check "h3: umbra connect --country NL (h1, behind NAT)" connect h3 --country NL
+check "h3's tunnel is relayed" test "$(tunnel_json h3 "t['consumer']['path'].startswith('relayed')")" = True
+check "h3 -> web through the relayed tunnel: web saw h1's public address ($H1_PUBLIC)" \
+    wait_until 5 test "$(web_ip h3)" = "$H1_PUBLIC"
+in_ns h3 curl -s --max-time 2 "http://$(tools/testnet addr "$NET" h1 | sed 's/\.[0-9]*$/.1/')/" > /dev/null 2>&1
+check "h1's own LAN (its router) is unreachable for its consumer (egress_blocked_destination_private)" \
+    test "$(tunnel_json h1 "t['drops'].get('egress_blocked_destination_private', 0) > 0")" = True
+check "h3: umbra disconnect" natnet_cli h3 disconnect
+check "after disconnect h3's host state is exactly as before" same_state "$WORK/h3-before.txt" h3
+
+# --- crash: SIGKILL while connected with DNS and kill switch, then restart ----------------------
+check "h2: connect with --dns 9.9.9.9 --kill-switch" connect h2 --country DE --dns 9.9.9.9 --kill-switch
+check "h2's resolv.conf names 9.9.9.9 while connected" grep -q 9.9.9.9 "/etc/netns/$ns2/resolv.conf"
+natnet_stop h2
+check "after SIGKILL the kill switch is still in place (nothing leaks while the node is dead)" \
+    ip netns exec "$ns2" nft list table inet umbra_killswitch
+restart_consumer h2
+check "a restarted node undoes what the dead one left: h2's host state is exactly as before" \
+    wait_until 5 same_state "$WORK/h2-before.txt" h2
+
+# --- kill switch: provider killed, nothing leaks -----------------------------------------------
+wait_until 20 has_proposal h2 DE "$PUB1"
+check "h2: connect --kill-switch" connect h2 --country DE --kill-switch
+check "h2 -> web through the tunnel" test "$(web_ip h2)" = "$PUB1_PUBLIC"
+natnet_stop pub1
+log="$(tools/testnet dir "$NET")/logs/web-access.log"
+lines_before=$(wc -l < "$log")
+leaked=0
+for _ in 1 2 3; do
+    [[ -n $(web_ip h2 2) ]] && leaked=1
+    in_ns h2 ping -c 1 -W 1 "$WEB" > /dev/null 2>&1 && leaked=1
+done
+check "kill switch, provider dead: no answer from web for h2" test "$leaked" = 0
+check "kill switch, provider dead: web's log has nothing new" test "$(wc -l < "$log")" = "$lines_before"
+check "h2: disconnect" natnet_cli h2 disconnect
+check "after disconnect h2 reaches web directly again" test "$(web_ip h2)" = "$H2_PUBLIC"
+check "and its host state is exactly as before" same_state "$WORK/h2-before.txt" h2
+
+echo "tunnel e2e: $passed/$((passed + failed)) passed"
+((failed == 0))
