@@ -74,7 +74,9 @@ public enum ConsumerNetwork {
 
     /// Sets up the consumer's host network (see the file header). On failure, rolls back what it did
     /// and throws; on success the caller owns the handle and must call `down()`.
-    public static func up(_ config: ConsumerNetworkConfig, journal: HostJournal, runner: HostCommand)
+    public static func up(
+        _ config: ConsumerNetworkConfig, journal: HostJournal, runner: HostCommand
+    )
         throws(HostNetworkError) -> ConsumerNetworkHandle
     {
         // Validate everything before changing anything.
@@ -116,7 +118,8 @@ public enum ConsumerNetwork {
                 }
                 if let port = config.killSwitch {
                     try setup.change(undo: .deleteNftTable(family: "inet", name: killSwitchTable)) {
-                        try runner.run(["nft", "-f", "-"], input: Array(killSwitchRules(tun: tun.name, port: port).utf8))
+                        try runner.run(
+                            ["nft", "-f", "-"], input: Array(killSwitchRules(tun: tun.name, port: port).utf8))
                     }
                 }
                 for network in tunnelRoutes {

@@ -53,7 +53,9 @@ public struct HostCommand: Sendable {
 
     /// Runs `argv` and returns its output whatever its exit status; throws only if it could not be
     /// started or timed out.
-    public func runAllowingFailure(_ argv: [String], input: [UInt8] = []) throws(HostCommandError)
+    public func runAllowingFailure(
+        _ argv: [String], input: [UInt8] = []
+    ) throws(HostCommandError)
         -> HostCommandOutput
     {
         let argv = effectiveArgv(argv)
@@ -77,7 +79,9 @@ public struct HostCommand: Sendable {
         return nil
     }
 
-    private static func spawn(path: String, argv: [String], input: [UInt8], timeoutMilliseconds: Int32)
+    private static func spawn(
+        path: String, argv: [String], input: [UInt8], timeoutMilliseconds: Int32
+    )
         throws(HostCommandError) -> HostCommandOutput
     {
         // [child's end, parent's end] of stdin; [read end, write end] of stdout and stderr.

@@ -81,7 +81,9 @@ public struct HostRollbackReport: Sendable, CustomStringConvertible {
         var lines: [String] = []
         for action in undone { lines.append("undid: \(action)") }
         for action in alreadyGone { lines.append("already gone: \(action)") }
-        for (action, reason) in failed { lines.append("FAILED (kept in the journal for the next start): \(action): \(reason)") }
+        for (action, reason) in failed {
+            lines.append("FAILED (kept in the journal for the next start): \(action): \(reason)")
+        }
         if let journalError { lines.append("journal: \(journalError)") }
         return lines.isEmpty ? "nothing to undo" : lines.joined(separator: "\n")
     }

@@ -19,7 +19,9 @@ public struct IPv4Prefix: Hashable, Sendable, CustomStringConvertible {
         guard parts.count <= 2, case .v4(let address)? = IPAddress(parsingIPv4: parts[0]) else { return nil }
         var length = 32
         if parts.count == 2 {
-            guard let value = Int(parts[1]), (0...32).contains(value), parts[1].allSatisfy(\.isASCII) else {
+            guard let value = Int(parts[1]), (0...32).contains(value),
+                parts[1].allSatisfy({ $0.isASCII && $0.isNumber })
+            else {
                 return nil
             }
             length = value

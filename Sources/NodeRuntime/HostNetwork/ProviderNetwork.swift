@@ -63,7 +63,9 @@ public enum ProviderNetwork {
 
     /// Sets up the provider's host network (see the file header). On failure, rolls back what it did
     /// and throws; on success the caller owns the handle and must call `down()`.
-    public static func up(_ config: ProviderNetworkConfig, journal: HostJournal, runner: HostCommand)
+    public static func up(
+        _ config: ProviderNetworkConfig, journal: HostJournal, runner: HostCommand
+    )
         throws(HostNetworkError) -> ProviderNetworkHandle
     {
         try HostNetworkSetup.checkNamespace(config.namespace, runner: runner)
@@ -111,7 +113,8 @@ public enum ProviderNetwork {
     static func firewallRules(tun: String, pool: IPv4Prefix, blocked: [IPv4Prefix]) -> String {
         let blockRule =
             blocked.isEmpty
-            ? "" : "        iifname \"\(tun)\" ip daddr { \(blocked.map(\.description).joined(separator: ", ")) } drop\n"
+            ? ""
+            : "        iifname \"\(tun)\" ip daddr { \(blocked.map(\.description).joined(separator: ", ")) } drop\n"
         return """
             table ip \(table)
             delete table ip \(table)

@@ -125,7 +125,8 @@ public final class TunDevice: Sendable {
         let job = Job {
             let nsfd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
             guard nsfd >= 0 else {
-                return .failure(.namespace(namespace, reason: "cannot open \(path): \(String(cString: strerror(errno)))"))
+                return .failure(
+                    .namespace(namespace, reason: "cannot open \(path): \(String(cString: strerror(errno)))"))
             }
             defer { Glibc.close(nsfd) }
             guard setNamespace(nsfd, cloneNewNet) == 0 else {
@@ -145,7 +146,8 @@ public final class TunDevice: Sendable {
             }, context)
         guard created == 0 else {
             Unmanaged<Job>.fromOpaque(context).release()
-            return .failure(.namespace(namespace, reason: "cannot start a thread: \(String(cString: strerror(created)))"))
+            return .failure(
+                .namespace(namespace, reason: "cannot start a thread: \(String(cString: strerror(created)))"))
         }
         pthread_join(thread, nil)
         return job.result
