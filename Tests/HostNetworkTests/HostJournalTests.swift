@@ -110,6 +110,13 @@ struct HostJournalTests {
         #expect(read(path) == "{ not json")
     }
 
+    @Test func aDanglingSymlinkIsNotJournaledAsAMissingFile() throws {
+        let directory = try temporaryDirectory()
+        defer { remove(directory) }
+        #expect(symlink(directory + "/missing-target", directory + "/resolv.conf") == 0)
+        #expect(throws: HostJournalError.self) { _ = try HostUndoAction.restoring(file: directory + "/resolv.conf") }
+    }
+
     @Test func noJournalMeansNothingToRecover() {
         let report = HostJournal.recover(at: "/nonexistent-umbra-dir/tunnel-host.json", runner: HostCommand())
         #expect(report.isComplete && report.undone.isEmpty)

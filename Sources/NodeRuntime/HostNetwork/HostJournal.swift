@@ -49,12 +49,19 @@ public enum HostUndoAction: Codable, Equatable, Sendable, CustomStringConvertibl
     }
 
     /// A `.restoreFile` for the file's current state.
+    /// Refuses a dangling symlink: writing would create its target, and undoing that by removing
+    /// `path` would remove the link instead.
     public static func restoring(file path: String) throws(HostJournalError) -> HostUndoAction {
+        var link = stat()
+        var target = stat()
+        if lstat(path, &link) == 0, link.st_mode & S_IFMT == S_IFLNK, stat(path, &target) != 0 {
+            throw .cannotReadFile(path: path, reason: "it is a symbolic link to a missing file")
+        }
         switch HostFiles.read(path) {
         case .success(let bytes?):
-            .restoreFile(path: path, previousContentsBase64: Data(bytes).base64EncodedString(), existed: true)
+            return .restoreFile(path: path, previousContentsBase64: Data(bytes).base64EncodedString(), existed: true)
         case .success(nil):
-            .restoreFile(path: path, previousContentsBase64: "", existed: false)
+            return .restoreFile(path: path, previousContentsBase64: "", existed: false)
         case .failure(let error):
             throw .cannotReadFile(path: path, reason: error.reason)
         }

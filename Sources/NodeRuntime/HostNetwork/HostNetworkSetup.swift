@@ -83,7 +83,9 @@ struct HostNetworkSetup {
         do {
             return try body()
         } catch {
-            try journal.discard(undo, scope: scope)
+            // If even this write fails the entry stays; undoing a change that never happened is
+            // tolerated, and the change's own error is the one worth reporting.
+            try? journal.discard(undo, scope: scope)
             throw error
         }
     }
