@@ -88,6 +88,31 @@ struct ConsumerNetworkTests {
         #expect(
             reply
                 == EchoPacket(source: Self.inner, destination: "10.99.0.1", isRequest: false, identifier: 0x4242))
+
+        // A batch: three probes in, three replies out through readBatch.
+        for sequence in 1...3 {
+            let probe = EchoPacket(
+                source: "10.99.0.1", destination: Self.inner, isRequest: true, identifier: 0x4343,
+                sequence: UInt16(sequence))
+            #expect(handle.tun.write(probe.encoded()))
+        }
+        let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: 8 * 2048, alignment: 16)
+        defer { storage.deallocate() }
+        let buffers = (0..<8).map { UnsafeMutableRawBufferPointer(rebasing: storage[$0 * 2048..<($0 + 1) * 2048]) }
+        var replies: [UInt16] = []
+        let deadline = ContinuousClock.now + .seconds(2)
+        while replies.count < 3, ContinuousClock.now < deadline {
+            guard handle.tun.waitReadable(timeoutMilliseconds: 100) else { continue }
+            var sizes: [Int] = []
+            let count = handle.tun.readBatch(into: buffers, sizes: &sizes)
+            for index in 0..<count {
+                let bytes = Array(buffers[index][0..<sizes[index]])
+                if let packet = EchoPacket(parsing: bytes[...]), packet.identifier == 0x4343 {
+                    replies.append(packet.sequence)
+                }
+            }
+        }
+        #expect(replies == [1, 2, 3])
     }
 
     @Test func crashRecoveryRestoresTheHost() throws {
