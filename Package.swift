@@ -111,6 +111,7 @@ let package = Package(
         .testTarget(name: "DialogueTests", dependencies: ["Dialogue", "UmbraCore"], swiftSettings: strict),
         .testTarget(
             name: "SessionsTests", dependencies: ["Sessions", "UmbraCore", "UmbraCrypto"], swiftSettings: strict),
+        .testTarget(name: "HostNetworkTests", dependencies: ["NodeRuntime", "UmbraCore"], swiftSettings: strict),
         .testTarget(
             name: "NodeTests",
             dependencies: [

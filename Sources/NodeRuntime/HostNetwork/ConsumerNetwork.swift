@@ -1,0 +1,232 @@
+// The consumer's side of the tunnel on the host: what `up` changes, in this order, and how each
+// change is undone (every undo action is journaled in HostJournal, scope "consumer", before the
+// change is made):
+//
+//   1. TUN device `umbra0` (TunDevice, non-persistent)             undo: ip link del umbra0
+//      ip addr add INNER/32 dev umbra0; ip link set dev umbra0 mtu MTU up   (go with the device)
+//   2. per exempt underlay IP (the provider's or relay's endpoint), before any tunnel route exists:
+//      `ip -j route get IP` → gateway, dev; ip route add IP/32 via GW dev DEV (no gateway: dev DEV)
+//                                                                   undo: ip route del (same route)
+//   3. kill switch (optional): nft table inet umbra_killswitch, an output chain with policy drop
+//      accepting oifname "lo", oifname "umbra0" and udp sport LISTEN_PORT (the overlay socket)
+//                                                                   undo: nft delete table inet umbra_killswitch
+//   4. routes: full → ip route add 0.0.0.0/1 dev umbra0; ip route add 128.0.0.0/1 dev umbra0
+//      (more specific than any default route, which stays untouched); split → one route per CIDR
+//                                                                   undo: ip route del CIDR dev umbra0
+//   5. DNS (optional): /etc/resolv.conf rewritten IN PLACE (truncate + write, never rename: under
+//      `ip netns exec` it is a bind mount of /etc/netns/NS/resolv.conf, and a rename would replace
+//      the mount point's directory entry, not the file the namespace sees; a symlinked file, e.g.
+//      systemd-resolved's stub, is written through the link)   undo: the old bytes written back
+//
+// The exempt routes come first so the underlay path is pinned before the tunnel routes would
+// capture it; the kill switch comes before the tunnel routes so no packet leaks in between. The
+// TUN's own addresses and routes vanish with the device, so after a crash the kernel has already
+// removed most of it; the exempt routes, the kill switch table and resolv.conf are what `recover`
+// really repairs.
+
+#if os(Linux)
+import Foundation
+import UmbraCore
+
+public struct ConsumerNetworkConfig: Sendable {
+    public enum Routes: Equatable, Sendable {
+        /// Everything: 0.0.0.0/1 and 128.0.0.0/1 into the tunnel.
+        case full
+        /// Only these IPv4 networks (CIDR strings) into the tunnel.
+        case split([String])
+    }
+
+    public var tunName: String
+    /// The consumer's address inside the tunnel, assigned by the provider; put on the TUN as /32.
+    public var innerAddress: IPAddress
+    public var mtu: Int
+    /// Underlay IPs that must keep their current path (the provider's or relay's endpoints).
+    public var exempt: [IPAddress]
+    public var routes: Routes
+    /// Name servers for resolv.conf while the tunnel is up; empty leaves DNS alone.
+    public var dns: [String]
+    public var resolvConfPath: String
+    /// The overlay's UDP listen port; when set, nothing else may leave outside the tunnel.
+    public var killSwitch: UInt16?
+    /// A network namespace (/var/run/netns/NAME) to do all of it in; must match the runner's.
+    public var namespace: String?
+
+    public init(
+        innerAddress: IPAddress, tunName: String = "umbra0", mtu: Int = 1420, exempt: [IPAddress] = [],
+        routes: Routes = .full, dns: [String] = [], resolvConfPath: String = "/etc/resolv.conf",
+        killSwitch: UInt16? = nil, namespace: String? = nil
+    ) {
+        self.innerAddress = innerAddress
+        self.tunName = tunName
+        self.mtu = mtu
+        self.exempt = exempt
+        self.routes = routes
+        self.dns = dns
+        self.resolvConfPath = resolvConfPath
+        self.killSwitch = killSwitch
+        self.namespace = namespace
+    }
+}
+
+public enum ConsumerNetwork {
+    public static let journalScope = "consumer"
+    public static let killSwitchTable = "umbra_killswitch"
+
+    /// Sets up the consumer's host network (see the file header). On failure, rolls back what it did
+    /// and throws; on success the caller owns the handle and must call `down()`.
+    public static func up(
+        _ config: ConsumerNetworkConfig, journal: HostJournal, runner: HostCommand
+    )
+        throws(HostNetworkError) -> ConsumerNetworkHandle
+    {
+        // Validate everything before changing anything.
+        try HostNetworkSetup.checkNamespace(config.namespace, runner: runner)
+        try HostNetworkSetup.checkInterfaceName(config.tunName)
+        try HostNetworkSetup.checkMTU(config.mtu)
+        guard case .v4 = config.innerAddress else {
+            throw .invalidConfiguration("the inner address \(config.innerAddress) is not IPv4")
+        }
+        let tunnelRoutes: [String]
+        switch config.routes {
+        case .full: tunnelRoutes = ["0.0.0.0/1", "128.0.0.0/1"]
+        case .split(let networks):
+            tunnelRoutes = try networks.map { text throws(HostNetworkError) in
+                guard let prefix = IPv4Prefix(parsing: text) else {
+                    throw .invalidConfiguration("split route \"\(text)\" is not an IPv4 CIDR like 10.0.0.0/8")
+                }
+                return prefix.description
+            }
+        }
+        let nameServers = try config.dns.map { text throws(HostNetworkError) in
+            guard let address = IPAddress(parsing: text) else {
+                throw .invalidConfiguration("DNS server \"\(text)\" is not an IP address")
+            }
+            return address.description
+        }
+
+        let setup = HostNetworkSetup(journal: journal, runner: runner, scope: journalScope)
+        let name = config.tunName
+        let tun = try setup.atomically {
+            let tun = try setup.change(undo: .deleteLink(name: name)) {
+                try TunDevice.open(name: name, namespace: config.namespace)
+            }
+            do {
+                try runner.run(["ip", "addr", "add", "\(config.innerAddress)/32", "dev", tun.name])
+                try runner.run(["ip", "link", "set", "dev", tun.name, "mtu", "\(config.mtu)", "up"])
+                for address in config.exempt {
+                    try addExemptRoute(address, tunName: tun.name, setup: setup)
+                }
+                if let port = config.killSwitch {
+                    try setup.change(undo: .deleteNftTable(family: "inet", name: killSwitchTable)) {
+                        try runner.run(
+                            ["nft", "-f", "-"], input: Array(killSwitchRules(tun: tun.name, port: port).utf8))
+                    }
+                }
+                for network in tunnelRoutes {
+                    let route = [network, "dev", tun.name]
+                    try setup.change(undo: .deleteRoute(argv: ["ip", "route", "del"] + route)) {
+                        try runner.run(["ip", "route", "add"] + route)
+                    }
+                }
+                if !nameServers.isEmpty {
+                    let path = config.resolvConfPath
+                    try setup.change(undo: try HostUndoAction.restoring(file: path)) {
+                        if let failure = HostFiles.writeInPlace(path, Array(resolvConf(nameServers).utf8)) {
+                            throw HostChangeError(failure)
+                        }
+                    }
+                }
+            } catch {
+                tun.close()  // before the rollback, so the link is gone when `ip link del` runs
+                throw error
+            }
+            return tun
+        }
+        return ConsumerNetworkHandle(tun: tun, config: config, journal: journal, runner: runner)
+    }
+
+    /// The nftables script for the kill switch; replaces a leftover table of the same name atomically.
+    public static func killSwitchRules(tun: String, port: UInt16) -> String {
+        """
+        table inet \(killSwitchTable)
+        delete table inet \(killSwitchTable)
+        table inet \(killSwitchTable) {
+            chain output {
+                type filter hook output priority filter; policy drop;
+                oifname "lo" accept
+                oifname "\(tun)" accept
+                udp sport \(port) accept
+            }
+        }
+
+        """
+    }
+
+    static func resolvConf(_ nameServers: [String]) -> String {
+        "# written by umbra while the tunnel is up; the previous file is put back when it goes down\n"
+            + nameServers.map { "nameserver \($0)\n" }.joined()
+    }
+
+    /// `ip -j route get IP` as the kernel answers it today, pinned as a host route.
+    private static func addExemptRoute(_ address: IPAddress, tunName: String, setup: HostNetworkSetup) throws {
+        let runner = setup.runner
+        let output = try runner.run(["ip", "-j", "route", "get", address.description])
+        let decoded: [RouteLookup]
+        do {
+            decoded = try JSONDecoder().decode([RouteLookup].self, from: Data(output.standardOutput))
+        } catch {
+            throw HostChangeError("cannot parse `ip -j route get \(address)` output (\(error)): \(output.outputText)")
+        }
+        guard let lookup = decoded.first, let device = lookup.dev else {
+            throw HostChangeError("the kernel has no route to the exempt address \(address)")
+        }
+        // A local address needs no route; one already routed into the tunnel means a stale setup.
+        if lookup.type == "local" || device == "lo" { return }
+        guard device != tunName else {
+            throw HostChangeError(
+                "the exempt address \(address) is already routed into \(tunName); is an old tunnel still up?")
+        }
+        let hostPrefix = if case .v4 = address { "/32" } else { "/128" }
+        var route = [address.description + hostPrefix]
+        if let gateway = lookup.gateway { route += ["via", gateway] }
+        route += ["dev", device]
+        do {
+            try setup.change(undo: .deleteRoute(argv: ["ip", "route", "del"] + route)) {
+                try runner.run(["ip", "route", "add"] + route)
+            }
+        } catch let error as HostCommandError where error.standardError.contains("File exists") {
+            return  // the host already pins this address; leave its route alone
+        }
+    }
+
+    private struct RouteLookup: Decodable {
+        var type: String?
+        var dst: String?
+        var gateway: String?
+        var dev: String?
+    }
+}
+
+/// A consumer tunnel that is up. `down()` closes the TUN and undoes every host change.
+public final class ConsumerNetworkHandle: Sendable {
+    public let tun: TunDevice
+    public let config: ConsumerNetworkConfig
+    private let journal: HostJournal
+    private let runner: HostCommand
+
+    init(tun: TunDevice, config: ConsumerNetworkConfig, journal: HostJournal, runner: HostCommand) {
+        self.tun = tun
+        self.config = config
+        self.journal = journal
+        self.runner = runner
+    }
+
+    /// Closes the TUN (the kernel drops its addresses and routes) and rolls back the journal's
+    /// consumer entries. Undo actions that failed stay journaled for `HostJournal.recover`.
+    @discardableResult
+    public func down() -> HostRollbackReport {
+        tun.close()
+        return journal.rollback(scope: ConsumerNetwork.journalScope, runner: runner)
+    }
+}
+#endif
