@@ -49,6 +49,8 @@ public actor TunnelController {
     private let logger: Logger
     private let runner = HostCommand()
     private var consumerHandle: ConsumerNetworkHandle?
+    /// One journal for both roles (entries are scoped), so neither overwrites the other's.
+    private var journal: HostJournal?
     private var providerHandle: ProviderNetworkHandle?
     public private(set) var consumer: ConsumerState?
 
@@ -58,34 +60,41 @@ public actor TunnelController {
         self.logger = logger
     }
 
-    var consumerJournalPath: String { directory.path + "/tunnel-consumer.json" }
-    var providerJournalPath: String { directory.path + "/tunnel-provider.json" }
+    private var journalPath: String { directory.path + "/" + HostJournal.fileName }
+
+    private func sharedJournal() throws -> HostJournal {
+        if let journal { return journal }
+        let opened = try HostJournal(path: journalPath)
+        journal = opened
+        return opened
+    }
 
     /// At node start: undoes what a crashed run left on the host (routes, DNS, firewall).
     public func recover() {
-        for path in [consumerJournalPath, providerJournalPath] {
-            let report = HostJournal.recover(at: path, runner: runner)
-            if !report.undone.isEmpty || !report.failed.isEmpty {
-                logger.notice(
-                    "undid host changes left by a previous run",
-                    metadata: [
-                        "journal": "\(path)", "undone": "\(report.undone.count)", "failed": "\(report.failed.count)",
-                    ])
-            }
-            for failure in report.failed {
-                logger.error("could not undo a host change", metadata: ["change": "\(failure)"])
-            }
+        let report = HostJournal.recover(at: journalPath, runner: runner)
+        if !report.undone.isEmpty || !report.alreadyGone.isEmpty || !report.isComplete {
+            logger.notice(
+                "undid host changes left by a previous run",
+                metadata: [
+                    "journal": "\(journalPath)", "undone": "\(report.undone.count)",
+                    "already_gone": "\(report.alreadyGone.count)", "failed": "\(report.failed.count)",
+                ])
         }
+        for failure in report.failed {
+            logger.error(
+                "could not undo a host change; it stays journaled for the next start",
+                metadata: ["change": "\(failure.action)", "reason": "\(failure.reason)"])
+        }
+        if let problem = report.journalError { logger.error("the host journal", metadata: ["error": "\(problem)"]) }
     }
 
     /// Provider: sets up the TUN device, forwarding and NAT for the address pool, and starts the
     /// data plane on it.
     public func startProvider(interface: String, pool: IPv4Network, mtu: Int, blocked: [String]) async throws {
-        let journal = try HostJournal(path: providerJournalPath)
-        var config = ProviderNetworkConfig()
+        let journal = try sharedJournal()
+        var config = ProviderNetworkConfig(gateway: pool.gateway)
         config.tunName = interface
         config.pool = pool.description
-        config.gateway = pool.gateway.description
         config.mtu = mtu
         config.blockedDestinations = blocked
         let handle = try ProviderNetwork.up(config, journal: journal, runner: runner)
@@ -100,18 +109,15 @@ public actor TunnelController {
         session: ClientSession, exempt: [IPAddress], listenPort: UInt16, options: ConnectOptions
     ) async throws {
         if consumer != nil { await disconnect() }
-        let journal = try HostJournal(path: consumerJournalPath)
-        var config = ConsumerNetworkConfig()
-        config.tunName = Self.consumerInterface
-        config.innerAddress = session.grant.innerIPv4.address.description
-        config.mtu = Int(session.grant.mtu)
-        config.exempt = exempt.map(\.description)
+        let journal = try sharedJournal()
+        var config = ConsumerNetworkConfig(
+            innerAddress: session.grant.innerIPv4.address, tunName: Self.consumerInterface, mtu: Int(session.grant.mtu),
+            exempt: exempt, dns: options.dns, killSwitch: options.killSwitch ? listenPort : nil,
+            overlayPort: listenPort)
         switch options.routes {
         case .full: config.routes = .full
         case .split(let prefixes): config.routes = .split(prefixes)
         }
-        config.dns = options.dns
-        config.killSwitch = options.killSwitch ? listenPort : nil
         let handle = try ConsumerNetwork.up(config, journal: journal, runner: runner)
         consumerHandle = handle
         do {
@@ -122,7 +128,7 @@ public actor TunnelController {
                 return ((), [])
             }
         } catch {
-            try? handle.down()
+            handle.down()
             consumerHandle = nil
             throw error
         }
@@ -147,8 +153,8 @@ public actor TunnelController {
             return ((), [])
         }
         if consumerHandle != nil { await host.detachDevice() }
-        do { try consumerHandle?.down() } catch {
-            logger.error("could not undo every host change of the tunnel", metadata: ["error": "\(error)"])
+        if let report = consumerHandle?.down(), !report.isComplete {
+            logger.error("could not undo every host change of the tunnel", metadata: ["report": "\(report)"])
         }
         consumerHandle = nil
         consumer = nil
@@ -159,8 +165,8 @@ public actor TunnelController {
     public func stop() async {
         await disconnect()
         if providerHandle != nil { await host.detachDevice() }
-        do { try providerHandle?.down() } catch {
-            logger.error("could not undo every host change of the provider", metadata: ["error": "\(error)"])
+        if let report = providerHandle?.down(), !report.isComplete {
+            logger.error("could not undo every host change of the provider", metadata: ["report": "\(report)"])
         }
         providerHandle = nil
     }

@@ -10,6 +10,10 @@
 //   3. kill switch (optional): nft table inet umbra_killswitch, an output chain with policy drop
 //      accepting oifname "lo", oifname "umbra0" and udp sport LISTEN_PORT (the overlay socket)
 //                                                                   undo: nft delete table inet umbra_killswitch
+//   3b. overlay bypass (full routes with `overlayPort`): table 4747 gets today's default route,
+//      and `ip rule add priority 4747 ipproto udp sport PORT lookup 4747` sends the node's own UDP
+//      (DHT, gossip, relays, the tunnel's session) by it, never into the tunnel
+//                                                 undo: ip rule del …; ip route del default table 4747
 //   4. routes: full → ip route add 0.0.0.0/1 dev umbra0; ip route add 128.0.0.0/1 dev umbra0
 //      (more specific than any default route, which stays untouched); split → one route per CIDR
 //                                                                   undo: ip route del CIDR dev umbra0
@@ -50,12 +54,17 @@ public struct ConsumerNetworkConfig: Sendable {
     public var killSwitch: UInt16?
     /// A network namespace (/var/run/netns/NAME) to do all of it in; must match the runner's.
     public var namespace: String?
+    /// The overlay's own UDP port: with full routes, its datagrams (DHT, gossip, relays, the
+    /// tunnel's own session) keep the old default route through a policy rule, so the node stays
+    /// part of the overlay while everything else enters the tunnel.
+    public var overlayPort: UInt16?
 
     public init(
         innerAddress: IPAddress, tunName: String = "umbra0", mtu: Int = 1420, exempt: [IPAddress] = [],
         routes: Routes = .full, dns: [String] = [], resolvConfPath: String = "/etc/resolv.conf",
-        killSwitch: UInt16? = nil, namespace: String? = nil
+        killSwitch: UInt16? = nil, namespace: String? = nil, overlayPort: UInt16? = nil
     ) {
+        self.overlayPort = overlayPort
         self.innerAddress = innerAddress
         self.tunName = tunName
         self.mtu = mtu
@@ -121,6 +130,9 @@ public enum ConsumerNetwork {
                         try runner.run(
                             ["nft", "-f", "-"], input: Array(killSwitchRules(tun: tun.name, port: port).utf8))
                     }
+                }
+                if case .full = config.routes, let port = config.overlayPort {
+                    try addOverlayBypass(port: port, setup: setup)
                 }
                 for network in tunnelRoutes {
                     let route = [network, "dev", tun.name]
@@ -196,6 +208,35 @@ public enum ConsumerNetwork {
             }
         } catch let error as HostCommandError where error.standardError.contains("File exists") {
             return  // the host already pins this address; leave its route alone
+        }
+    }
+
+    /// The routing table and rule priority of the overlay bypass.
+    public static let bypassTable = 4747
+
+    /// `ip rule add priority T ipproto udp sport PORT lookup T` with table T holding today's default
+    /// route: the node's own datagrams never enter the tunnel (as wg-quick does with a fwmark).
+    private static func addOverlayBypass(port: UInt16, setup: HostNetworkSetup) throws {
+        let runner = setup.runner
+        let output = try runner.run(["ip", "-j", "-4", "route", "show", "default"])
+        let routes: [RouteLookup]
+        do {
+            routes = try JSONDecoder().decode([RouteLookup].self, from: Data(output.standardOutput))
+        } catch {
+            throw HostChangeError("cannot parse `ip -j route show default` output (\(error)): \(output.outputText)")
+        }
+        // No default route: nothing to keep; the exempt host routes still pin the tunnel's peers.
+        guard let current = routes.first, let device = current.dev else { return }
+        let table = String(bypassTable)
+        var route = ["default"]
+        if let gateway = current.gateway { route += ["via", gateway] }
+        route += ["dev", device, "table", table]
+        try setup.change(undo: .deleteRoute(argv: ["ip", "route", "del", "default", "table", table])) {
+            try runner.run(["ip", "route", "add"] + route)
+        }
+        let rule = ["priority", table, "ipproto", "udp", "sport", String(port), "lookup", table]
+        try setup.change(undo: .deleteRoute(argv: ["ip", "rule", "del"] + rule)) {
+            try runner.run(["ip", "rule", "add"] + rule)
         }
     }
 
