@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "Proposals", targets: ["Proposals"]),
         .library(name: "Relay", targets: ["Relay"]),
         .library(name: "Dialogue", targets: ["Dialogue"]),
+        .library(name: "Tunnel", targets: ["Tunnel"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -43,6 +44,7 @@ let package = Package(
         .target(name: "Proposals", dependencies: ["UmbraCore", "UmbraCrypto"], swiftSettings: strict),
         .target(name: "Relay", dependencies: ["UmbraCore"], swiftSettings: strict),
         .target(name: "Dialogue", dependencies: ["UmbraCore"], swiftSettings: strict),
+        .target(name: "Tunnel", dependencies: ["UmbraCore"], swiftSettings: strict),
         .target(
             name: "Node",
             dependencies: ["UmbraCore", "Sessions", "Kademlia", "Gossip", "Proposals", "Relay", "Dialogue", "Tunnel"],
@@ -109,6 +111,7 @@ let package = Package(
             name: "ProposalsTests", dependencies: ["Proposals", "UmbraCore", "UmbraCrypto"], swiftSettings: strict),
         .testTarget(name: "RelayTests", dependencies: ["Relay", "UmbraCore"], swiftSettings: strict),
         .testTarget(name: "DialogueTests", dependencies: ["Dialogue", "UmbraCore"], swiftSettings: strict),
+        .testTarget(name: "TunnelTests", dependencies: ["Tunnel", "UmbraCore"], swiftSettings: strict),
         .testTarget(
             name: "SessionsTests", dependencies: ["Sessions", "UmbraCore", "UmbraCrypto"], swiftSettings: strict),
         .testTarget(name: "HostNetworkTests", dependencies: ["NodeRuntime", "UmbraCore"], swiftSettings: strict),
