@@ -63,7 +63,15 @@ public enum TunnelDrop: Hashable, Sendable, CustomStringConvertible {
         case .tooBig: "too_big"
         case .notServed: "not_served"
         case .wrongDestination: "wrong_destination"
-        case .egress(let reason): "egress_\(reason)"
+        case .egress(let reason):
+            switch reason {
+            case .malformed: "egress_malformed"
+            case .spoofedSource: "egress_spoofed_source"
+            case .blockedDestination(let category):
+                "egress_blocked_destination_" + String(category.description.map { $0 == "-" ? "_" : $0 })
+            case .blockedPort(let port): "egress_blocked_port_\(port)"
+            case .fragmentedHeader: "egress_fragmented_header"
+            }
         }
     }
 }
@@ -169,7 +177,7 @@ extension NodeInstance {
             peer = consumer.provider
             innerMTU = consumer.mtu
         } else if let server = dialogue.server {
-            guard let destination = IPPacketInfo.destination(of: packet) else {
+            guard let destination = Self.destination(of: packet) else {
                 tunnelDrop(.malformed)
                 return nil
             }
@@ -342,6 +350,20 @@ extension NodeInstance {
         guard let length else { return }
         tunnel.counters.icmpTooBigSent += 1
         effects.append(.tunnelPacket(Array(reply.prefix(length))))
+    }
+
+    /// The destination address of an IP packet (nil: too short or not IP), without a full parse.
+    static func destination(of packet: UnsafeRawBufferPointer) -> IPAddress? {
+        guard let first = packet.first else { return nil }
+        switch first >> 4 {
+        case 4 where packet.count >= 20:
+            return .v4(packet.loadUnaligned(fromByteOffset: 16, as: UInt32.self).bigEndian)
+        case 6 where packet.count >= 40:
+            return .v6(
+                high: packet.loadUnaligned(fromByteOffset: 24, as: UInt64.self).bigEndian,
+                low: packet.loadUnaligned(fromByteOffset: 32, as: UInt64.self).bigEndian)
+        default: return nil
+        }
     }
 
     private mutating func tunnelDrop(_ reason: TunnelDrop) {

@@ -198,7 +198,7 @@ extension ControlRouter {
                 let client = instance.dialogueStatus.clients.first { $0.provider == consumerState.provider }
                 let grant = consumerState.session.grant
                 let account = status.consumer?.account
-                let rates = account?.rates(now: now)
+                let rates = account?.rates(at: now)
                 state = status.consumer == nil ? "down" : "connected"
                 let routes: [String] =
                     switch consumerState.options.routes {
@@ -219,9 +219,9 @@ extension ControlRouter {
                     killSwitch: consumerState.options.killSwitch,
                     ageSeconds: now.since(status.consumer?.attachedAt ?? consumerState.session.openedAt).seconds,
                     sent: TunnelTrafficReport(
-                        bytes: account?.bytesSent ?? 0, packets: account?.packetsSent ?? 0, rate: rates?.sent ?? 0),
+                        bytes: account?.sentBytes ?? 0, packets: account?.sentPackets ?? 0, rate: rates?.sent ?? 0),
                     received: TunnelTrafficReport(
-                        bytes: account?.bytesReceived ?? 0, packets: account?.packetsReceived ?? 0,
+                        bytes: account?.receivedBytes ?? 0, packets: account?.receivedPackets ?? 0,
                         rate: rates?.received ?? 0),
                     stages: (client?.timings ?? []).map {
                         StageReport(
@@ -230,16 +230,16 @@ extension ControlRouter {
                     }, connectMs: connectMs)
             }
             let served = status.served.map { entry in
-                let rates = entry.account.rates(now: now)
+                let rates = entry.account.rates(at: now)
                 return TunnelServedReport(
                     consumer: NodeAddress(publicKey: entry.consumer).description,
                     sessionId: String(entry.sessionID, radix: 16), innerAddress: entry.innerAddress.description,
                     ageSeconds: now.since(entry.account.openedAt).seconds,
                     received: TunnelTrafficReport(
-                        bytes: entry.account.bytesReceived, packets: entry.account.packetsReceived,
+                        bytes: entry.account.receivedBytes, packets: entry.account.receivedPackets,
                         rate: rates.received),
                     sent: TunnelTrafficReport(
-                        bytes: entry.account.bytesSent, packets: entry.account.packetsSent, rate: rates.sent))
+                        bytes: entry.account.sentBytes, packets: entry.account.sentPackets, rate: rates.sent))
             }
             return TunnelReport(
                 state: state, consumer: consumerReport, served: served, packetsOut: status.counters.packetsOut,

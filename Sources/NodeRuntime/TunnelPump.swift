@@ -125,3 +125,7 @@ final class TunnelReader: @unchecked Sendable {
         }
     }
 }
+
+#if os(Linux)
+extension TunDevice: PacketDevice {}
+#endif

@@ -90,12 +90,12 @@ struct TunnelNodeTests {
         sim.run(for: .milliseconds(100))
         #expect(sim.tunnelPackets(of: 0) == [reply])
         let consumer = sim.instance(0).tunnelStatus
-        #expect(consumer.consumer?.account.bytesSent == UInt64(outbound.count))
-        #expect(consumer.consumer?.account.bytesReceived == UInt64(reply.count))
+        #expect(consumer.consumer?.account.sentBytes == UInt64(outbound.count))
+        #expect(consumer.consumer?.account.receivedBytes == UInt64(reply.count))
         let provider = sim.instance(1).tunnelStatus
         #expect(provider.served.count == 1)
-        #expect(provider.served.first?.account.bytesReceived == UInt64(outbound.count))
-        #expect(provider.served.first?.account.bytesSent == UInt64(reply.count))
+        #expect(provider.served.first?.account.receivedBytes == UInt64(outbound.count))
+        #expect(provider.served.first?.account.sentBytes == UInt64(reply.count))
         // Once a second the provider's dialogue server learns the bytes (what payments bill from).
         sim.run(for: .seconds(2))
         let served = sim.instance(1).dialogueStatus.served.first
@@ -110,11 +110,11 @@ struct TunnelNodeTests {
         let inner = Self.inner(session)
         let forbidden: [([UInt8], String)] = [
             (TestPacket.ipv4(from: inner + 1, to: TestPacket.web), "egress_spoofed_source"),
-            (TestPacket.ipv4(from: inner, to: 0xA9FE_A9FE), "egress_blocked_destination_metadata"),
+            (TestPacket.ipv4(from: inner, to: 0xA9FE_A9FE), "egress_blocked_destination_cloud_metadata"),
             (TestPacket.ipv4(from: inner, to: 0xC0A8_0101), "egress_blocked_destination_private"),
             (TestPacket.ipv4(from: inner, to: 0x0A00_0001), "egress_blocked_destination_private"),
             (TestPacket.ipv4(from: inner, to: 0x7F00_0001), "egress_blocked_destination_loopback"),
-            (TestPacket.ipv4(from: inner, to: 0x6440_0001), "egress_blocked_destination_cgnat"),
+            (TestPacket.ipv4(from: inner, to: 0x6440_0001), "egress_blocked_destination_carrier_grade_nat"),
             (TestPacket.ipv4(from: inner, to: TestPacket.web, protocol: 6, destinationPort: 25), "egress_blocked_port"),
         ]
         for (packet, _) in forbidden { sim.tunnelRead(packet, at: 0) }

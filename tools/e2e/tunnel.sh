@@ -138,8 +138,8 @@ in_ns h2 curl -s --max-time 2 "http://169.254.169.254/" > /dev/null 2>&1
 in_ns h2 curl -s --max-time 2 "http://10.182.0.1/" > /dev/null 2>&1
 check "a forged source address is dropped by the provider (egress_spoofed_source)" \
     test "$(tunnel_json pub1 "t['drops'].get('egress_spoofed_source', 0) > 0")" = True
-check "the metadata address 169.254.169.254 is dropped (egress_blocked_destination_metadata)" \
-    test "$(tunnel_json pub1 "t['drops'].get('egress_blocked_destination_metadata', 0) > 0")" = True
+check "the metadata address 169.254.169.254 is dropped (egress_blocked_destination_cloud_metadata)" \
+    test "$(tunnel_json pub1 "t['drops'].get('egress_blocked_destination_cloud_metadata', 0) > 0")" = True
 check "the provider's own pool network is dropped (egress_blocked_destination_private)" \
     test "$(tunnel_json pub1 "t['drops'].get('egress_blocked_destination_private', 0) > 0")" = True
 
