@@ -38,5 +38,6 @@ let package = Package(
         fuzzTarget("FuzzProposal", products: ["UmbraCore", "Proposals"]),
         fuzzTarget("FuzzRelayMessage", products: ["UmbraCore", "Relay"]),
         fuzzTarget("FuzzDialogueMessage", products: ["UmbraCore", "Dialogue"]),
+        fuzzTarget("FuzzTunnelPacket", products: ["UmbraCore", "Tunnel"]),
     ]
 )

@@ -188,11 +188,31 @@ public struct EgressPolicy: Sendable {
     /// The category `destination` is blocked under, or nil when it may be reached (not in
     /// `blocked`, or in `allowed`).
     public func blockedCategory(of destination: IPAddress) -> EgressBlockCategory? {
-        for entry in blocked where entry.prefix.contains(destination) {
-            for prefix in allowed where prefix.contains(destination) { return nil }
-            return entry.category
+        // Indexing buffer pointers rather than iterating the arrays: in unoptimised builds the
+        // generic iterator over tuples allocates a coroutine frame per element.
+        guard let category = Self.firstMatch(blocked, destination) else { return nil }
+        let isAllowed = allowed.withUnsafeBufferPointer { prefixes in
+            var index = 0
+            while index < prefixes.count {
+                if prefixes[index].contains(destination) { return true }
+                index += 1
+            }
+            return false
         }
-        return nil
+        return isAllowed ? nil : category
+    }
+
+    private static func firstMatch(
+        _ entries: [(prefix: IPPrefix, category: EgressBlockCategory)], _ destination: IPAddress
+    ) -> EgressBlockCategory? {
+        entries.withUnsafeBufferPointer { entries in
+            var index = 0
+            while index < entries.count {
+                if entries[index].prefix.contains(destination) { return entries[index].category }
+                index += 1
+            }
+            return nil
+        }
     }
 }
 

@@ -98,9 +98,12 @@ public struct RateMeter: Equatable, Sendable {
         windowStart += passed * windowNanoseconds  // <= now, so no overflow
     }
 
+    /// `bytes` over one window as bytes per second, rounded down, saturating. Integer arithmetic
+    /// (no libm, nothing platform-dependent).
     private func perSecond(_ bytes: UInt64) -> UInt64 {
-        if windowNanoseconds == 1_000_000_000 { return bytes }
-        return UInt64(clamping: Int64(exactly: (Double(bytes) * 1e9 / Double(windowNanoseconds)).rounded()) ?? .max)
+        let product = bytes.multipliedFullWidth(by: 1_000_000_000)
+        guard product.high < windowNanoseconds else { return .max }
+        return windowNanoseconds.dividingFullWidth(product).quotient
     }
 }
 

@@ -55,6 +55,10 @@ private func at(milliseconds: Int) -> Instant { t0 + .milliseconds(milliseconds)
         zero.record(sent: 1, now: t0)
         #expect(zero.windowNanoseconds == 1_000_000)
         #expect(zero.rates(at: at(milliseconds: 1)) == .init(sent: 1000, received: 0))
+        // Rates saturate instead of overflowing.
+        var huge = RateMeter(window: .milliseconds(1), now: t0)
+        huge.record(received: .max, now: t0)
+        #expect(huge.rates(at: at(milliseconds: 1)) == .init(sent: 0, received: .max))
     }
 
     @Test func aClockSteppingBackCountsInTheCurrentWindow() {
