@@ -76,7 +76,9 @@ extension ControlRouter {
             return try relayJSON(try await tunnelReport(connectMs: nil))
         case (.POST, "/v1/tunnel/connect"):
             let (report, problem) = try await connect(request.query)
-            guard let report else { return try relayJSON(ErrorReport(error: problem ?? "bad request"), status: .badRequest) }
+            guard let report else {
+                return try relayJSON(ErrorReport(error: problem ?? "bad request"), status: .badRequest)
+            }
             return try relayJSON(report)
         case (.POST, "/v1/tunnel/disconnect"):
             guard let tunnel else {
@@ -132,14 +134,18 @@ extension ControlRouter {
             candidates = try await host.withInstance { [host] in
                 $0.proposals(serviceType: service, now: host.clock.now).filter { $0.provider == provider }
             }
-            if candidates.isEmpty { return (nil, "no live \(service) proposal from \(text); list them with umbra proposals") }
+            if candidates.isEmpty {
+                return (nil, "no live \(service) proposal from \(text); list them with umbra proposals")
+            }
         } else if let country = query["country"]?.uppercased(), country.count == 2 {
             candidates = try await offers(country: country, service: service)
             if candidates.isEmpty {
                 _ = try? await host.discoverProviders(serviceType: service, country: country)
                 candidates = try await offers(country: country, service: service)
             }
-            if candidates.isEmpty { return (nil, "no \(service) provider in \(country) is known; try umbra proposals --dht") }
+            if candidates.isEmpty {
+                return (nil, "no \(service) provider in \(country) is known; try umbra proposals --dht")
+            }
         } else {
             return (nil, "name a provider (umbra1…) or a two-letter country code")
         }

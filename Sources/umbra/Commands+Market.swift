@@ -1,11 +1,11 @@
 import ArgumentParser
+import Dialogue
 import Foundation
 import Node
 import NodeAPI
 import NodeRuntime
 import Proposals
 import Tunnel
-import Dialogue
 import UmbraCore
 
 /// `umbra up --provide …`: what a provider offers.

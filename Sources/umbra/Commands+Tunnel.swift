@@ -110,8 +110,9 @@ enum TunnelText {
             lines.append(
                 "  packets   out \(report.packetsOut), in \(report.packetsIn), dropped \(dropped)"
                     + (dropped > 0
-                        ? " (" + report.drops.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(
-                            separator: ", ") + ")" : ""))
+                        ? " ("
+                            + report.drops.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(
+                                separator: ", ") + ")" : ""))
         }
         return lines
     }

@@ -9,7 +9,8 @@ struct Umbra: AsyncParsableCommand {
         abstract: "A decentralized VPN: every umbra binary is a full peer of one overlay.",
         version: "0.1.0",
         subcommands: [
-            Up.self, Down.self, Connect.self, Disconnect.self, Status.self, Peers.self, Ping.self, ProposalsCommand.self, SessionCommand.self,
+            Up.self, Down.self, Connect.self, Disconnect.self, Status.self, Peers.self, Ping.self,
+            ProposalsCommand.self, SessionCommand.self,
             DHTCommand.self, IdentityCommand.self, Sim.self,
         ]
     )

@@ -82,12 +82,12 @@ struct TunnelNodeTests {
         let inner = Self.inner(session)
         let outbound = TestPacket.ipv4(from: inner, to: TestPacket.web, payload: 100)
         sim.tunnelRead(outbound, at: 0)
-        sim.run(for: .milliseconds(100))
+        sim.run(for: .milliseconds(500))
         #expect(sim.tunnelPackets(of: 1) == [outbound])
         // The provider's TUN device reads the answer, addressed to the consumer's inner address.
         let reply = TestPacket.ipv4(from: TestPacket.web, to: inner, payload: 500)
         sim.tunnelRead(reply, at: 1)
-        sim.run(for: .milliseconds(100))
+        sim.run(for: .milliseconds(500))
         #expect(sim.tunnelPackets(of: 0) == [reply])
         let consumer = sim.instance(0).tunnelStatus
         #expect(consumer.consumer?.account.sentBytes == UInt64(outbound.count))
@@ -118,7 +118,7 @@ struct TunnelNodeTests {
             (TestPacket.ipv4(from: inner, to: TestPacket.web, protocol: 6, destinationPort: 25), "egress_blocked_port"),
         ]
         for (packet, _) in forbidden { sim.tunnelRead(packet, at: 0) }
-        sim.run(for: .milliseconds(200))
+        sim.run(for: .milliseconds(500))
         #expect(sim.tunnelPackets(of: 1).isEmpty)
         let drops = sim.instance(1).tunnelStatus.counters.drops
         #expect(drops.values.reduce(0, +) == UInt64(forbidden.count))
@@ -129,7 +129,7 @@ struct TunnelNodeTests {
         // Submission on 587 and an ordinary public destination pass.
         let allowed = TestPacket.ipv4(from: inner, to: TestPacket.web, protocol: 6, destinationPort: 587)
         sim.tunnelRead(allowed, at: 0)
-        sim.run(for: .milliseconds(100))
+        sim.run(for: .milliseconds(500))
         #expect(sim.tunnelPackets(of: 1) == [allowed])
     }
 
@@ -153,7 +153,7 @@ struct TunnelNodeTests {
         #expect(sim.instance(1).tunnelStatus.counters.drops[.notServed] == 1)
         // A packet for another consumer's address is not delivered to this one.
         sim.tunnelRead(TestPacket.ipv4(from: TestPacket.web, to: inner + 7), at: 1)
-        sim.run(for: .milliseconds(100))
+        sim.run(for: .milliseconds(500))
         #expect(sim.tunnelPackets(of: 0).isEmpty)
         #expect(sim.instance(1).tunnelStatus.counters.drops[.noRoute] == 1)
     }
@@ -163,7 +163,7 @@ struct TunnelNodeTests {
         let inner = Self.inner(session)
         let big = TestPacket.ipv4(from: inner, to: TestPacket.web, payload: 1500)
         sim.tunnelRead(big, at: 0)
-        sim.run(for: .milliseconds(100))
+        sim.run(for: .milliseconds(500))
         #expect(sim.tunnelPackets(of: 1).isEmpty)
         let replies = sim.tunnelPackets(of: 0)
         #expect(replies.count == 1)
@@ -184,7 +184,7 @@ struct TunnelNodeTests {
         sim.perform(on: 0) { node, now, rng in node.closeDialogue(with: provider, now: now, rng: &rng) }
         sim.run(for: .seconds(1))
         sim.tunnelRead(TestPacket.ipv4(from: inner, to: TestPacket.web), at: 0)
-        sim.run(for: .milliseconds(200))
+        sim.run(for: .milliseconds(500))
         #expect(sim.tunnelPackets(of: 1).isEmpty)
         #expect(sim.instance(0).tunnelStatus.consumer == nil)
     }
@@ -192,7 +192,8 @@ struct TunnelNodeTests {
 
 extension ClientSession {
     static let placeholder = ClientSession(
-        provider: (try! Identity(seed: [UInt8](repeating: 7, count: 32))).publicKey, requestID: 0, sessionID: 0, mode: .fullTunnel,
+        provider: (try! Identity(seed: [UInt8](repeating: 7, count: 32))).publicKey, requestID: 0, sessionID: 0,
+        mode: .fullTunnel,
         grant: SessionGrant(
             innerIPv4: InterfaceAddress(address: .v4(0), prefixLength: 32), gateway: .v4(0), dnsServers: [], mtu: 1420,
             keepaliveSeconds: 5), openedAt: .zero, keepaliveInterval: .seconds(5))

@@ -37,10 +37,10 @@ lifetime=(--proposal-lifetime 20)
 launched=$(date +%s.%N)
 for ((i = 1; i <= NODES; i++)); do
     case $i in
-        5) cluster_start_node "$i" --provide ip-tunnel --country DE --price-gib 500000 --price-min 1000 "${lifetime[@]}" ;;
-        10) cluster_start_node "$i" --provide ip-tunnel --country NL --region Amsterdam --ip-type hosting \
+        5) cluster_start_node "$i" --provide ip-tunnel --tunnel-device none --country DE --price-gib 500000 --price-min 1000 "${lifetime[@]}" ;;
+        10) cluster_start_node "$i" --provide ip-tunnel --tunnel-device none --country NL --region Amsterdam --ip-type hosting \
             --price-gib 300000 --price-min 800 "${lifetime[@]}" ;;
-        15) cluster_start_node "$i" --provide ip-tunnel --country de --price-gib 200000 --price-min 2000 "${lifetime[@]}" ;;
+        15) cluster_start_node "$i" --provide ip-tunnel --tunnel-device none --country de --price-gib 200000 --price-min 2000 "${lifetime[@]}" ;;
         *) cluster_start_node "$i" ;;
     esac
 done

@@ -91,6 +91,13 @@ same_state() { # FILE-BEFORE HOST -> status 0 when the host's state is unchanged
     diff <(cat "$1") <(echo "$now") | sed 's/^/     /'
     return 1
 }
+crash() { # HOST: SIGKILL the host's node (no chance to clean up), then forget its process
+    local pid
+    read -r pid _ < "$(tools/testnet dir "$NET")/pids/umbra-$1.pid"
+    kill -KILL -- "-$pid" 2> /dev/null || kill -KILL "$pid"
+    wait_until 5 bash -c "! kill -0 $pid 2> /dev/null"
+    natnet_stop "$1"
+}
 restart_consumer() { natnet_start "$1"; wait_until 10 natnet_cli "$1" status > /dev/null 2>&1; }
 
 [[ $(id -u) -eq 0 ]] || { echo "tunnel e2e: needs root"; exit 1; }
@@ -162,7 +169,7 @@ check "after disconnect h3's host state is exactly as before" same_state "$WORK/
 # --- crash: SIGKILL while connected with DNS and kill switch, then restart ----------------------
 check "h2: connect with --dns 9.9.9.9 --kill-switch" connect h2 --country DE --dns 9.9.9.9 --kill-switch
 check "h2's resolv.conf names 9.9.9.9 while connected" grep -q 9.9.9.9 "/etc/netns/$ns2/resolv.conf"
-natnet_stop h2
+crash h2
 check "after SIGKILL the kill switch is still in place (nothing leaks while the node is dead)" \
     ip netns exec "$ns2" nft list table inet umbra_killswitch
 restart_consumer h2
@@ -173,7 +180,7 @@ check "a restarted node undoes what the dead one left: h2's host state is exactl
 wait_until 20 has_proposal h2 DE "$PUB1"
 check "h2: connect --kill-switch" connect h2 --country DE --kill-switch
 check "h2 -> web through the tunnel" test "$(web_ip h2)" = "$PUB1_PUBLIC"
-natnet_stop pub1
+crash pub1
 log="$(tools/testnet dir "$NET")/logs/web-access.log"
 lines_before=$(wc -l < "$log")
 leaked=0
