@@ -13,8 +13,10 @@ enum RelayScenario {
     static let relay = 0
     static let nats: [Int: NATKind] = [2: .endpointIndependent, 3: .endpointIndependent, 4: .symmetric, 5: .symmetric]
 
-    static func make(seed: UInt64, relayServer: RelayServerConfig = RelayServerConfig(), tamper: Bool = false) -> NetSim
-    {
+    static func make(
+        seed: UInt64, relayServer: RelayServerConfig = RelayServerConfig(), tamper: Bool = false,
+        configure: (Int, inout NodeConfig) -> Void = { _, _ in }
+    ) -> NetSim {
         var sim = NetSim(
             seed: seed,
             link: LinkModel(minimumLatency: .milliseconds(10), maximumLatency: .milliseconds(40), lossRate: 0))
@@ -33,6 +35,7 @@ enum RelayScenario {
             } else {
                 config.relay.localEndpoints = [NetSim.endpoint(forNode: index)]
             }
+            configure(index, &config)
             sim.addNode(identity: identities[index], config: config, nat: nats[index])
         }
         return sim

@@ -190,6 +190,58 @@ struct TunnelNodeTests {
     }
 }
 
+/// The tunnel over a relayed session: the consumer behind a symmetric NAT (node 4), the provider
+/// behind an endpoint-independent one (node 2); punching fails, so every packet takes the relay.
+@Suite("Tunnel over a relay")
+struct RelayedTunnelTests {
+    @Test func packetsRideTheRelayAndTheRelayedMTUIsEnforcedWithICMP() {
+        var sim = RelayScenario.make(seed: 11) { index, config in
+            if index == 2 { config.market.provide = MarketTests.provide("NL", priceGiB: 1) }
+        }
+        sim.run(for: .seconds(20))
+        let provider = sim.instance(2).identity.publicKey
+        let record = RelayScenario.record(of: 2, in: sim)
+        sim.perform(on: 4) { node, now, rng in
+            node.dial(provider, record: record, now: now, rng: &rng)
+                + node.openDialogue(with: provider, now: now, rng: &rng)
+        }
+        sim.run(for: .seconds(5))
+        guard case .opened(let session)? = DialogueNodeTests.dialogueEvents(sim, node: 4).first else {
+            Issue.record("no session opened: \(DialogueNodeTests.dialogueEvents(sim, node: 4))")
+            return
+        }
+        #expect(sim.instance(4).sessionPath(of: provider)?.path == .relayed)
+        sim.perform(on: 4) { node, now, _ in
+            node.attachTunnel(session, now: now)
+            return []
+        }
+        let inner = TunnelNodeTests.inner(session)
+        let fits = TestPacket.ipv4(from: inner, to: TestPacket.web, payload: TunnelNodeConfig.relayedMTU - 28)
+        #expect(fits.count == TunnelNodeConfig.relayedMTU)
+        sim.tunnelRead(fits, at: 4)
+        sim.run(for: .seconds(1))
+        #expect(sim.tunnelPackets(of: 2) == [fits])
+        let reply = TestPacket.ipv4(from: TestPacket.web, to: inner, payload: 900)
+        sim.tunnelRead(reply, at: 2)
+        sim.run(for: .seconds(1))
+        #expect(sim.tunnelPackets(of: 4) == [reply])
+        #expect(sim.instance(4).tunnelStatus.counters.slowPath == 1)
+        #expect(sim.instance(2).tunnelStatus.counters.slowPath == 1)
+        // One byte more than a relay forward holds: an ICMP "too big" naming the relayed MTU.
+        sim.clearTunnelPackets(of: 4)
+        let big = TestPacket.ipv4(from: inner, to: TestPacket.web, payload: TunnelNodeConfig.relayedMTU - 27)
+        sim.tunnelRead(big, at: 4)
+        sim.run(for: .seconds(1))
+        #expect(sim.tunnelPackets(of: 2).count == 1)
+        let icmp = sim.tunnelPackets(of: 4)
+        #expect(icmp.count == 1)
+        if let packet = icmp.first {
+            #expect(packet[20] == 3 && packet[21] == 4)
+            #expect(Int(packet[26]) << 8 | Int(packet[27]) == TunnelNodeConfig.relayedMTU)
+        }
+    }
+}
+
 extension ClientSession {
     static let placeholder = ClientSession(
         provider: (try! Identity(seed: [UInt8](repeating: 7, count: 32))).publicKey, requestID: 0, sessionID: 0,
