@@ -1,15 +1,26 @@
 # Installs the system packages Umbra needs when they are missing (Debian/Ubuntu, apt).
-# Sourced by tools/test and tools/demo; safe to run repeatedly.
+# Sourced by tools/test and tools/demo; safe to run repeatedly. iperf3, wireguard-go and
+# wireguard-tools are for tools/bench-tunnel; they go in without their recommends, because
+# wireguard-tools recommends the WireGuard kernel module, which apt satisfies with a whole kernel image.
 umbra_install_deps() {
     local packages=(libsodium-dev pkg-config python3 iproute2 procps nftables iputils-ping curl)
-    local missing=()
+    local bench_packages=(iperf3 wireguard-go wireguard-tools)
+    local missing=() missing_bench=()
     for package in "${packages[@]}"; do
         dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
     done
-    ((${#missing[@]})) || return 0
-    echo "installing missing packages: ${missing[*]}"
+    for package in "${bench_packages[@]}"; do
+        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing_bench+=("$package")
+    done
+    ((${#missing[@]} + ${#missing_bench[@]})) || return 0
+    echo "installing missing packages: ${missing[*]} ${missing_bench[*]}"
     local sudo=()
     [[ $(id -u) -eq 0 ]] || sudo=(sudo)
     "${sudo[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+    if ((${#missing[@]})); then
+        DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+    if ((${#missing_bench[@]})); then
+        DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing_bench[@]}" >/dev/null
+    fi
 }
