@@ -131,8 +131,13 @@ extension ControlRouter {
             guard let provider = try? NodeAddress(parsing: text).publicKey else {
                 return (nil, "provider must be a node address (umbra1…), e.g. from umbra proposals")
             }
-            candidates = try await host.withInstance { [host] in
+            let named: @Sendable (NodeInstance) -> [ServiceProposal] = { [host] in
                 $0.proposals(serviceType: service, now: host.clock.now).filter { $0.provider == provider }
+            }
+            candidates = try await host.withInstance(named)
+            // Not gossiped to us yet (a node that just started): ask the provider itself.
+            if candidates.isEmpty, try await host.fetchProposal(of: provider, serviceType: service) {
+                candidates = try await host.withInstance(named)
             }
             if candidates.isEmpty {
                 return (nil, "no live \(service) proposal from \(text); list them with umbra proposals")

@@ -57,6 +57,7 @@ public final class NodeHost: @unchecked Sendable {
     /// The last destination's socket address (building one allocates).
     private var addressCache: (endpoint: Endpoint, address: SocketAddress)?
     private var tunnelEffects: [NodeEffect] = []
+    private var sealedDatagrams: [(start: Int, length: Int, destination: Endpoint)] = []
 
     /// Where the routing table is saved (every 30 s and at stop); nil: not saved.
     private let dataDirectory: DataDirectory?
@@ -113,6 +114,9 @@ public final class NodeHost: @unchecked Sendable {
         let now = clock.now
         tunnelEffects.removeAll(keepingCapacity: true)
         var out = channel.allocator.buffer(capacity: batch.count * (batch.slotSize + WireSize.transportMinimum))
+        // Seal everything first, then slice: a slice taken earlier would share the storage and
+        // make every later write copy the whole buffer (copy on write).
+        sealedDatagrams.removeAll(keepingCapacity: true)
         for index in 0..<batch.count {
             let frame = batch.frame(index)
             let start = out.writerIndex
@@ -126,9 +130,11 @@ public final class NodeHost: @unchecked Sendable {
                 destination = sealed.endpoint
                 return sealed.length
             }
-            if let destination, let slice = out.getSlice(at: start, length: out.writerIndex - start) {
-                channel.write(AddressedEnvelope(remoteAddress: socketAddress(destination), data: slice), promise: nil)
-            }
+            if let destination { sealedDatagrams.append((start, out.writerIndex - start, destination)) }
+        }
+        for (start, length, destination) in sealedDatagrams {
+            guard let slice = out.getSlice(at: start, length: length) else { continue }
+            channel.write(AddressedEnvelope(remoteAddress: socketAddress(destination), data: slice), promise: nil)
         }
         if !tunnelEffects.isEmpty { apply(tunnelEffects) }
         flush()
@@ -346,6 +352,38 @@ public final class NodeHost: @unchecked Sendable {
             try await Task.sleep(for: .milliseconds(50))
         }
         return (Set(providers).count, fetched)
+    }
+
+    /// Fetches `provider`'s offer of `serviceType` straight from the provider (its session's direct
+    /// endpoint, else its peer record's), for a consumer that names a provider gossip has not
+    /// brought yet. Waits up to `timeout`; true once the offer is held.
+    public func fetchProposal(of provider: PublicKey, serviceType: String, timeout: Duration = .seconds(2))
+        async throws -> Bool
+    {
+        let held: @Sendable (NodeInstance) -> Bool = { [clock] in
+            $0.holdsProposal(of: provider, serviceType: serviceType, now: clock.now)
+        }
+        if try await withInstance(held) { return true }
+        var endpoint = try await withInstance { $0.sessions.endpoint(of: provider) }.flatMap {
+            $0.isRelayPath ? nil : $0
+        }
+        if endpoint == nil {
+            let record = try await lookup(RecordKey.peer(provider), kind: .value)
+            endpoint = record.records.first(where: { $0.publisher == provider }).flatMap {
+                try? PeerRecordValue.decode($0.value)
+            }?.endpoints.first
+        }
+        guard let endpoint else { return false }
+        try await eventLoop.submit { [self] in
+            apply(instance.fetchProposal(of: provider, serviceType: serviceType, at: endpoint, now: clock.now, rng: &rng))
+            flush()
+        }.get()
+        let deadline = clock.now + timeout
+        while clock.now < deadline {
+            if try await withInstance(held) { return true }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return false
     }
 
     /// Opens a dialogue with `provider` and waits for the accept (or the reject, or the client's
