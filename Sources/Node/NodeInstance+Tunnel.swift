@@ -339,10 +339,12 @@ extension NodeInstance {
 
     private mutating func tunnelTooBig(_ packet: UnsafeRawBufferPointer, mtu: Int, into effects: inout [NodeEffect]) {
         tunnelDrop(.tooBig)
-        // The reply comes from the hop that cannot forward the packet: the provider's gateway
-        // address (on the consumer, the tunnel's far end; on the provider, its own inner address,
-        // which its masquerade rewrites on the way out like any reply of the flow).
-        guard let source = tunnel.consumer?.gateway ?? dialogue.server?.gateway else { return }
+        // The reply's source: on the consumer, the tunnel's far end (the provider's gateway
+        // address); on the provider, the consumer's inner address the packet was for — not the
+        // gateway, which is local there and which the kernel would drop as a martian source when
+        // it comes out of the TUN device. Conntrack relates the error to the flow and its
+        // masquerade rewrites it on the way out.
+        guard let source = tunnel.consumer?.gateway ?? Self.destination(of: packet) else { return }
         var reply = [UInt8](repeating: 0, count: 1280)
         let length = reply.withUnsafeMutableBytes {
             ICMPTooBig.write(for: packet, mtu: mtu, from: source, into: $0)

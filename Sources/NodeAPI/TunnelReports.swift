@@ -155,6 +155,8 @@ extension ControlRouter {
             return (nil, "name a provider (umbra1…) or a two-letter country code")
         }
 
+        // One tunnel at a time: a previous one (and its dialogue) ends first.
+        if let previous = await tunnel.disconnect() { try? await host.closeDialogue(with: previous) }
         var failures: [String] = []
         for proposal in candidates.prefix(3) {
             let provider = proposal.provider

@@ -90,13 +90,16 @@ public actor TunnelController {
 
     /// Provider: sets up the TUN device, forwarding and NAT for the address pool, and starts the
     /// data plane on it.
-    public func startProvider(interface: String, pool: IPv4Network, mtu: Int, blocked: [String]) async throws {
+    public func startProvider(
+        interface: String, pool: IPv4Network, mtu: Int, blocked: [String], allowed: [String] = []
+    ) async throws {
         let journal = try sharedJournal()
         var config = ProviderNetworkConfig(gateway: pool.gateway)
         config.tunName = interface
         config.pool = pool.description
         config.mtu = mtu
         config.blockedDestinations = blocked
+        config.allowedDestinations = allowed
         let handle = try ProviderNetwork.up(config, journal: journal, runner: runner)
         providerHandle = handle
         try await host.attachDevice(handle.tun, mtu: mtu)

@@ -52,13 +52,16 @@ struct Connect: AsyncParsableCommand {
                 method: "POST", path: "/v1/tunnel/connect?" + query.joined(separator: "&"), socket: socket,
                 timeoutSeconds: 40)
             let text = String(decoding: body, as: UTF8.self)
-            guard status == 200 else { throw ControlError.server(status: status, message: text) }
+            guard status == 200 else {
+                let message = (try? ControlJSON.decoder.decode(ErrorReport.self, from: Data(body)))?.error ?? text
+                throw CLIError("umbra connect: \(message)")
+            }
             if json {
                 print(text)
                 return
             }
             report = try ControlJSON.decoder.decode(TunnelReport.self, from: Data(body))
-        } catch { throw CLIError("umbra connect: \(error)") }
+        } catch let error as CLIError { throw error } catch { throw CLIError("umbra connect: \(error)") }
         guard let tunnel = report.consumer else { throw CLIError("umbra connect: the node reports no tunnel") }
         print("connected   \(tunnel.provider)")
         print("path        \(tunnel.path ?? "-") (\(tunnel.endpoint ?? "-"))")

@@ -99,6 +99,9 @@ struct Up: AsyncParsableCommand {
                     mtu: config.tunnel.directMTU,
                     blocked: config.tunnel.egress.blocked.map(\.prefix).filter {
                         if case .v4 = $0.address { true } else { false }
+                    }.map(\.description),
+                    allowed: config.tunnel.egress.allowed.filter {
+                        if case .v4 = $0.address { true } else { false }
                     }.map(\.description))
             } catch {
                 await tunnel.stop()

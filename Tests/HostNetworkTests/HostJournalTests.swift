@@ -201,4 +201,15 @@ struct RuleTextTests {
         #expect(rules.contains("udp sport 51820 accept\n"))
         #expect(rules.components(separatedBy: "accept").count == 4)
     }
+
+    @Test func anOperatorAllowedBlockIsAcceptedBeforeTheBlockListDrops() throws {
+        let pool = try #require(IPv4Prefix(parsing: "10.182.0.0/16"))
+        let blocked = try #require(IPv4Prefix(parsing: "192.168.0.0/16"))
+        let allowed = try #require(IPv4Prefix(parsing: "192.168.5.0/24"))
+        let rules = ProviderNetwork.firewallRules(tun: "umbrap0", pool: pool, blocked: [blocked], allowed: [allowed])
+        let accept = try #require(rules.range(of: "iifname \"umbrap0\" ip daddr { 192.168.5.0/24 } accept"))
+        let drop = try #require(rules.range(of: "iifname \"umbrap0\" ip daddr { 192.168.0.0/16 } drop"))
+        #expect(accept.lowerBound < drop.lowerBound)
+        #expect(!ProviderNetwork.firewallRules(tun: "umbrap0", pool: pool, blocked: [blocked]).contains("} accept"))
+    }
 }

@@ -33,6 +33,8 @@ public struct ProviderNetworkConfig: Sendable {
     public var mtu: Int
     /// Destinations consumers may not reach (defense in depth behind the data plane's egress policy).
     public var blockedDestinations: [String]
+    /// Operator overrides (`--egress-allow`): accepted before the block rule.
+    public var allowedDestinations: [String] = []
     /// A network namespace (/var/run/netns/NAME) to do all of it in; must match the runner's.
     public var namespace: String?
 
@@ -80,6 +82,7 @@ public enum ProviderNetwork {
             throw .invalidConfiguration("the gateway \(config.gateway) is not a host address in the pool \(pool)")
         }
         let blocked = try normalize(config.blockedDestinations)
+        let allowed = try normalize(config.allowedDestinations)
 
         let setup = HostNetworkSetup(journal: journal, runner: runner, scope: journalScope)
         let name = config.tunName
@@ -97,7 +100,7 @@ public enum ProviderNetwork {
                     }
                 }
                 try setup.change(undo: .deleteNftTable(family: "ip", name: table)) {
-                    let rules = firewallRules(tun: tun.name, pool: pool, blocked: blocked)
+                    let rules = firewallRules(tun: tun.name, pool: pool, blocked: blocked, allowed: allowed)
                     try runner.run(["nft", "-f", "-"], input: Array(rules.utf8))
                 }
             } catch {
@@ -110,11 +113,18 @@ public enum ProviderNetwork {
     }
 
     /// The nftables script; replaces a leftover table of the same name atomically.
-    static func firewallRules(tun: String, pool: IPv4Prefix, blocked: [IPv4Prefix]) -> String {
-        let blockRule =
-            blocked.isEmpty
+    public static func firewallRules(
+        tun: String, pool: IPv4Prefix, blocked: [IPv4Prefix], allowed: [IPv4Prefix] = []
+    ) -> String {
+        let allowRule =
+            allowed.isEmpty
             ? ""
-            : "        iifname \"\(tun)\" ip daddr { \(blocked.map(\.description).joined(separator: ", ")) } drop\n"
+            : "        iifname \"\(tun)\" ip daddr { \(allowed.map(\.description).joined(separator: ", ")) } accept\n"
+        let blockRule =
+            allowRule
+            + (blocked.isEmpty
+                ? ""
+                : "        iifname \"\(tun)\" ip daddr { \(blocked.map(\.description).joined(separator: ", ")) } drop\n")
         return """
             table ip \(table)
             delete table ip \(table)
