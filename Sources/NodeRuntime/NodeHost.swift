@@ -51,6 +51,7 @@ public final class NodeHost: @unchecked Sendable {
 
     // Tunnel data plane (TunnelPump.swift).
     private var device: (any PacketDevice)?
+    private var writer: TunnelWriter?
     private var reader: TunnelReader?
     /// One datagram is copied here and opened in place.
     private let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536, alignment: 16)
@@ -58,6 +59,12 @@ public final class NodeHost: @unchecked Sendable {
     private var addressCache: (endpoint: Endpoint, address: SocketAddress)?
     private var tunnelEffects: [NodeEffect] = []
     private var sealedDatagrams: [(start: Int, length: Int, destination: Endpoint)] = []
+    /// UDP GSO and GRO are on (Linux: UDP_SEGMENT, UDP_GRO).
+    private var gsoEnabled = false
+    /// UDP GSO limits: segments per send (the kernel's UDP_MAX_SEGMENTS is 64 on older kernels)
+    /// and bytes per send (an IP packet's payload).
+    static let maximumSegments = 64
+    static let maximumSegmentedBytes = 65_000
 
     /// Where the routing table is saved (every 30 s and at stop); nil: not saved.
     private let dataDirectory: DataDirectory?
@@ -85,6 +92,7 @@ public final class NodeHost: @unchecked Sendable {
         let reader = TunnelReader(device: device, mtu: mtu)
         try await eventLoop.submit { [self] in
             self.device = device
+            self.writer = TunnelWriter(device: device)
             self.reader = reader
         }.get()
         reader.start { [self] batch in
@@ -101,6 +109,7 @@ public final class NodeHost: @unchecked Sendable {
             defer {
                 self.reader = nil
                 self.device = nil
+                self.writer = nil
             }
             return self.reader
         }.get()
@@ -132,9 +141,35 @@ public final class NodeHost: @unchecked Sendable {
             }
             if let destination { sealedDatagrams.append((start, out.writerIndex - start, destination)) }
         }
-        for (start, length, destination) in sealedDatagrams {
-            guard let slice = out.getSlice(at: start, length: length) else { continue }
-            channel.write(AddressedEnvelope(remoteAddress: socketAddress(destination), data: slice), promise: nil)
+        // UDP GSO: a run of equal-sized datagrams to one destination (a TCP burst split into
+        // full-sized segments), with at most one shorter last one, leaves in one write; the kernel
+        // segments it (one pass through the UDP/IP stack per run instead of per datagram).
+        var index = 0
+        while index < sealedDatagrams.count {
+            let first = sealedDatagrams[index]
+            var end = index + 1
+            var total = first.length
+            if gsoEnabled {
+                while end < sealedDatagrams.count, end - index < Self.maximumSegments,
+                    sealedDatagrams[end].destination == first.destination,
+                    sealedDatagrams[end].start == first.start + total,
+                    sealedDatagrams[end].length <= first.length,
+                    total + sealedDatagrams[end].length <= Self.maximumSegmentedBytes
+                {
+                    total += sealedDatagrams[end].length
+                    end += 1
+                    if sealedDatagrams[end - 1].length < first.length { break }
+                }
+            }
+            if let slice = out.getSlice(at: first.start, length: total) {
+                let metadata: AddressedEnvelope<ByteBuffer>.Metadata? =
+                    end - index > 1
+                    ? .init(ecnState: .transportNotCapable, packetInfo: nil, segmentSize: first.length) : nil
+                channel.write(
+                    AddressedEnvelope(remoteAddress: socketAddress(first.destination), data: slice, metadata: metadata),
+                    promise: nil)
+            }
+            index = end
         }
         if !tunnelEffects.isEmpty { apply(tunnelEffects) }
         flush()
@@ -159,17 +194,33 @@ public final class NodeHost: @unchecked Sendable {
 
     /// Binds the UDP socket and dials the bootstrap peers.
     public func start(host: String, port: Int) async throws {
+        // UDP GRO (Linux ≥ 5.10): one receive may hold up to 64 KiB of datagrams glued together, so
+        // each of the 16 messages of a recvmmsg gets 64 KiB. Without GRO: 64 messages of 4 KiB,
+        // above any datagram the node sends.
+        let offload = System.supportsUDPReceiveOffload && System.supportsUDPSegmentationOffload
+        let messages = offload ? 16 : 64
         let bootstrap = DatagramBootstrap(group: eventLoop)
-            .channelOption(.datagramVectorReadMessageCount, value: 64)
-            // recvmmsg splits this buffer evenly between the 64 messages: 4 KiB each, above any
-            // datagram the node sends (control frames <= 1200 bytes plus headers).
-            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 64 * 4096))
+            .channelOption(.datagramVectorReadMessageCount, value: messages)
+            .channelOption(
+                .recvAllocator,
+                value: FixedSizeRecvByteBufferAllocator(capacity: messages * (offload ? 65_536 : 4096))
+            )
             .channelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(DatagramHandler(host: self))
                 }
             }
         let channel = try await bootstrap.bind(host: host, port: port).get()
+        if offload {
+            do {
+                try await channel.setOption(.datagramReceiveOffload, value: true).get()
+                try await channel.setOption(.datagramReceiveSegmentSize, value: true).get()
+                try await eventLoop.submit { [self] in gsoEnabled = true }.get()
+            } catch {
+                logger.notice(
+                    "UDP GRO is not available; datagrams are read one by one", metadata: ["error": "\(error)"])
+            }
+        }
         // Large socket buffers: with the default ~208 KiB a burst overflows the receive queue
         // (DESIGN §5). The FORCE variants pass rmem_max when we may (CAP_NET_ADMIN); else ask politely.
         for (force, plain) in [(SO_RCVBUFFORCE, SO_RCVBUF), (SO_SNDBUFFORCE, SO_SNDBUF)] {
@@ -357,7 +408,9 @@ public final class NodeHost: @unchecked Sendable {
     /// Fetches `provider`'s offer of `serviceType` straight from the provider (its session's direct
     /// endpoint, else its peer record's), for a consumer that names a provider gossip has not
     /// brought yet. Waits up to `timeout`; true once the offer is held.
-    public func fetchProposal(of provider: PublicKey, serviceType: String, timeout: Duration = .seconds(2))
+    public func fetchProposal(
+        of provider: PublicKey, serviceType: String, timeout: Duration = .seconds(2)
+    )
         async throws -> Bool
     {
         let held: @Sendable (NodeInstance) -> Bool = { [clock] in
@@ -369,13 +422,15 @@ public final class NodeHost: @unchecked Sendable {
         }
         if endpoint == nil {
             let record = try await lookup(RecordKey.peer(provider), kind: .value)
-            endpoint = record.records.first(where: { $0.publisher == provider }).flatMap {
-                try? PeerRecordValue.decode($0.value)
-            }?.endpoints.first
+            endpoint =
+                record.records.first(where: { $0.publisher == provider }).flatMap {
+                    try? PeerRecordValue.decode($0.value)
+                }?.endpoints.first
         }
         guard let endpoint else { return false }
         try await eventLoop.submit { [self] in
-            apply(instance.fetchProposal(of: provider, serviceType: serviceType, at: endpoint, now: clock.now, rng: &rng))
+            apply(
+                instance.fetchProposal(of: provider, serviceType: serviceType, at: endpoint, now: clock.now, rng: &rng))
             flush()
         }.get()
         let deadline = clock.now + timeout
@@ -436,15 +491,25 @@ public final class NodeHost: @unchecked Sendable {
         let count = envelope.data.readableBytes
         guard count <= scratch.count else { return }
         envelope.data.withUnsafeReadableBytes { scratch.copyMemory(from: $0) }
-        let datagram = UnsafeMutableRawBufferPointer(rebasing: scratch[..<count])
-        let device = self.device
-        let effects = instance.receive(datagram: datagram, from: source, now: clock.now, rng: &rng) { packet in
-            device?.write(packet)
-        }
-        if !effects.isEmpty { apply(effects) }
+        // UDP GRO: the kernel may hand over several datagrams from one source glued together, each
+        // `segmentSize` long but the last.
+        let segment = envelope.metadata?.segmentSize.flatMap { $0 > 0 ? $0 : nil } ?? count
+        let writer = self.writer
+        let now = clock.now
+        var offset = 0
+        repeat {  // at least once: an empty datagram is counted (and dropped) too
+            let length = min(segment, count - offset)
+            let datagram = UnsafeMutableRawBufferPointer(rebasing: scratch[offset..<(offset + length)])
+            let effects = instance.receive(datagram: datagram, from: source, now: now, rng: &rng) { packet in
+                writer?.write(packet)
+            }
+            if !effects.isEmpty { apply(effects) }
+            offset += length
+        } while offset < count
     }
 
     func flush() {
+        writer?.flush()
         channel?.flush()
         armTimer()
     }
@@ -467,7 +532,7 @@ public final class NodeHost: @unchecked Sendable {
                 buffer.writeBytes(bytes)
                 channel.write(AddressedEnvelope(remoteAddress: socketAddress(endpoint), data: buffer), promise: nil)
             case .tunnelPacket(let packet):
-                packet.withUnsafeBytes { _ = device?.write($0) }
+                packet.withUnsafeBytes { writer?.write($0) }
             case .event(let event):
                 log(event)
             }

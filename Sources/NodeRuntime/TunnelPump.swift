@@ -29,6 +29,39 @@ public protocol PacketDevice: AnyObject, Sendable {
     @discardableResult func write(_ packet: UnsafeRawBufferPointer) -> Bool
     /// Waits until a packet can be read or the timeout passes.
     func waitReadable(timeoutMilliseconds: Int32) -> Bool
+    /// Reads and writes carry a 10-byte virtio-net header (TUN offloads, see TunDevice).
+    var offload: Bool { get }
+}
+
+/// The event loop's side of writing packets to the device. Without offloads each packet is one
+/// write; with them packets go out behind a virtio-net header (no GSO) — see `flush`.
+final class TunnelWriter {
+    static let virtioHeaderSize = 10
+    let device: any PacketDevice
+    private let scratch: UnsafeMutableRawBufferPointer
+
+    init(device: any PacketDevice) {
+        self.device = device
+        scratch = .allocate(byteCount: TunnelWriter.virtioHeaderSize + 65_536, alignment: 16)
+    }
+
+    deinit { scratch.deallocate() }
+
+    /// One IP packet from the network.
+    func write(_ packet: UnsafeRawBufferPointer) {
+        guard device.offload else {
+            device.write(packet)
+            return
+        }
+        guard packet.count <= scratch.count - TunnelWriter.virtioHeaderSize else { return }
+        UnsafeMutableRawBufferPointer(rebasing: scratch[0..<TunnelWriter.virtioHeaderSize]).initializeMemory(
+            as: UInt8.self, repeating: 0)
+        UnsafeMutableRawBufferPointer(rebasing: scratch[TunnelWriter.virtioHeaderSize...]).copyMemory(from: packet)
+        device.write(UnsafeRawBufferPointer(rebasing: scratch[0..<(TunnelWriter.virtioHeaderSize + packet.count)]))
+    }
+
+    /// The end of a read batch: anything held back goes out.
+    func flush() {}
 }
 
 /// Up to `capacity` packets read from the TUN device into one buffer. Each slot starts with the

@@ -21,6 +21,9 @@ import Synchronization
 public final class TunDevice: Sendable {
     /// The interface name the kernel gave the device (the requested one, or e.g. `tun0` for `tun%d`).
     public let name: String
+    /// Opened with IFF_VNET_HDR and TSO/checksum offloads: every read and write starts with a
+    /// 10-byte `virtio_net_hdr`, and reads may return TCP super-packets of up to 64 KiB.
+    public let offload: Bool
 
     private struct State {
         var fd: CInt
@@ -29,8 +32,9 @@ public final class TunDevice: Sendable {
     }
     private let state: Mutex<State>
 
-    private init(fd: CInt, name: String) {
+    private init(fd: CInt, name: String, offload: Bool) {
         self.name = name
+        self.offload = offload
         self.state = Mutex(State(fd: fd, users: 0, closing: false))
     }
 
@@ -51,19 +55,29 @@ public final class TunDevice: Sendable {
     /// Creates (or attaches to) the TUN device `name`, up to 15 bytes; `%d` lets the kernel number it.
     /// With `namespace`, the device is created inside the network namespace /var/run/netns/`namespace`.
     /// Needs CAP_NET_ADMIN (root) and /dev/net/tun.
-    public static func open(name: String, namespace: String? = nil) throws(TunDeviceError) -> TunDevice {
+    ///
+    /// With `offload`, the device is asked for IFF_VNET_HDR and TUNSETOFFLOAD (checksum, TSO4, TSO6);
+    /// a kernel that refuses gets a plain device (`offload` false on the result).
+    public static func open(
+        name: String, namespace: String? = nil, offload: Bool = false
+    ) throws(TunDeviceError) -> TunDevice {
         let nameBytes = Array(name.utf8)
         guard !nameBytes.isEmpty, nameBytes.count < interfaceNameSize, !nameBytes.contains(0),
             !nameBytes.contains(UInt8(ascii: "/"))
         else { throw .invalidName(name) }
-        let result: Result<(CInt, String), TunDeviceError>
-        if let namespace {
-            result = onThread(inNamespace: namespace) { createDevice(nameBytes) }
-        } else {
-            result = createDevice(nameBytes)
+        for withOffload in offload ? [true, false] : [false] {
+            let result: Result<(CInt, String), TunDeviceError>
+            if let namespace {
+                result = onThread(inNamespace: namespace) { createDevice(nameBytes, offload: withOffload) }
+            } else {
+                result = createDevice(nameBytes, offload: withOffload)
+            }
+            switch result {
+            case .success(let (fd, kernelName)): return TunDevice(fd: fd, name: kernelName, offload: withOffload)
+            case .failure(let error): if !withOffload { throw error }
+            }
         }
-        let (fd, kernelName) = try result.get()
-        return TunDevice(fd: fd, name: kernelName)
+        throw .invalidName(name)  // not reached: the last attempt either returns or throws
     }
 
     // linux/if.h, linux/if_tun.h; not exported by Swift's Glibc module.
@@ -73,7 +87,15 @@ public final class TunDevice: Sendable {
     private static let flagNoPacketInfo: UInt16 = 0x1000  // IFF_NO_PI
     private static let requestSetInterface: UInt = 0x4004_54ca  // TUNSETIFF = _IOW('T', 202, int)
 
-    private static func createDevice(_ nameBytes: [UInt8]) -> Result<(CInt, String), TunDeviceError> {
+    private static let flagVirtioHeader: UInt16 = 0x4000  // IFF_VNET_HDR
+    private static let requestSetOffload: UInt = 0x4004_54d0  // TUNSETOFFLOAD = _IOW('T', 208, unsigned int)
+    /// TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6: the kernel may hand us TCP super-packets with a partial
+    /// checksum, and takes them from us.
+    private static let offloads: CInt = 0x01 | 0x02 | 0x04
+
+    private static func createDevice(
+        _ nameBytes: [UInt8], offload: Bool
+    ) -> Result<(CInt, String), TunDeviceError> {
         let fd = Glibc.open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else {
             return .failure(.cannotOpenControlDevice(reason: String(cString: strerror(errno))))
@@ -81,7 +103,7 @@ public final class TunDevice: Sendable {
         // struct ifreq: char ifr_name[IFNAMSIZ]; then a union whose first member here is short ifr_flags.
         var request = [UInt8](repeating: 0, count: ifreqSize)
         request.replaceSubrange(0..<nameBytes.count, with: nameBytes)
-        let flags = flagTun | flagNoPacketInfo
+        let flags = flagTun | flagNoPacketInfo | (offload ? flagVirtioHeader : 0)
         request[interfaceNameSize] = UInt8(truncatingIfNeeded: flags)  // little-endian short
         request[interfaceNameSize + 1] = UInt8(truncatingIfNeeded: flags >> 8)
         let status = request.withUnsafeMutableBytes { bytes -> CInt in
@@ -89,6 +111,11 @@ public final class TunDevice: Sendable {
             return ioctl(fd, requestSetInterface, base)
         }
         guard status == 0 else {
+            let reason = String(cString: strerror(errno))
+            Glibc.close(fd)
+            return .failure(.cannotCreate(name: String(decoding: nameBytes, as: UTF8.self), reason: reason))
+        }
+        if offload, ioctl(fd, requestSetOffload, offloads) != 0 {
             let reason = String(cString: strerror(errno))
             Glibc.close(fd)
             return .failure(.cannotCreate(name: String(decoding: nameBytes, as: UTF8.self), reason: reason))
