@@ -16,7 +16,7 @@
 // headers); the TCP headers agree (data offset, options, acknowledgment number, window, flags but
 // PSH); only ACK and optionally PSH and ECE are set; its sequence number follows the flow's data;
 // its payload is not empty and at most the flow's segment size (the first segment's payload); the
-// super-packet stays within 65535 bytes; and its checksum (like the flow's first's) is valid —
+// super-packet stays within 65535 bytes; and its checksums (like the flow's first's) are valid —
 // the kernel trusts a NEEDS_CSUM packet's data, so a corrupt segment must not hide in one. Any other
 // TCP packet of the flow closes it, so a flow's packets keep their order.
 //
@@ -179,8 +179,12 @@ public struct GROCoalescer: ~Copyable {
             case 4:
                 ipHeaderLength = Int(packet[0] & 0x0F) * 4
                 totalLength = Int(packet.bigEndianUInt16(at: 2))
+                // The header checksum too: a super-packet gets a fresh one, which must not launder
+                // a corrupt header (the kernel checks it on every write).
                 guard ipHeaderLength >= 20, packet[9] == IPProtocolNumber.tcp,
-                    packet.bigEndianUInt16(at: 6) & 0x3FFF == 0, totalLength <= packet.count
+                    packet.bigEndianUInt16(at: 6) & 0x3FFF == 0, totalLength <= packet.count,
+                    ipHeaderLength <= totalLength,
+                    InternetChecksum.checksum(UnsafeRawBufferPointer(rebasing: packet[..<ipHeaderLength])) == 0
                 else { return nil }
                 let addresses = base.loadUnaligned(fromByteOffset: 12, as: UInt64.self)
                 key = FlowKey(a: addresses, b: 0, c: 0, d: 0, ports: 0, isIPv4: true)

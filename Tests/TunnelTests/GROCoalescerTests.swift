@@ -171,6 +171,12 @@ import UmbraCore
             ("port", tcpSegment(destinationPort: 444, sequence: sequence, payload: payload)),
             ("address", tcpSegment(to: gateway4, sequence: sequence, payload: payload)),
             ("corrupt", withByte(tcpSegment(sequence: sequence, payload: payload), 100, 0)),
+            (
+                "corrupt IP header",
+                withByte(
+                    tcpSegment(sequence: sequence, payload: payload), 11,
+                    tcpSegment(sequence: sequence, payload: payload)[11] ^ 0xFF)
+            ),
         ]
         for (name, second) in variants {
             let emitted = coalesce([first, second])
