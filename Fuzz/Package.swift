@@ -39,5 +39,6 @@ let package = Package(
         fuzzTarget("FuzzRelayMessage", products: ["UmbraCore", "Relay"]),
         fuzzTarget("FuzzDialogueMessage", products: ["UmbraCore", "Dialogue"]),
         fuzzTarget("FuzzTunnelPacket", products: ["UmbraCore", "Tunnel"]),
+        fuzzTarget("FuzzTunnelOffload", products: ["UmbraCore", "Tunnel"]),
     ]
 )

