@@ -100,6 +100,7 @@ public actor TunnelController {
         config.mtu = mtu
         config.blockedDestinations = blocked
         config.allowedDestinations = allowed
+        config.offload = true
         let handle = try ProviderNetwork.up(config, journal: journal, runner: runner)
         providerHandle = handle
         try await host.attachDevice(handle.tun, mtu: mtu)
@@ -117,6 +118,7 @@ public actor TunnelController {
             innerAddress: session.grant.innerIPv4.address, tunName: Self.consumerInterface, mtu: Int(session.grant.mtu),
             exempt: exempt, dns: options.dns, killSwitch: options.killSwitch ? listenPort : nil,
             overlayPort: listenPort)
+        config.offload = true
         switch options.routes {
         case .full: config.routes = .full
         case .split(let prefixes): config.routes = .split(prefixes)

@@ -14,11 +14,17 @@
 // most `maximumBatchesInFlight` batches wait for the event loop: when it falls behind, the reader
 // stops reading and the kernel's TUN queue absorbs (then drops) the excess, as a router would.
 // No allocation per packet: one buffer per batch on each side, slices of it for the datagrams.
-// (Not yet: TUN offloads with IFF_VNET_HDR, UDP GSO/GRO; see docs/benchmarks.md.)
+//
+// Offloads (Linux): the TUN device is opened with IFF_VNET_HDR and TSO, so one read may be a TCP
+// burst of up to 64 KiB, split here into MTU-sized segments (TSOSplitter); runs of equal-sized
+// datagrams to one peer leave as one UDP GSO send (NodeHost.tunnelBatch); UDP GRO hands us bursts
+// that NodeHost.receive cuts apart; and the packets a read batch delivers are coalesced per TCP
+// flow (GROCoalescer) before they are written to the TUN device.
 
 import Dispatch
 import Foundation
 import NIOConcurrencyHelpers
+import Tunnel
 import UmbraCore
 
 /// A packet device the pump reads from and writes to: the TUN device in the runtime.
@@ -34,18 +40,29 @@ public protocol PacketDevice: AnyObject, Sendable {
 }
 
 /// The event loop's side of writing packets to the device. Without offloads each packet is one
-/// write; with them packets go out behind a virtio-net header (no GSO) — see `flush`.
+/// write. With them, the packets of one read batch are copied into an arena and, at `flush`, TCP
+/// segments of one flow are coalesced into super-packets (GROCoalescer): the kernel then takes a
+/// burst of up to 64 KiB through its stack once, and forwards or delivers it as one.
 final class TunnelWriter {
-    static let virtioHeaderSize = 10
     let device: any PacketDevice
-    private let scratch: UnsafeMutableRawBufferPointer
+    /// Packets larger than a slot (never, with the MTUs we set) are written on their own.
+    static let slotSize = 2048
+    static let slots = 64
+    private let arena: UnsafeMutableRawBufferPointer
+    private let single: UnsafeMutableRawBufferPointer
+    private var used = 0
+    private var coalescer = GROCoalescer(maximumPackets: TunnelWriter.slots, maximumFlows: TunnelWriter.slots)
 
     init(device: any PacketDevice) {
         self.device = device
-        scratch = .allocate(byteCount: TunnelWriter.virtioHeaderSize + 65_536, alignment: 16)
+        arena = .allocate(byteCount: device.offload ? Self.slotSize * Self.slots : 0, alignment: 16)
+        single = .allocate(byteCount: device.offload ? VirtioNetHeader.size + 65_536 : 0, alignment: 16)
     }
 
-    deinit { scratch.deallocate() }
+    deinit {
+        arena.deallocate()
+        single.deallocate()
+    }
 
     /// One IP packet from the network.
     func write(_ packet: UnsafeRawBufferPointer) {
@@ -53,15 +70,38 @@ final class TunnelWriter {
             device.write(packet)
             return
         }
-        guard packet.count <= scratch.count - TunnelWriter.virtioHeaderSize else { return }
-        UnsafeMutableRawBufferPointer(rebasing: scratch[0..<TunnelWriter.virtioHeaderSize]).initializeMemory(
-            as: UInt8.self, repeating: 0)
-        UnsafeMutableRawBufferPointer(rebasing: scratch[TunnelWriter.virtioHeaderSize...]).copyMemory(from: packet)
-        device.write(UnsafeRawBufferPointer(rebasing: scratch[0..<(TunnelWriter.virtioHeaderSize + packet.count)]))
+        guard packet.count <= Self.slotSize else {
+            flush()
+            writeAlone(packet)
+            return
+        }
+        if used == Self.slots { flush() }
+        let slot = UnsafeMutableRawBufferPointer(
+            rebasing: arena[(used * Self.slotSize)..<(used * Self.slotSize + packet.count)])
+        slot.copyMemory(from: packet)
+        used += 1
+        if !coalescer.add(UnsafeRawBufferPointer(slot)) {
+            // Full (cannot happen: as many slots as packets) or unusable: write it as it is.
+            used -= 1
+            writeAlone(packet)
+        }
     }
 
-    /// The end of a read batch: anything held back goes out.
-    func flush() {}
+    /// The end of a read batch: everything held back goes out.
+    func flush() {
+        guard used > 0 else { return }
+        let device = self.device
+        coalescer.flush { device.write($0) }
+        used = 0
+    }
+
+    private func writeAlone(_ packet: UnsafeRawBufferPointer) {
+        guard packet.count <= single.count - VirtioNetHeader.size else { return }
+        UnsafeMutableRawBufferPointer(rebasing: single[0..<VirtioNetHeader.size]).initializeMemory(
+            as: UInt8.self, repeating: 0)
+        UnsafeMutableRawBufferPointer(rebasing: single[VirtioNetHeader.size...]).copyMemory(from: packet)
+        device.write(UnsafeRawBufferPointer(rebasing: single[0..<(VirtioNetHeader.size + packet.count)]))
+    }
 }
 
 /// Up to `capacity` packets read from the TUN device into one buffer. Each slot starts with the
@@ -98,6 +138,24 @@ final class PacketBatch: @unchecked Sendable {
         return true
     }
 
+    /// Reads the next read from an offload device into `scratch` and splits it (a TCP super-packet
+    /// becomes its segments, each in its own slot, checksums completed). False when nothing is
+    /// waiting or fewer than `reserve` slots are free.
+    func readNextOffloaded(from device: any PacketDevice, scratch: UnsafeMutableRawBufferPointer, reserve: Int) -> Bool
+    {
+        guard capacity - lengths.count >= reserve else { return false }
+        guard let length = device.read(into: scratch) else { return false }
+        let start = lengths.count * slotSize
+        let free = UnsafeMutableRawBufferPointer(rebasing: storage[start...])
+        guard
+            let segments = try? TSOSplitter.split(
+                UnsafeRawBufferPointer(rebasing: scratch[0..<length]), into: free, segmentStride: slotSize,
+                leadingSpace: 1, maximumSegments: capacity - lengths.count)
+        else { return true }  // malformed: dropped, keep reading
+        for index in 0..<segments.count { lengths.append(segments.length(of: index)) }
+        return true
+    }
+
     /// The tunnel frame in slot `index`: channel byte, then the packet.
     func frame(_ index: Int) -> UnsafeRawBufferPointer {
         let start = index * slotSize
@@ -117,12 +175,19 @@ final class TunnelReader: @unchecked Sendable {
     private let credits = DispatchSemaphore(value: TunnelReader.maximumBatchesInFlight)
     private let done = DispatchSemaphore(value: 0)
 
-    init(device: any PacketDevice, mtu: Int, batchCapacity: Int = 64) {
+    /// With offloads: one read (header + up to 64 KiB) before it is split into the batch.
+    private let offloadScratch: UnsafeMutableRawBufferPointer
+
+    init(device: any PacketDevice, mtu: Int, batchCapacity: Int? = nil) {
         self.device = device
         // Room for the channel byte, the largest packet, and one byte to detect truncation.
         self.slotSize = max(mtu, 1280) + 2
-        self.batchCapacity = batchCapacity
+        // With offloads a batch holds up to two 64 KiB bursts' segments.
+        self.batchCapacity = batchCapacity ?? (device.offload ? 128 : 64)
+        offloadScratch = .allocate(byteCount: device.offload ? VirtioNetHeader.size + 65_536 : 0, alignment: 16)
     }
+
+    deinit { offloadScratch.deallocate() }
 
     /// Starts the thread.
     func start(deliver: @escaping @Sendable (PacketBatch) -> Void) {
@@ -149,7 +214,17 @@ final class TunnelReader: @unchecked Sendable {
             guard credits.wait(timeout: .now() + .milliseconds(100)) == .success else { continue }
             let batch = PacketBatch(slotSize: slotSize, capacity: batchCapacity, channel: 0x50)
             var reads = 0
-            while reads < 2 * batchCapacity, batch.readNext(from: device) { reads += 1 }
+            if device.offload {
+                // A read may be a 64 KiB TCP burst: stop while a whole one still fits.
+                let reserve = 65_535 / max(1, slotSize - 2 - 40) + 1
+                while reads < 2 * batchCapacity,
+                    batch.readNextOffloaded(from: device, scratch: offloadScratch, reserve: reserve)
+                {
+                    reads += 1
+                }
+            } else {
+                while reads < 2 * batchCapacity, batch.readNext(from: device) { reads += 1 }
+            }
             if batch.count == 0 {
                 credits.signal()
                 continue

@@ -54,6 +54,8 @@ public struct ConsumerNetworkConfig: Sendable {
     public var killSwitch: UInt16?
     /// A network namespace (/var/run/netns/NAME) to do all of it in; must match the runner's.
     public var namespace: String?
+    /// Open the TUN device with IFF_VNET_HDR and TSO offloads (TunDevice).
+    public var offload = false
     /// The overlay's own UDP port: with full routes, its datagrams (DHT, gossip, relays, the
     /// tunnel's own session) keep the old default route through a policy rule, so the node stays
     /// part of the overlay while everything else enters the tunnel.
@@ -117,7 +119,7 @@ public enum ConsumerNetwork {
         let name = config.tunName
         let tun = try setup.atomically {
             let tun = try setup.change(undo: .deleteLink(name: name)) {
-                try TunDevice.open(name: name, namespace: config.namespace)
+                try TunDevice.open(name: name, namespace: config.namespace, offload: config.offload)
             }
             do {
                 try runner.run(["ip", "addr", "add", "\(config.innerAddress)/32", "dev", tun.name])

@@ -37,6 +37,8 @@ public struct ProviderNetworkConfig: Sendable {
     public var allowedDestinations: [String] = []
     /// A network namespace (/var/run/netns/NAME) to do all of it in; must match the runner's.
     public var namespace: String?
+    /// Open the TUN device with IFF_VNET_HDR and TSO offloads (TunDevice).
+    public var offload = false
 
     /// Private, loopback, link-local (cloud metadata at 169.254.169.254), CGNAT, multicast and
     /// reserved ranges: a provider's consumers reach the public internet only.
@@ -88,7 +90,7 @@ public enum ProviderNetwork {
         let name = config.tunName
         let tun = try setup.atomically {
             let tun = try setup.change(undo: .deleteLink(name: name)) {
-                try TunDevice.open(name: name, namespace: config.namespace)
+                try TunDevice.open(name: name, namespace: config.namespace, offload: config.offload)
             }
             do {
                 try runner.run(["ip", "addr", "add", "\(config.gateway)/\(pool.length)", "dev", tun.name])
