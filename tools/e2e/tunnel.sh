@@ -98,6 +98,13 @@ crash() { # HOST: SIGKILL the host's node (no chance to clean up), then forget i
     wait_until 5 bash -c "! kill -0 $pid 2> /dev/null"
     natnet_stop "$1"
 }
+first_reply_ms() { # HOST START_MS -> prints ms from START_MS until a ping to web answers (bounded 5 s)
+    local deadline=$((SECONDS + 5))
+    while ((SECONDS < deadline)); do
+        if in_ns "$1" ping -c 1 -W 0.2 "$WEB" > /dev/null 2>&1; then echo $(($(date +%s%3N) - $2)); return 0; fi
+    done
+    return 1
+}
 restart_consumer() { natnet_start "$1"; wait_until 10 natnet_cli "$1" status > /dev/null 2>&1; }
 
 [[ $(id -u) -eq 0 ]] || { echo "tunnel e2e: needs root"; exit 1; }
@@ -124,7 +131,9 @@ host_state h2 > "$WORK/h2-before.txt"
 host_state h3 > "$WORK/h3-before.txt"
 
 # --- h2 (EIM NAT) -> pub1 by country, direct ---------------------------------------------------
+start_ms=$(date +%s%3N)
 check "h2: umbra connect --country DE" connect h2 --country DE
+echo "     direct: $(first_reply_ms h2 "$start_ms") ms from umbra connect to the first ping reply from web"
 check "h2 -> web through the tunnel: web saw pub1's public address ($PUB1_PUBLIC)" \
     test "$(web_ip h2)" = "$PUB1_PUBLIC"
 check "web's access log shows the request from $PUB1_PUBLIC" \
@@ -156,7 +165,9 @@ check "after disconnect h2's routes, rules, links, firewall and DNS are exactly 
 check "after disconnect web sees h2 at its own public address again" test "$(web_ip h2)" = "$H2_PUBLIC"
 
 # --- h3 (symmetric NAT) -> h1 (behind EIM NAT): relayed ---------------------------------------
+start_ms=$(date +%s%3N)
 check "h3: umbra connect --country NL (h1, behind NAT)" connect h3 --country NL
+echo "     relayed: $(first_reply_ms h3 "$start_ms") ms from umbra connect to the first ping reply from web"
 check "h3's tunnel is relayed" test "$(tunnel_json h3 "t['consumer']['path'].startswith('relayed')")" = True
 check "h3 -> web through the relayed tunnel: web saw h1's public address ($H1_PUBLIC)" \
     wait_until 5 test "$(web_ip h3)" = "$H1_PUBLIC"
