@@ -59,6 +59,7 @@ public final class NodeHost: @unchecked Sendable {
     private var addressCache: (endpoint: Endpoint, address: SocketAddress)?
     private var tunnelEffects: [NodeEffect] = []
     private var sealedDatagrams: [(start: Int, length: Int, destination: Endpoint)] = []
+    private var outBuffer: ByteBuffer?
     /// UDP GSO and GRO are on (Linux: UDP_SEGMENT, UDP_GRO).
     private var gsoEnabled = false
     /// UDP GSO limits: segments per send (the kernel's UDP_MAX_SEGMENTS is 64 on older kernels)
@@ -98,7 +99,7 @@ public final class NodeHost: @unchecked Sendable {
         reader.start { [self] batch in
             eventLoop.execute { [self] in
                 tunnelBatch(batch)
-                reader.finished()
+                reader.finished(batch)
             }
         }
     }
@@ -122,7 +123,10 @@ public final class NodeHost: @unchecked Sendable {
         guard let channel, device != nil, batch.count > 0 else { return }
         let now = clock.now
         tunnelEffects.removeAll(keepingCapacity: true)
-        var out = channel.allocator.buffer(capacity: batch.count * (batch.slotSize + WireSize.transportMinimum))
+        // The previous batch's buffer, once NIO has sent its slices, is reused (no allocation).
+        var out = outBuffer ?? channel.allocator.buffer(capacity: 0)
+        outBuffer = nil
+        out.clear(minimumCapacity: batch.count * (batch.slotSize + WireSize.transportMinimum))
         // Seal everything first, then slice: a slice taken earlier would share the storage and
         // make every later write copy the whole buffer (copy on write).
         sealedDatagrams.removeAll(keepingCapacity: true)
@@ -173,6 +177,7 @@ public final class NodeHost: @unchecked Sendable {
         }
         if !tunnelEffects.isEmpty { apply(tunnelEffects) }
         flush()
+        outBuffer = out
     }
 
     private func socketAddress(_ endpoint: Endpoint) -> SocketAddress {

@@ -156,6 +156,9 @@ final class PacketBatch: @unchecked Sendable {
         return true
     }
 
+    /// Empties the batch for reuse (the channel bytes at the slots' starts stay).
+    func reset() { lengths.removeAll(keepingCapacity: true) }
+
     /// The tunnel frame in slot `index`: channel byte, then the packet.
     func frame(_ index: Int) -> UnsafeRawBufferPointer {
         let start = index * slotSize
@@ -173,6 +176,8 @@ final class TunnelReader: @unchecked Sendable {
     let batchCapacity: Int
     private let stopped = NIOLockedValueBox(false)
     private let credits = DispatchSemaphore(value: TunnelReader.maximumBatchesInFlight)
+    /// Batches the event loop is done with, for reuse (at most `maximumBatchesInFlight` exist).
+    private let spare = NIOLockedValueBox<[PacketBatch]>([])
     private let done = DispatchSemaphore(value: 0)
 
     /// With offloads: one read (header + up to 64 KiB) before it is split into the batch.
@@ -205,14 +210,20 @@ final class TunnelReader: @unchecked Sendable {
     }
 
     /// The event loop is done with a batch.
-    func finished() { credits.signal() }
+    func finished(_ batch: PacketBatch) {
+        batch.reset()
+        spare.withLockedValue { $0.append(batch) }
+        credits.signal()
+    }
 
     private func run(deliver: @escaping @Sendable (PacketBatch) -> Void) {
         while !stopped.withLockedValue({ $0 }) {
             guard device.waitReadable(timeoutMilliseconds: 100) else { continue }
             // Wait for the event loop to catch up (bounded, so a stop is noticed).
             guard credits.wait(timeout: .now() + .milliseconds(100)) == .success else { continue }
-            let batch = PacketBatch(slotSize: slotSize, capacity: batchCapacity, channel: 0x50)
+            let batch =
+                spare.withLockedValue { $0.popLast() }
+                ?? PacketBatch(slotSize: slotSize, capacity: batchCapacity, channel: 0x50)
             var reads = 0
             if device.offload {
                 // A read may be a 64 KiB TCP burst: stop while a whole one still fits.
@@ -226,7 +237,7 @@ final class TunnelReader: @unchecked Sendable {
                 while reads < 2 * batchCapacity, batch.readNext(from: device) { reads += 1 }
             }
             if batch.count == 0 {
-                credits.signal()
+                finished(batch)
                 continue
             }
             deliver(batch)
