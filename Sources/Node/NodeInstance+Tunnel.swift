@@ -5,8 +5,8 @@
 // Outbound (a packet read from the TUN device, `tunnelOutbound`):
 //   consumer: the packet goes to the provider of the attached tunnel;
 //   provider: the packet's destination is a consumer's inner address -> that consumer's session.
-//   A packet larger than the path allows (1420 direct, 1332 relayed: a relayed datagram must fit
-//   one relay `forward`) is answered with an ICMP "packet too big" written back to the TUN device.
+//   A packet larger than the path allows (1420 direct over IPv4, 1400 over IPv6, 1332 relayed: a
+//   relayed datagram must fit one relay `forward`) is answered with an ICMP "packet too big" written back to the TUN device.
 //   On a direct path the frame is sealed straight into the shell's send buffer (no allocation);
 //   on a relayed path, or without keys, it takes the ordinary frame path (queue, handshake, relay).
 // Inbound (a tunnel frame from a session, `tunnelInbound`):
@@ -196,7 +196,9 @@ extension NodeInstance {
         }
         let endpoint = sessions.endpoint(of: peer)
         let relayed = endpoint?.isRelayPath ?? false
-        let mtu = relayed ? min(innerMTU, TunnelNodeConfig.relayedMTU) : innerMTU
+        var mtu = relayed ? min(innerMTU, TunnelNodeConfig.relayedMTU) : innerMTU
+        // An IPv6 underlay header is 20 bytes longer than IPv4's: 1400 keeps the datagram in 1500.
+        if case .v6? = endpoint?.address, !relayed { mtu = min(mtu, innerMTU - 20) }
         guard packet.count <= mtu else {
             tunnelTooBig(packet, mtu: mtu, into: &effects)
             return nil

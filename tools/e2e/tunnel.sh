@@ -140,6 +140,10 @@ check "web's access log shows the request from $PUB1_PUBLIC" \
     grep -q " $PUB1_PUBLIC " "$(tools/testnet dir "$NET")/logs/web-access.log"
 check "h2's status: connected to pub1, direct, bytes both ways" \
     test "$(tunnel_json h2 "t['state'] == 'connected' and t['consumer']['path'] == 'direct' and t['consumer']['sent']['bytes'] > 0 and t['consumer']['received']['bytes'] > 0")" = True
+if [[ $(ip netns exec "$(tools/testnet ns "$NET" h2)" sysctl -n net.ipv6.conf.all.disable_ipv6 2> /dev/null) == 0 ]]; then
+    check "IPv6 cannot leave around the IPv4 tunnel (unreachable ::/1 and 8000::/1)" \
+        test "$(ip -n "$(tools/testnet ns "$NET" h2)" -6 route show | grep -c '^unreachable \(::/1\|8000::/1\)')" = 2
+fi
 check "pub1's status: serving h2 with bytes both ways" \
     test "$(tunnel_json pub1 "len(t['served']) == 1 and t['served'][0]['received']['bytes'] > 0 and t['served'][0]['sent']['bytes'] > 0")" = True
 

@@ -17,6 +17,8 @@
 //   4. routes: full → ip route add 0.0.0.0/1 dev umbra0; ip route add 128.0.0.0/1 dev umbra0
 //      (more specific than any default route, which stays untouched); split → one route per CIDR
 //                                                                   undo: ip route del CIDR dev umbra0
+//   4b. full routes with IPv6 on: ip -6 route add unreachable ::/1; … 8000::/1 (the tunnel is
+//      IPv4 only; IPv6 fails at once instead of leaving around it)   undo: ip -6 route del (same)
 //   5. DNS (optional): /etc/resolv.conf rewritten IN PLACE (truncate + write, never rename: under
 //      `ip netns exec` it is a bind mount of /etc/netns/NS/resolv.conf, and a rename would replace
 //      the mount point's directory entry, not the file the namespace sees; a symlinked file, e.g.
@@ -142,6 +144,7 @@ public enum ConsumerNetwork {
                         try runner.run(["ip", "route", "add"] + route)
                     }
                 }
+                if case .full = config.routes { try blockIPv6(setup: setup) }
                 if !nameServers.isEmpty {
                     let path = config.resolvConfPath
                     try setup.change(undo: try HostUndoAction.restoring(file: path)) {
@@ -219,26 +222,52 @@ public enum ConsumerNetwork {
     /// `ip rule add priority T ipproto udp sport PORT lookup T` with table T holding today's default
     /// route: the node's own datagrams never enter the tunnel (as wg-quick does with a fwmark).
     private static func addOverlayBypass(port: UInt16, setup: HostNetworkSetup) throws {
-        let runner = setup.runner
-        let output = try runner.run(["ip", "-j", "-4", "route", "show", "default"])
-        let routes: [RouteLookup]
-        do {
-            routes = try JSONDecoder().decode([RouteLookup].self, from: Data(output.standardOutput))
-        } catch {
-            throw HostChangeError("cannot parse `ip -j route show default` output (\(error)): \(output.outputText)")
+        for family in ["-4", "-6"] {
+            let runner = setup.runner
+            // Without IPv6 in this namespace `ip -6` fails: there is nothing to keep.
+            guard family == "-4" || ipv6Available(runner) else { continue }
+            let output = try runner.run(["ip", "-j", family, "route", "show", "default"])
+            let routes: [RouteLookup]
+            do {
+                routes = try JSONDecoder().decode([RouteLookup].self, from: Data(output.standardOutput))
+            } catch {
+                throw HostChangeError(
+                    "cannot parse `ip -j \(family) route show default` output (\(error)): \(output.outputText)")
+            }
+            // No default route: nothing to keep; the exempt host routes still pin the tunnel's peers.
+            guard let current = routes.first, let device = current.dev else { continue }
+            let table = String(bypassTable)
+            var route = ["default"]
+            if let gateway = current.gateway { route += ["via", gateway] }
+            route += ["dev", device, "table", table]
+            try setup.change(undo: .deleteRoute(argv: ["ip", family, "route", "del", "default", "table", table])) {
+                try runner.run(["ip", family, "route", "add"] + route)
+            }
+            let rule = ["priority", table, "ipproto", "udp", "sport", String(port), "lookup", table]
+            try setup.change(undo: .deleteRoute(argv: ["ip", family, "rule", "del"] + rule)) {
+                try runner.run(["ip", family, "rule", "add"] + rule)
+            }
         }
-        // No default route: nothing to keep; the exempt host routes still pin the tunnel's peers.
-        guard let current = routes.first, let device = current.dev else { return }
-        let table = String(bypassTable)
-        var route = ["default"]
-        if let gateway = current.gateway { route += ["via", gateway] }
-        route += ["dev", device, "table", table]
-        try setup.change(undo: .deleteRoute(argv: ["ip", "route", "del", "default", "table", table])) {
-            try runner.run(["ip", "route", "add"] + route)
-        }
-        let rule = ["priority", table, "ipproto", "udp", "sport", String(port), "lookup", table]
-        try setup.change(undo: .deleteRoute(argv: ["ip", "rule", "del"] + rule)) {
-            try runner.run(["ip", "rule", "add"] + rule)
+    }
+
+    /// IPv6 is on in this namespace (`net.ipv6.conf.all.disable_ipv6` exists and is 0).
+    private static func ipv6Available(_ runner: HostCommand) -> Bool {
+        guard let output = try? runner.run(["sysctl", "-n", "net.ipv6.conf.all.disable_ipv6"]) else { return false }
+        return output.outputText.trimmingWhitespace == "0"
+    }
+
+    /// The tunnel carries IPv4 only (the provider assigns no IPv6 address). With full routes, IPv6
+    /// must not leave around it: `unreachable ::/1` and `unreachable 8000::/1` (more specific than
+    /// any default route) make every IPv6 connection fail at once, so applications fall back to
+    /// IPv4 through the tunnel. Host routes to IPv6 underlay endpoints, and the node's own sockets
+    /// (the bypass rule), are more specific still and keep working.
+    private static func blockIPv6(setup: HostNetworkSetup) throws {
+        guard ipv6Available(setup.runner) else { return }
+        for network in ["::/1", "8000::/1"] {
+            let route = ["unreachable", network]
+            try setup.change(undo: .deleteRoute(argv: ["ip", "-6", "route", "del"] + route)) {
+                try setup.runner.run(["ip", "-6", "route", "add"] + route)
+            }
         }
     }
 
