@@ -253,7 +253,7 @@ extension NodeInstance {
 
     // MARK: - Effects
 
-    private mutating func absorbDialogue(
+    mutating func absorbDialogue(
         _ clientEffects: [DialogueClientEffect], provider: PublicKey, now: Instant,
         rng: inout some RandomNumberGenerator, into effects: inout [NodeEffect]
     ) {

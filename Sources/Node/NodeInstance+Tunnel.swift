@@ -31,6 +31,9 @@ public struct TunnelNodeConfig: Sendable {
     public var directMTU = 1420
     /// Accounting is handed to the dialogue server this often.
     public var accountingInterval: Duration = .seconds(1)
+    /// A consumer tells its provider what its tunnel carried (a dialogue `status`) this often, so
+    /// the provider can compare the consumer's meters with its own (what payments will check).
+    public var statusReportInterval: Duration = .seconds(10)
     public init() {}
 
     /// Largest IP packet on a relayed path: the whole sealed datagram (header, channel byte,
@@ -106,6 +109,8 @@ public struct ServedTunnel: Sendable {
     public var sessionID: UInt64
     public var innerAddress: IPAddress
     public var account: TunnelAccount
+    /// What the consumer's own meters said in its last `status` (its sent is our received).
+    public var consumerReport: StatusReport?
 }
 
 public struct TunnelStatus: Sendable {
@@ -123,6 +128,8 @@ struct TunnelState: Sendable {
     var served: [PublicKey: ServedAccount] = [:]
     var counters = TunnelCounters()
     var nextAccounting: Instant?
+    /// When the consumer next reports its meters to the provider.
+    var nextStatusReport: Instant?
 
     struct ServedAccount: Sendable {
         var sessionID: UInt64
@@ -142,16 +149,21 @@ extension NodeInstance {
             provider: session.provider, sessionID: session.sessionID, innerAddress: session.grant.innerIPv4.address,
             gateway: session.grant.gateway, mtu: Int(session.grant.mtu), attachedAt: now,
             account: TunnelAccount(openedAt: now))
+        tunnel.nextStatusReport = now + config.tunnel.statusReportInterval
     }
 
     /// Consumer: stops routing packets (the shell has torn the TUN device down).
-    public mutating func detachTunnel() { tunnel.consumer = nil }
+    public mutating func detachTunnel() {
+        tunnel.consumer = nil
+        tunnel.nextStatusReport = nil
+    }
 
     public var tunnelStatus: TunnelStatus {
         let served = tunnel.served.keys.sorted(by: Self.keyOrder).compactMap { key -> ServedTunnel? in
             guard let entry = tunnel.served[key], let session = dialogue.server?.session(of: key) else { return nil }
             return ServedTunnel(
-                consumer: key, sessionID: entry.sessionID, innerAddress: session.address, account: entry.account)
+                consumer: key, sessionID: entry.sessionID, innerAddress: session.address, account: entry.account,
+                consumerReport: session.lastReport)
         }
         return TunnelStatus(
             consumer: tunnel.consumer, consumerPath: tunnel.consumer.flatMap { sessions.endpoint(of: $0.provider) },
@@ -293,6 +305,18 @@ extension NodeInstance {
     // MARK: - Hooks
 
     mutating func tunnelTick(now: Instant, rng: inout some RandomNumberGenerator, into effects: inout [NodeEffect]) {
+        if let due = tunnel.nextStatusReport, due <= now {
+            tunnel.nextStatusReport = now + config.tunnel.statusReportInterval
+            if let consumer = tunnel.consumer, var client = dialogue.clients[consumer.provider] {
+                let account = consumer.account
+                let report = StatusReport(
+                    bytesSent: account.sentBytes, bytesReceived: account.receivedBytes,
+                    packetsSent: account.sentPackets, packetsReceived: account.receivedPackets)
+                let clientEffects = client.reportStatus(report, now: now)
+                dialogue.clients[consumer.provider] = client
+                absorbDialogue(clientEffects, provider: consumer.provider, now: now, rng: &rng, into: &effects)
+            }
+        }
         guard let due = tunnel.nextAccounting, due <= now else { return }
         tunnel.nextAccounting = nil
         guard var server = dialogue.server else {
@@ -318,11 +342,11 @@ extension NodeInstance {
         absorbServer(serverEffects, now: now, rng: &rng, into: &effects)
     }
 
-    var tunnelDeadline: Instant? { tunnel.nextAccounting }
+    var tunnelDeadline: Instant? { [tunnel.nextAccounting, tunnel.nextStatusReport].compactMap { $0 }.min() }
 
     /// A dialogue ended: its tunnel carries nothing more.
     mutating func tunnelDialogueEnded(provider: PublicKey) {
-        if tunnel.consumer?.provider == provider { tunnel.consumer = nil }
+        if tunnel.consumer?.provider == provider { detachTunnel() }
     }
 
     // MARK: - Helpers

@@ -47,6 +47,15 @@ public struct TunnelServedReport: Codable, Sendable, Equatable {
     public var received: TunnelTrafficReport
     /// To the consumer.
     public var sent: TunnelTrafficReport
+    /// The consumer's own meters, from its last status report (its `bytes_sent` is our received).
+    public var consumerReport: ConsumerMetersReport?
+}
+
+public struct ConsumerMetersReport: Codable, Sendable, Equatable {
+    public var bytesSent: UInt64
+    public var bytesReceived: UInt64
+    public var packetsSent: UInt64
+    public var packetsReceived: UInt64
 }
 
 public struct TunnelReport: Codable, Sendable, Equatable {
@@ -162,8 +171,9 @@ extension ControlRouter {
             let provider = proposal.provider
             let session: ClientSession
             do {
+                let mode: TunnelMode = if case .split = options.routes { .split } else { .fullTunnel }
                 session = try await host.openDialogue(
-                    with: provider, serviceType: service, proposalSeq: proposal.seq, startedAt: startedAt
+                    with: provider, serviceType: service, proposalSeq: proposal.seq, mode: mode, startedAt: startedAt
                 ) { instance, now, rng in
                     instance.reach(provider, contacts: proposal.contacts, now: now, rng: &rng)
                 }
@@ -252,7 +262,12 @@ extension ControlRouter {
                         bytes: entry.account.receivedBytes, packets: entry.account.receivedPackets,
                         rate: rates.received),
                     sent: TunnelTrafficReport(
-                        bytes: entry.account.sentBytes, packets: entry.account.sentPackets, rate: rates.sent))
+                        bytes: entry.account.sentBytes, packets: entry.account.sentPackets, rate: rates.sent),
+                    consumerReport: entry.consumerReport.map {
+                        ConsumerMetersReport(
+                            bytesSent: $0.bytesSent, bytesReceived: $0.bytesReceived, packetsSent: $0.packetsSent,
+                            packetsReceived: $0.packetsReceived)
+                    })
             }
             return TunnelReport(
                 state: state, consumer: consumerReport, served: served, packetsOut: status.counters.packetsOut,

@@ -450,7 +450,8 @@ public final class NodeHost: @unchecked Sendable {
     /// timeout). `prepare` makes the provider reachable first (e.g. `dial` with its peer record) and
     /// runs on the event loop with the instance; `startedAt` is when the caller began (lookup).
     public func openDialogue(
-        with provider: PublicKey, serviceType: String, proposalSeq: UInt64, startedAt: Instant,
+        with provider: PublicKey, serviceType: String, proposalSeq: UInt64, mode: TunnelMode = .fullTunnel,
+        startedAt: Instant,
         prepare: @escaping @Sendable (inout NodeInstance, Instant, inout SecureRandomGenerator) -> [NodeEffect]
     ) async throws -> ClientSession {
         let future: EventLoopFuture<ClientSession> = try await eventLoop.submit { [self] in
@@ -461,8 +462,8 @@ public final class NodeHost: @unchecked Sendable {
             apply(prepare(&instance, now, &rng))
             apply(
                 instance.openDialogue(
-                    with: provider, serviceType: serviceType, proposalSeq: proposalSeq, startedAt: startedAt, now: now,
-                    rng: &rng))
+                    with: provider, serviceType: serviceType, proposalSeq: proposalSeq, mode: mode,
+                    startedAt: startedAt, now: now, rng: &rng))
             // The caller looked the provider up before this call.
             instance.markDialogueStage(.lookup, provider: provider, at: now)
             flush()

@@ -103,6 +103,12 @@ struct TunnelNodeTests {
         #expect(served?.bytesOut == UInt64(reply.count))
         // Both directions took the zero-copy path.
         #expect(consumer.counters.slowPath == 0 && provider.counters.slowPath == 0)
+        // Every 10 s the consumer reports its meters; the provider keeps them next to its own.
+        sim.run(for: .seconds(10))
+        let claimed = sim.instance(1).tunnelStatus.served.first?.consumerReport
+        #expect(claimed?.bytesSent == UInt64(outbound.count))
+        #expect(claimed?.bytesReceived == UInt64(reply.count))
+        #expect(claimed?.packetsSent == 1 && claimed?.packetsReceived == 1)
     }
 
     @Test func aForgedSourceAPrivateDestinationTheMetadataAddressAndSMTPGetNothingThrough() {

@@ -10,6 +10,7 @@
 #   - a forged source address, the metadata address and the provider's private network get nothing
 #     through (counted by the provider's egress policy).
 #   - `umbra disconnect` restores routes, rules, addresses, firewall and DNS exactly (compared).
+#   - a split tunnel (--split web/32): web sees pub1, other destinations keep their path; undone.
 #   - h3 (symmetric NAT) connects to NL -> h1 behind NAT: the path is relayed, curl works, web saw
 #     h1's public address; disconnect restores.
 #   - SIGKILL of the connected consumer node (with DNS and kill switch set), then a restart: the
@@ -167,6 +168,15 @@ check "h2: umbra disconnect" natnet_cli h2 disconnect
 check "after disconnect h2's routes, rules, links, firewall and DNS are exactly as before" \
     same_state "$WORK/h2-before.txt" h2
 check "after disconnect web sees h2 at its own public address again" test "$(web_ip h2)" = "$H2_PUBLIC"
+
+# --- split tunnel: only web's address goes through pub1 -------------------------------------------
+check "h2: umbra connect --country DE --split $WEB/32" connect h2 --country DE --split "$WEB/32"
+check "split: web (in the split block) saw pub1's address" test "$(web_ip h2)" = "$PUB1_PUBLIC"
+relay1_route=$(ip -n "$ns2" route get "$(tools/testnet addr "$NET" relay1)")
+check "split: other destinations keep the host's own path ($relay1_route)" \
+    bash -c "! grep -q umbra0 <<< '$relay1_route'"
+check "split: h2 disconnects" natnet_cli h2 disconnect
+check "split: after disconnect h2's host state is exactly as before" same_state "$WORK/h2-before.txt" h2
 
 # --- h3 (symmetric NAT) -> h1 (behind EIM NAT): relayed ---------------------------------------
 start_ms=$(date +%s%3N)
