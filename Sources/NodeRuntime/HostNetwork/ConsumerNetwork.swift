@@ -159,7 +159,7 @@ public enum ConsumerNetwork {
             }
             return tun
         }
-        return ConsumerNetworkHandle(tun: tun, config: config, journal: journal, runner: runner)
+        return ConsumerNetworkHandle(tun: tun, config: config, journal: journal, runner: runner, scope: journalScope)
     }
 
     /// The nftables script for the kill switch; replaces a leftover table of the same name atomically.
@@ -280,25 +280,5 @@ public enum ConsumerNetwork {
 }
 
 /// A consumer tunnel that is up. `down()` closes the TUN and undoes every host change.
-public final class ConsumerNetworkHandle: Sendable {
-    public let tun: TunDevice
-    public let config: ConsumerNetworkConfig
-    private let journal: HostJournal
-    private let runner: HostCommand
-
-    init(tun: TunDevice, config: ConsumerNetworkConfig, journal: HostJournal, runner: HostCommand) {
-        self.tun = tun
-        self.config = config
-        self.journal = journal
-        self.runner = runner
-    }
-
-    /// Closes the TUN (the kernel drops its addresses and routes) and rolls back the journal's
-    /// consumer entries. Undo actions that failed stay journaled for `HostJournal.recover`.
-    @discardableResult
-    public func down() -> HostRollbackReport {
-        tun.close()
-        return journal.rollback(scope: ConsumerNetwork.journalScope, runner: runner)
-    }
-}
+public typealias ConsumerNetworkHandle = HostNetworkHandle<ConsumerNetworkConfig>
 #endif

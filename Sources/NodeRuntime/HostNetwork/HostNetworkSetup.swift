@@ -45,6 +45,31 @@ public struct IPv4Prefix: Hashable, Sendable, CustomStringConvertible {
     public var description: String { "\(IPAddress.v4(network))/\(length)" }
 }
 
+/// A consumer or provider set-up that is up: its TUN device and how to undo it. `down()` closes the
+/// TUN (the kernel drops its addresses and routes) and rolls back the journal's entries of this
+/// set-up's scope; undo actions that failed stay journaled for `HostJournal.recover`.
+public final class HostNetworkHandle<Config: Sendable>: Sendable {
+    public let tun: TunDevice
+    public let config: Config
+    private let journal: HostJournal
+    private let runner: HostCommand
+    private let scope: String
+
+    init(tun: TunDevice, config: Config, journal: HostJournal, runner: HostCommand, scope: String) {
+        self.tun = tun
+        self.config = config
+        self.journal = journal
+        self.runner = runner
+        self.scope = scope
+    }
+
+    @discardableResult
+    public func down() -> HostRollbackReport {
+        tun.close()
+        return journal.rollback(scope: scope, runner: runner)
+    }
+}
+
 public enum HostNetworkError: Error, Sendable, CustomStringConvertible {
     /// The configuration is wrong; nothing was changed.
     case invalidConfiguration(String)

@@ -111,7 +111,7 @@ public enum ProviderNetwork {
             }
             return tun
         }
-        return ProviderNetworkHandle(tun: tun, config: config, journal: journal, runner: runner)
+        return ProviderNetworkHandle(tun: tun, config: config, journal: journal, runner: runner, scope: journalScope)
     }
 
     /// The nftables script; replaces a leftover table of the same name atomically.
@@ -167,24 +167,5 @@ public enum ProviderNetwork {
 }
 
 /// A provider tunnel that is up. `down()` closes the TUN and undoes every host change.
-public final class ProviderNetworkHandle: Sendable {
-    public let tun: TunDevice
-    public let config: ProviderNetworkConfig
-    private let journal: HostJournal
-    private let runner: HostCommand
-
-    init(tun: TunDevice, config: ProviderNetworkConfig, journal: HostJournal, runner: HostCommand) {
-        self.tun = tun
-        self.config = config
-        self.journal = journal
-        self.runner = runner
-    }
-
-    /// Closes the TUN and rolls back the journal's provider entries (firewall table, ip_forward).
-    @discardableResult
-    public func down() -> HostRollbackReport {
-        tun.close()
-        return journal.rollback(scope: ProviderNetwork.journalScope, runner: runner)
-    }
-}
+public typealias ProviderNetworkHandle = HostNetworkHandle<ProviderNetworkConfig>
 #endif
