@@ -13,33 +13,8 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 source tools/lib/natnet.sh
 
-NET=na$(printf '%x' $$ | tail -c 6)
-WORK=$(mktemp -d /tmp/umbra-nat-e2e.XXXXXX)
-cleanup() {
-    natnet_down
-    if ((failed > 0)); then
-        for log in "$(tools/testnet dir "$NET" 2> /dev/null)"/logs/umbra-*.log; do
-            [[ -f $log ]] && cp "$log" "$WORK/"
-        done
-        echo "nat e2e: logs kept in $WORK"
-    else
-        rm -rf "$WORK"
-    fi
-}
-passed=0
-failed=0
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+natnet_e2e_begin nat na 'umbra-*.log'
 
-check() { # NAME COMMAND…
-    local name=$1
-    shift
-    if "$@"; then
-        passed=$((passed + 1)); echo "PASS $name ($SECONDS s)"
-    else
-        failed=$((failed + 1)); echo "FAIL $name ($SECONDS s)"
-    fi
-}
 ping_json() { # FROM TO-HOST [ping args…] -> the last ping's JSON document (one line)
     local from=$1 to=$2
     shift 2
@@ -66,12 +41,6 @@ ping_path_within() { # SECONDS FROM TO PATH -> status 0 once a ping from FROM to
 }
 reserved_on_relay1() { # HOST -> status 0 when it holds a connected reservation on relay1
     [[ $(natnet_relay_json "$1" "any(x['endpoint'] == '$RELAY1:4747' and x['connected'] and x['expires_in_seconds'] > 3500 for x in r['reservations'])") == True ]]
-}
-wait_until() { # SECONDS COMMAND… -> status 0 once COMMAND succeeds
-    local deadline=$((SECONDS + $1))
-    shift
-    while ((SECONDS < deadline)); do "$@" && return 0; sleep 0.25; done
-    return 1
 }
 
 [[ $(id -u) -eq 0 ]] || { echo "nat e2e: needs root"; exit 1; }

@@ -22,39 +22,8 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 source tools/lib/natnet.sh
 
-NET=tu$(printf '%x' $$ | tail -c 6)
-WORK=$(mktemp -d /tmp/umbra-tunnel-e2e.XXXXXX)
-cleanup() {
-    natnet_down
-    if ((failed > 0)); then
-        for log in "$(tools/testnet dir "$NET" 2> /dev/null)"/logs/*.log; do
-            [[ -f $log ]] && cp "$log" "$WORK/"
-        done
-        echo "tunnel e2e: logs kept in $WORK"
-    else
-        rm -rf "$WORK"
-    fi
-}
-passed=0
-failed=0
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+natnet_e2e_begin tunnel tu '*.log'
 
-check() { # NAME COMMAND…
-    local name=$1
-    shift
-    if "$@"; then
-        passed=$((passed + 1)); echo "PASS $name ($SECONDS s)"
-    else
-        failed=$((failed + 1)); echo "FAIL $name ($SECONDS s)"
-    fi
-}
-wait_until() { # SECONDS COMMAND… -> status 0 once COMMAND succeeds
-    local deadline=$((SECONDS + $1))
-    shift
-    while ((SECONDS < deadline)); do "$@" && return 0; sleep 0.25; done
-    return 1
-}
 in_ns() { # HOST COMMAND…: runs COMMAND in the host's namespace (with its /etc/netns files)
     local host=$1
     shift

@@ -61,3 +61,46 @@ natnet_down() {
     [[ -n ${NATNET:-} ]] && "$TESTNET" down "$NATNET" > /dev/null 2>&1
     return 0
 }
+
+# --- end-to-end scripts over natnet (tools/e2e/nat.sh, tunnel.sh) ------------------------------
+
+natnet_e2e_begin() { # NAME NET-PREFIX LOG-GLOB: sets NET, WORK and the PASS/FAIL counters; on exit
+    # the testnet goes down and, when a check failed, the logs matching LOG-GLOB are kept in WORK
+    E2E_NAME=$1 E2E_LOGS=$3
+    NET=$2$(printf '%x' $$ | tail -c 6)
+    WORK=$(mktemp -d "/tmp/umbra-$1-e2e.XXXXXX")
+    passed=0
+    failed=0
+    trap natnet_e2e_cleanup EXIT
+    trap 'exit 130' INT TERM
+}
+
+natnet_e2e_cleanup() {
+    natnet_down
+    if ((failed > 0)); then
+        local log
+        for log in "$(tools/testnet dir "$NET" 2> /dev/null)"/logs/$E2E_LOGS; do
+            [[ -f $log ]] && cp "$log" "$WORK/"
+        done
+        echo "$E2E_NAME e2e: logs kept in $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+}
+
+check() { # NAME COMMAND…: runs COMMAND, prints PASS/FAIL NAME and counts it
+    local name=$1
+    shift
+    if "$@"; then
+        passed=$((passed + 1)); echo "PASS $name ($SECONDS s)"
+    else
+        failed=$((failed + 1)); echo "FAIL $name ($SECONDS s)"
+    fi
+}
+
+wait_until() { # SECONDS COMMAND… -> status 0 once COMMAND succeeds
+    local deadline=$((SECONDS + $1))
+    shift
+    while ((SECONDS < deadline)); do "$@" && return 0; sleep 0.25; done
+    return 1
+}
