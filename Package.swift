@@ -20,6 +20,8 @@ let package = Package(
         .library(name: "Relay", targets: ["Relay"]),
         .library(name: "Dialogue", targets: ["Dialogue"]),
         .library(name: "Tunnel", targets: ["Tunnel"]),
+        // The simulator and the whole-node fuzzing harness, for the fuzz targets in Fuzz/.
+        .library(name: "NetSim", targets: ["NetSim"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),

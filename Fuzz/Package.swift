@@ -40,5 +40,6 @@ let package = Package(
         fuzzTarget("FuzzDialogueMessage", products: ["UmbraCore", "Dialogue"]),
         fuzzTarget("FuzzTunnelPacket", products: ["UmbraCore", "Tunnel"]),
         fuzzTarget("FuzzTunnelOffload", products: ["UmbraCore", "Tunnel"]),
+        fuzzTarget("FuzzNode", products: ["UmbraCore", "NetSim"]),
     ]
 )
