@@ -24,3 +24,11 @@ umbra_install_deps() {
         DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing_bench[@]}" >/dev/null
     fi
 }
+
+# The adversarial suite (tools/adversary) speaks the wire protocol from Python: it needs the
+# `cryptography` package (PyPI), installed for the user's python3 when missing.
+umbra_install_python_deps() {
+    python3 -c 'import cryptography.hazmat.primitives.asymmetric.x25519' 2>/dev/null && return 0
+    echo "installing the Python packages of tools/adversary/requirements.txt"
+    python3 -m pip install --quiet -r tools/adversary/requirements.txt
+}
