@@ -550,3 +550,33 @@ def udp(host, port=0):
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
     s.bind((host, port))
     return s
+
+
+# Gossip (§9) and service proposals (§10)
+def topic(name="proposals"):
+    b = name.encode()
+    return bytes([len(b)]) + b
+
+
+def gossip_subscribe(names=("proposals",)):
+    return bytes([CH_GOSSIP, 0x01, len(names)]) + b"".join(topic(n) for n in names)
+
+
+def gossip_publish(data, name="proposals"):
+    return bytes([CH_GOSSIP, 0x03]) + topic(name) + struct.pack("<H", len(data)) + data
+
+
+def signed_offer(ident, service="ip-tunnel", country="DE", lifetime_s=170, seq=None, capacity=64,
+                 endpoints=(), network_id="umbra-main"):
+    """A signed offer (§10.1, §10.2)."""
+    now = time.time_ns()
+    seq = seq if seq is not None else now // 1_000_000
+    s = service.encode()
+    wire = (bytes([1]) + struct.pack("<H", 1) + ident.ed_pub + struct.pack("<QQQ", seq, now, now + lifetime_s * 10**9)
+            + struct.pack("<H", len(s)) + s
+            + country.encode() + struct.pack("<H", 0) + bytes([0]) + struct.pack("<QQI", 1000, 10, capacity)
+            + bytes([0]) + bytes([len(endpoints)]) + b"".join(encode_endpoint(hh, pp) for hh, pp in endpoints)
+            + bytes([0]))
+    net = network_id.encode()
+    sig = ident.sign(b"umbra/proposal/v1" + b"\x00" + struct.pack("<H", len(net)) + net + wire)
+    return wire + sig
