@@ -111,8 +111,7 @@ def main():
     swarm, answer = populate(t)
     dht = t.control("GET", "/v1/dht")[1] or {}
     market = t.control("GET", "/v1/market")[1] or {}
-    print(f"T holds: DHT routing table {dht.get('table_size', '?')}, "
-          f"contacts, {market.get('proposals', '?')}")
+    print(f"T holds {dht.get('table_size', '?')} DHT contacts and {market.get('proposals', '?')} proposals")
     failures = []
     plan = [(t, k) for k in ("ping", "dht_ping", "find_node", "find_value", "store", "proposal_sync",
                              "dialogue_request")]
