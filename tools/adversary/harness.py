@@ -273,7 +273,7 @@ class Swarm:
         deadline = time.monotonic() + duration
         while True:
             left = deadline - time.monotonic()
-            if left <= 0:
+            if left <= 0 or (pending is not None and not pending):
                 return got
             self.sock.settimeout(left)
             try:
