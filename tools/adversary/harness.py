@@ -310,3 +310,23 @@ class Swarm:
                     frame = p.session.open(d)
                     if frame is not None:
                         on_frame(p, frame)
+
+    def stream_handshakes(self, count, rate=200.0, seconds=60.0, on_frame=None):
+        """Initiates `count` fresh identities at `rate` per second without waiting for each other
+        (a flood), confirming each response as it arrives. Returns the peers that completed."""
+        done = []
+        pending = {}
+        t0 = time.monotonic()
+        i = 0
+        while time.monotonic() - t0 < seconds and (i < count or pending):
+            due = min(count, int((time.monotonic() - t0) * rate) + 1)
+            while i < due:
+                p = self.new_peer()
+                self._initiate(p, None)
+                pending[p.session.local_index] = p
+                i += 1
+            self.receive(0.005, on_frame=on_frame, pending=pending if pending else {}, done=done)
+            if i >= count and pending:
+                self.receive(2.0, on_frame=on_frame, pending=pending, done=done)
+                break
+        return done
