@@ -66,49 +66,12 @@ def measure(node, kind, store_ident=None):
     return sent, got, n
 
 
-FAKE_SERVERS = 24
-FAKE_PROVIDERS, SERVICES = 24, 4
-
-
-def populate(node):
-    """Gives `node` the state a node of a live overlay has: DHT servers in its routing table (fake
-    identities that answer its verification PINGs as servers) and ~100 live proposals (valid, signed
-    offers of fake providers, published over gossip)."""
-    swarm = h.Swarm(node)
-    host, port = swarm.sock.getsockname()
-
-    def answer(peer, frame):
-        if len(frame) >= 11 and frame[0] == w.CH_DHT:
-            rid = struct.unpack_from("<Q", frame, 2)[0]
-            reply = None
-            if frame[1] == w.DHT_PING:
-                reply = w.dht_pong(rid, host, port, server=True)
-            elif frame[1] in (w.DHT_FIND_NODE, w.DHT_FIND_VALUE):
-                reply = w.dht_nodes(rid, server=True)
-            if reply:
-                swarm.sock.sendto(peer.session.seal(reply), node.addr)
-
-    peers = swarm.handshake_all([swarm.new_peer() for _ in range(FAKE_SERVERS)], on_frame=answer)
-    for p in peers:
-        swarm.sock.sendto(p.session.seal(w.dht_ping(random.getrandbits(63), server=True)), node.addr)
-    publisher = peers[0]
-    swarm.sock.sendto(publisher.session.seal(w.gossip_subscribe()), node.addr)
-    for _ in range(FAKE_PROVIDERS):
-        provider = w.Identity()
-        for k in range(SERVICES):
-            offer = w.signed_offer(provider, service=f"svc-{k}")
-            swarm.sock.sendto(publisher.session.seal(w.gossip_publish(offer)), node.addr)
-        swarm.receive(0.01, on_frame=answer)
-    swarm.receive(2.0, on_frame=answer)
-    return swarm, answer
-
-
 def main():
     t = h.Node("T", ["--provide", "ip-tunnel", "--country", "DE", "--tunnel-device", "none"])
     r = h.Node("R", ["--relay"], bootstrap=[t])
     n = h.Node("N", bootstrap=[t])
     time.sleep(3)  # let the three meet
-    swarm, answer = populate(t)
+    h.populate(t)
     dht = t.control("GET", "/v1/dht")[1] or {}
     market = t.control("GET", "/v1/market")[1] or {}
     print(f"T holds {dht.get('table_size', '?')} DHT contacts and {market.get('proposals', '?')} proposals")
