@@ -336,10 +336,10 @@ FAKE_SERVERS = 24
 FAKE_PROVIDERS, SERVICES = 24, 4
 
 
-def populate(node):
+def populate(node, providers=FAKE_PROVIDERS):
     """Gives `node` the state a node of a live overlay has: DHT servers in its routing table (fake
-    identities that answer its verification PINGs as servers) and ~100 live proposals (valid, signed
-    offers of fake providers, published over gossip)."""
+    identities that answer its verification PINGs as servers) and 4 live proposals per fake provider
+    (valid, signed offers, published over gossip; ~100 by default)."""
     swarm = Swarm(node)
     host, port = swarm.sock.getsockname()
 
@@ -357,10 +357,12 @@ def populate(node):
     peers = swarm.handshake_all([swarm.new_peer() for _ in range(FAKE_SERVERS)], on_frame=answer)
     for p in peers:
         swarm.sock.sendto(p.session.seal(w.dht_ping(random.getrandbits(63), server=True)), node.addr)
-    publisher = peers[0]
-    swarm.sock.sendto(publisher.session.seal(w.gossip_subscribe()), node.addr)
-    for _ in range(FAKE_PROVIDERS):
+    publishers = peers[:8]  # a node takes at most 256 messages per peer per heartbeat
+    for p in publishers:
+        swarm.sock.sendto(p.session.seal(w.gossip_subscribe()), node.addr)
+    for i in range(providers):
         provider = w.Identity()
+        publisher = publishers[i % len(publishers)]
         for k in range(SERVICES):
             offer = w.signed_offer(provider, service=f"svc-{k}")
             swarm.sock.sendto(publisher.session.seal(w.gossip_publish(offer)), node.addr)

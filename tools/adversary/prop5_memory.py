@@ -2,7 +2,7 @@
 """Property 5 (memory bounded under a flood of fresh identities): RSS (/proc/PID/status VmRSS) of a
 node that receives N initiations from fresh identities, each with early data, none ever confirmed,
 must stay within a documented bound, and must come back down after their keys expire (180 s,
-rejectAfterTime). The node first gets ~100 live proposals (as in property 1); the early data is
+rejectAfterTime). The node first gets ~300 live proposals (as in property 1); the early data is
 a proposal-sync request for the whole key space (what an attacker picks: its answer is large), or
 a DHT FIND_NODE with ADV_MEM_EARLY=find_node.
 
@@ -23,6 +23,7 @@ import umbra_wire as w  # noqa: E402
 
 N = int(os.environ.get("ADV_MEM_INITIATIONS", "2000"))
 EARLY = os.environ.get("ADV_MEM_EARLY", "sync")
+PROVIDERS = 75  # x 4 offers: ~300 proposals, so a whole-space sync answer fills a send queue
 PEAK_MIB = float(os.environ.get("ADV_MEM_PEAK_MIB", "32"))
 FINAL_MIB = float(os.environ.get("ADV_MEM_FINAL_MIB", "16"))
 REUSE_MIB = float(os.environ.get("ADV_MEM_REUSE_MIB", "8"))
@@ -79,8 +80,10 @@ def mib(kib):
 
 def main():
     node = h.Node("T")
-    h.populate(node)
-    time.sleep(2.0)
+    h.populate(node, providers=PROVIDERS)
+    market = node.control("GET", "/v1/market")[1] or {}
+    print(f"T holds {market.get('proposals', '?')} proposals")
+    time.sleep(1.0)
     base = node.rss_kib()
     sent, answered, nbytes, secs = flood(node, N)
     time.sleep(2.0)
