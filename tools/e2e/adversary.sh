@@ -15,6 +15,7 @@ set -uo pipefail
 
 cd "$(dirname "$0")/../.."
 export UMBRA="${UMBRA:-.build/debug/umbra}"
+export PYTHONDONTWRITEBYTECODE=1
 ADV=tools/adversary
 SUITE_LIMIT=${ADV_SUITE_SECONDS:-290}
 
