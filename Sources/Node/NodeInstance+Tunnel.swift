@@ -74,6 +74,7 @@ public enum TunnelDrop: Hashable, Sendable, CustomStringConvertible {
                 "egress_blocked_destination_" + String(category.description.map { $0 == "-" ? "_" : $0 })
             case .blockedPort(let port): "egress_blocked_port_\(port)"
             case .fragmentedHeader: "egress_fragmented_header"
+            case .ipOptions: "egress_ip_options"
             }
         }
     }

@@ -160,7 +160,15 @@ public enum ControlJSON {
     }
 }
 
-/// Serves the control API on a unix socket for as long as the service group runs.
+enum DataDirectoryPath {
+    static func parent(of file: String) -> String {
+        guard let slash = file.lastIndex(of: "/") else { return "." }
+        return slash == file.startIndex ? "/" : String(file[..<slash])
+    }
+}
+
+/// Serves the control API on a unix socket for as long as the service group runs. Only root and
+/// the data dir's owner may talk to it (SO_PEERCRED), on top of the socket's 0600 mode.
 public struct ControlService: Service {
     public let socketPath: String
     public let router: ControlRouter
@@ -177,12 +185,24 @@ public struct ControlService: Service {
     public func run() async throws {
         try Self.removeStaleSocket(socketPath)
         let router = self.router
+        let directoryOwner = Self.owner(of: DataDirectoryPath.parent(of: socketPath))
+        let logger = self.logger
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 16)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                    try channel.pipeline.syncOperations.addHandler(ControlHTTPHandler(router: router))
+                // Mode bits are not the only guard: the peer's credentials (SO_PEERCRED) must be
+                // root's or the data dir owner's, whatever the socket's or directory's mode became.
+                Self.peerUID(of: channel).flatMap { uid in
+                    guard let uid, Self.mayControl(peerUID: uid, directoryOwner: directoryOwner) else {
+                        logger.warning(
+                            "refused a control connection",
+                            metadata: ["peer.uid": "\(uid.map { "\($0)" } ?? "unknown")"])
+                        return channel.close()
+                    }
+                    return channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                        try channel.pipeline.syncOperations.addHandler(ControlHTTPHandler(router: router))
+                    }
                 }
             }
         // The socket is created by bind(); a restrictive umask means it is never briefly open to others.
@@ -200,6 +220,38 @@ public struct ControlService: Service {
         try? await gracefulShutdown()
         try? await channel.close()
         unlink(socketPath)
+    }
+
+    /// Who may use the control API: root, and the owner of the data dir (nil owner: root only).
+    public static func mayControl(peerUID: UInt32, directoryOwner: UInt32?) -> Bool {
+        peerUID == 0 || peerUID == directoryOwner
+    }
+
+    static func owner(of path: String) -> UInt32? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return UInt32(info.st_uid)
+    }
+
+    /// The connected peer's uid (SO_PEERCRED), nil if the kernel does not say.
+    static func peerUID(of channel: any Channel) -> EventLoopFuture<UInt32?> {
+        #if os(Linux)
+        guard let provider = channel as? any SocketOptionProvider else {
+            return channel.eventLoop.makeSucceededFuture(nil)
+        }
+        let credentials: EventLoopFuture<PeerCredentials> = provider.unsafeGetSocketOption(
+            level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED))
+        return credentials.map { credentials -> UInt32? in credentials.uid }.recover { _ -> UInt32? in nil }
+        #else
+        return channel.eventLoop.makeSucceededFuture(nil)
+        #endif
+    }
+
+    /// `struct ucred` (Linux), which Swift's Glibc module leaves out (it is behind _GNU_SOURCE).
+    struct PeerCredentials: Sendable {
+        var pid: Int32 = 0
+        var uid: UInt32 = 0
+        var gid: UInt32 = 0
     }
 
     /// A socket file nobody listens on (left by a crash) is removed; a live one is an error.

@@ -181,17 +181,12 @@ extension ControlRouter {
                 failures.append("\(NodeAddress(publicKey: provider)): \(error.failure)")
                 continue
             }
-            // The underlay addresses the tunnel's own datagrams go to must not enter the tunnel.
-            var underlay = proposal.contacts.direct + proposal.contacts.relays.map(\.endpoint)
-            if let endpoint = try await host.withInstance({ $0.sessionPath(of: provider)?.endpoint }) {
-                underlay.append(endpoint)
-            }
-            let exempt = underlay.filter { !$0.isRelayPath }.map(\.address).reduce(into: [IPAddress]()) {
-                if !$0.contains($1) { $0.append($1) }
-            }
-            let listenPort = host.listenEndpoint?.port ?? NetworkDefaults.port
+            // Nothing the proposal names becomes a route: the node's own socket is marked and only it
+            // bypasses the tunnel (ConsumerNetwork). The current endpoint is only checked against.
+            let endpoint = try await host.withInstance { $0.sessionPath(of: provider)?.endpoint }
+            let underlay = endpoint.flatMap { $0.isRelayPath ? nil : $0.address }
             do {
-                try await tunnel.connect(session: session, exempt: exempt, listenPort: listenPort, options: options)
+                try await tunnel.connect(session: session, underlay: underlay, options: options)
             } catch {
                 try? await host.closeDialogue(with: provider)
                 return (nil, "the session opened but the host could not be set up: \(error)")

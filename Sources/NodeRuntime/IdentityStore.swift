@@ -70,6 +70,7 @@ public struct DataDirectory: Sendable {
             if mkdir(directory, 0o700) != 0 && errno != EEXIST {
                 throw .cannotCreate(path: directory, reason: String(cString: strerror(errno)))
             }
+            _ = IdentityStore.syncDirectory(DataDirectory.parent(of: directory))  // the new entry, durably
         }
     }
 }
@@ -95,7 +96,21 @@ public enum IdentityStore {
             unlink(path)
             throw .cannotCreate(path: path, reason: String(cString: strerror(errno)))
         }
+        // The new directory entry must be durable too: without this a crash can lose the file (and
+        // with it the identity the node already announced) although its bytes were synced.
+        guard syncDirectory(directory.path) else {
+            unlink(path)
+            throw .cannotCreate(path: path, reason: "cannot sync the directory: \(String(cString: strerror(errno)))")
+        }
         return identity
+    }
+
+    /// fsync(2) of a directory, so the entries created in it survive a crash.
+    static func syncDirectory(_ path: String) -> Bool {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        return fsync(fd) == 0
     }
 
     /// Loads the identity, refusing a file readable by group or others.

@@ -48,6 +48,9 @@ public final class NodeHost: @unchecked Sendable {
     private var pendingPuts: [UInt64: EventLoopPromise<PutReport>] = [:]
     private var pendingDialogues: [PublicKey: EventLoopPromise<ClientSession>] = [:]
     public private(set) var listenEndpoint: Endpoint?
+    /// The fwmark on the UDP socket (SO_MARK, set when the process may: CAP_NET_ADMIN), nil if
+    /// unmarked. The consumer tunnel's policy rules let only marked packets bypass the tunnel.
+    public private(set) var socketMark: UInt32?
 
     // Tunnel data plane (TunnelPump.swift).
     private var device: (any PacketDevice)?
@@ -236,8 +239,18 @@ public final class NodeHost: @unchecked Sendable {
                 try? await channel.setOption(.socketOption(.init(rawValue: plain)), value: size).get()
             }
         }
-        try await eventLoop.submit { [self] in
+        // The bypass mark (ConsumerNetwork): only this socket's datagrams may leave outside a
+        // consumer tunnel. Needs CAP_NET_ADMIN, as the tunnel itself does.
+        var mark: UInt32?
+        #if os(Linux)
+        let value = SocketOptionValue(Int32(bitPattern: ConsumerNetwork.bypassMark))
+        if (try? await channel.setOption(.socketOption(.init(rawValue: SO_MARK)), value: value).get()) != nil {
+            mark = ConsumerNetwork.bypassMark
+        }
+        #endif
+        try await eventLoop.submit { [self, mark] in
             self.channel = channel
+            self.socketMark = mark
             self.listenEndpoint = channel.localAddress?.endpoint
             let now = clock.now
             let effects = instance.start(now: now, rng: &rng)

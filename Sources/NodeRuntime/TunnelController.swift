@@ -5,7 +5,7 @@
 //   IP forwarding and an nftables table (masquerade out of the uplink, nothing into the pool from
 //   outside, nothing from the pool to the host itself); undone at a clean stop.
 // - Consumer (`umbra connect`): the TUN device `umbra0` with the inner address, routes (whole
-//   traffic or split), host routes to the provider's and relays' endpoints via the old path,
+//   traffic or split), policy rules that let the node's own marked socket keep the old path,
 //   optionally DNS and the kill switch; undone by `umbra disconnect` and at a clean stop.
 // Every change is journalled (HostJournal) before it is made, one journal per role in the data
 // dir, so a node that starts after a crash first undoes what the dead process left behind.
@@ -33,7 +33,6 @@ public actor TunnelController {
         public var provider: PublicKey
         public var session: ClientSession
         public var options: ConnectOptions
-        public var exempt: [IPAddress]
         public var interface: String
     }
 
@@ -47,6 +46,7 @@ public actor TunnelController {
     private let host: NodeHost
     private let directory: DataDirectory
     private let logger: Logger
+    private let journalKey: HostJournalKey
     private let runner = HostCommand()
     private var consumerHandle: ConsumerNetworkHandle?
     /// One journal for both roles (entries are scoped), so neither overwrites the other's.
@@ -54,7 +54,9 @@ public actor TunnelController {
     private var providerHandle: ProviderNetworkHandle?
     public private(set) var consumer: ConsumerState?
 
-    public init(host: NodeHost, directory: DataDirectory, logger: Logger) {
+    /// `journalKey` authenticates the host-change journal (`HostJournalKey(identity:)`).
+    public init(host: NodeHost, directory: DataDirectory, journalKey: HostJournalKey, logger: Logger) {
+        self.journalKey = journalKey
         self.host = host
         self.directory = directory
         self.logger = logger
@@ -64,14 +66,15 @@ public actor TunnelController {
 
     private func sharedJournal() throws -> HostJournal {
         if let journal { return journal }
-        let opened = try HostJournal(path: journalPath)
+        let opened = try HostJournal(path: journalPath, key: journalKey)
         journal = opened
         return opened
     }
 
-    /// At node start: undoes what a crashed run left on the host (routes, DNS, firewall).
+    /// At node start, with the data dir locked (DataDirectoryLock): undoes what a crashed run left
+    /// on the host (routes, DNS, firewall).
     public func recover() {
-        let report = HostJournal.recover(at: journalPath, runner: runner)
+        let report = HostJournal.recover(at: journalPath, key: journalKey, runner: runner)
         if !report.undone.isEmpty || !report.alreadyGone.isEmpty || !report.isComplete {
             logger.notice(
                 "undid host changes left by a previous run",
@@ -84,6 +87,10 @@ public actor TunnelController {
             logger.error(
                 "could not undo a host change; it stays journaled for the next start",
                 metadata: ["change": "\(failure.action)", "reason": "\(failure.reason)"])
+        }
+        for skipped in report.leftAlone {
+            logger.notice(
+                "left a host change alone", metadata: ["change": "\(skipped.action)", "reason": "\(skipped.reason)"])
         }
         if let problem = report.journalError { logger.error("the host journal", metadata: ["error": "\(problem)"]) }
     }
@@ -109,15 +116,19 @@ public actor TunnelController {
     }
 
     /// Consumer: sets up the host for `session` (an open dialogue) and routes packets through it.
-    public func connect(
-        session: ClientSession, exempt: [IPAddress], listenPort: UInt16, options: ConnectOptions
-    ) async throws {
+    /// `underlay` (the session's current endpoint) is only checked against, never routed.
+    public func connect(session: ClientSession, underlay: IPAddress?, options: ConnectOptions) async throws {
         if consumer != nil { await disconnect() }
         let journal = try sharedJournal()
+        let mark = host.socketMark
+        if mark == nil, options.killSwitch || options.routes == .full {
+            throw TunnelError(
+                description: "the node's UDP socket carries no fwmark (SO_MARK needs CAP_NET_ADMIN: run `umbra up` "
+                    + "as root), so its own datagrams could not bypass the tunnel")
+        }
         var config = ConsumerNetworkConfig(
             innerAddress: session.grant.innerIPv4.address, tunName: Self.consumerInterface, mtu: Int(session.grant.mtu),
-            exempt: exempt, dns: options.dns, killSwitch: options.killSwitch ? listenPort : nil,
-            overlayPort: listenPort)
+            underlay: underlay, dns: options.dns, killSwitch: options.killSwitch, bypassMark: mark)
         config.offload = true
         switch options.routes {
         case .full: config.routes = .full
@@ -138,8 +149,7 @@ public actor TunnelController {
             throw error
         }
         consumer = ConsumerState(
-            provider: session.provider, session: session, options: options, exempt: exempt,
-            interface: handle.tun.name)
+            provider: session.provider, session: session, options: options, interface: handle.tun.name)
         logger.info(
             "tunnel up",
             metadata: [

@@ -7,6 +7,9 @@
 //   1. the packet parses (`IPPacketInfo`), else `.malformed`;
 //   2. anti-spoofing: the source is exactly the session's inner address, else `.spoofedSource`
 //      (a session assigned only an IPv4 address cannot send IPv6 at all);
+//   2b. IPv4 with header options (IHL > 5) is `.ipOptions`: loose and strict source routes (LSRR,
+//      SSRR) would let a consumer steer the provider's packet past its policy, record-route and
+//      timestamp leak the path, and no ordinary traffic carries options (RFC 7126 §4);
 //   3. fragments that hide the transport header (RFC 1858: a first TCP/UDP fragment too short to hold
 //      the ports, a TCP fragment at offset 8 bytes) are `.fragmentedHeader`;
 //   4. the destination: operator `allowed` prefixes win; otherwise the first `blocked` prefix that
@@ -31,7 +34,8 @@ public enum EgressBlockCategory: UInt8, CaseIterable, Hashable, Sendable, Custom
     case carrierGradeNAT
     /// 127.0.0.0/8 and ::1/128.
     case loopback
-    /// Cloud instance metadata services: 169.254.169.254 and fd00:ec2::254 (AWS's IPv6 endpoint).
+    /// Cloud instance metadata services: 169.254.169.254, fd00:ec2::254 (AWS's IPv6 endpoint) and
+    /// 168.63.129.16 (Azure's wireserver).
     case cloudMetadata
     /// 169.254.0.0/16 and fe80::/10.
     case linkLocal
@@ -78,6 +82,8 @@ public enum EgressDropReason: Hashable, Sendable, CustomStringConvertible {
     case blockedPort(UInt16)
     /// A fragment that hides or overwrites the transport header (RFC 1858).
     case fragmentedHeader
+    /// IPv4 with header options (source routes, record route, …).
+    case ipOptions
 
     public var description: String {
         switch self {
@@ -86,6 +92,7 @@ public enum EgressDropReason: Hashable, Sendable, CustomStringConvertible {
         case .blockedDestination(let category): "blocked-destination(\(category))"
         case .blockedPort(let port): "blocked-port(\(port))"
         case .fragmentedHeader: "fragmented-header"
+        case .ipOptions: "ip-options"
         }
     }
 }
@@ -133,6 +140,7 @@ public struct EgressPolicy: Sendable {
         (v4(0x6440_0000, 10), .carrierGradeNAT),  // 100.64.0.0/10
         (v4(0x7F00_0000, 8), .loopback),  // 127.0.0.0/8
         (v4(0xA9FE_A9FE, 32), .cloudMetadata),  // 169.254.169.254/32, before link-local
+        (v4(0xA83F_8110, 32), .cloudMetadata),  // 168.63.129.16/32, Azure's wireserver (DHCP, DNS, agent)
         (v4(0xA9FE_0000, 16), .linkLocal),  // 169.254.0.0/16
         (v4(0xC000_0000, 24), .protocolAssignments),  // 192.0.0.0/24
         (v4(0xE000_0000, 4), .multicast),  // 224.0.0.0/4
@@ -167,6 +175,7 @@ public struct EgressPolicy: Sendable {
             return .drop(.malformed)
         }
         guard info.source == sessionAddress else { return .drop(.spoofedSource) }
+        if info.hasIPv4Options { return .drop(.ipOptions) }
 
         let isTCP = info.protocol == IPProtocolNumber.tcp
         if info.isFragment, isTCP || info.protocol == IPProtocolNumber.udp {

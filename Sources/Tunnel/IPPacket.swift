@@ -76,6 +76,9 @@ public struct IPPacketInfo: Equatable, Sendable {
     /// The ICMP code, under the same conditions as `icmpType`.
     public let icmpCode: UInt8?
 
+    /// True for IPv4 whose header carries options (IHL above 5): source routes, record route, ….
+    public var hasIPv4Options: Bool { version == .v4 && payloadOffset > 20 }
+
     /// True for the first fragment and for an unfragmented packet: the only ones whose transport
     /// header is present.
     public var isFirstFragment: Bool { fragmentOffset == 0 }

@@ -115,6 +115,7 @@ public struct TunnelDropCounts: Equatable, Sendable {
     public private(set) var spoofedSource: UInt64 = 0
     public private(set) var blockedPort: UInt64 = 0
     public private(set) var fragmentedHeader: UInt64 = 0
+    public private(set) var ipOptions: UInt64 = 0
     public private(set) var misaddressed: UInt64 = 0
     /// Indexed by `EgressBlockCategory.rawValue`; allocated once, updated in place.
     private var byCategory = [UInt64](repeating: 0, count: EgressBlockCategory.allCases.count)
@@ -128,7 +129,7 @@ public struct TunnelDropCounts: Equatable, Sendable {
 
     /// Every refused packet.
     public var total: UInt64 {
-        var sum = malformed &+ spoofedSource &+ blockedPort &+ fragmentedHeader &+ misaddressed
+        var sum = malformed &+ spoofedSource &+ blockedPort &+ fragmentedHeader &+ ipOptions &+ misaddressed
         for count in byCategory { sum &+= count }
         return sum
     }
@@ -141,6 +142,7 @@ public struct TunnelDropCounts: Equatable, Sendable {
         case .blockedDestination(let category): byCategory[Int(category.rawValue)] &+= 1
         case .blockedPort: blockedPort &+= 1
         case .fragmentedHeader: fragmentedHeader &+= 1
+        case .ipOptions: ipOptions &+= 1
         }
     }
 

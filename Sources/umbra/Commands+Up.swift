@@ -22,6 +22,12 @@ struct Up: AsyncParsableCommand {
 
     @Option(
         help: ArgumentHelp(
+            "Another endpoint to publish in this node's peer record and proposals (a port forward, a second "
+                + "address); repeatable.", valueName: "host:port"))
+    var advertise: [String] = []
+
+    @Option(
+        help: ArgumentHelp(
             "Bootstrap list: one contact `umbra1…@host:port` per line, `#` comments.",
             valueName: "file"))
     var bootstrap: String?
@@ -60,6 +66,11 @@ struct Up: AsyncParsableCommand {
         logger.logLevel = level
 
         let directory = DataDirectory.resolve(options.dataDir)
+        // First of all: one node per data dir. A second `up` must not replay the journal (that would
+        // undo the live node's tunnel) or touch anything else; held until the process exits.
+        let lock: DataDirectoryLock
+        do { lock = try DataDirectoryLock.acquire(directory) } catch { throw CLIError("umbra up: \(error)") }
+        defer { withExtendedLifetime(lock) {} }
         let (identity, created): (Identity, Bool)
         do { (identity, created) = try IdentityStore.loadOrCreate(in: directory) } catch {
             throw CLIError("umbra up: \(error)")
@@ -78,6 +89,11 @@ struct Up: AsyncParsableCommand {
         if listenEndpoint.address != .v4(0), listenEndpoint.address != .v6(high: 0, low: 0) {
             config.advertisedEndpoints = [listenEndpoint]
         }
+        for text in advertise {
+            do { config.advertisedEndpoints.append(try Endpoint(parsing: text)) } catch {
+                throw CLIError("umbra up: --advertise '\(text)': \(error)")
+            }
+        }
         config.dht.isServer = !noDHTServer
         try provider.apply(to: &config.market)
         try provider.applyTunnel(to: &config)
@@ -90,7 +106,8 @@ struct Up: AsyncParsableCommand {
             instance: NodeInstance(identity: identity, config: config, now: clock.now, rng: &rng),
             eventLoop: group.next(), logger: logger, clock: clock, dataDirectory: directory)
         // The tunnel's host changes: first undo what a crashed run left, then (provider) set up.
-        let tunnel = TunnelController(host: host, directory: directory, logger: logger)
+        let tunnel = TunnelController(
+            host: host, directory: directory, journalKey: HostJournalKey(identity: identity), logger: logger)
         await tunnel.recover()
         if config.market.provide?.serviceType == "ip-tunnel", provider.tunnelDevice != "none" {
             do {

@@ -22,6 +22,8 @@ struct HostLab {
     static let nodeAddress = "192.0.2.2"
     static let routerAddress = "192.0.2.1"
     static let routerExtraAddress = "198.51.100.1"
+    /// The key every test journal is authenticated with (a node derives its own from its identity).
+    static let key = HostJournalKey(secret: Array(repeating: 7, count: 32))
 
     /// Root, /dev/net/tun, ip and nft: what the privileged tests need.
     static var available: Bool {
@@ -97,13 +99,14 @@ struct HostLab {
 
     struct Snapshot: Equatable, CustomStringConvertible {
         var routes: String
+        var rules: String
         var addresses: String
         var ruleset: String
         var forwarding: String
         var resolvConf: [UInt8]?
 
         var description: String {
-            "routes:\n\(routes)\naddresses:\n\(addresses)\nruleset:\n\(ruleset)\nip_forward: \(forwarding)\n"
+            "routes:\n\(routes)\nrules:\n\(rules)\naddresses:\n\(addresses)\nruleset:\n\(ruleset)\nip_forward: \(forwarding)\n"
                 + "resolv.conf: \(resolvConf.map { String(decoding: $0, as: UTF8.self) } ?? "(none)")"
         }
     }
@@ -112,6 +115,7 @@ struct HostLab {
     func snapshot(resolvConf: String? = nil) throws -> Snapshot {
         Snapshot(
             routes: try host.run(["ip", "-n", node, "route", "show", "table", "all"]).outputText,
+            rules: try host.run(["ip", "-n", node, "rule", "show"]).outputText,
             addresses: try host.run(["ip", "-n", node, "addr"]).outputText,
             ruleset: try inNode.run(["nft", "list", "ruleset"]).outputText,
             forwarding: try inNode.run(["cat", "/proc/sys/net/ipv4/ip_forward"]).outputText,

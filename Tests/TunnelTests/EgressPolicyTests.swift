@@ -18,7 +18,7 @@ import UmbraCore
         ("192.168.0.1", .privateNetwork), ("192.168.255.255", .privateNetwork),
         ("100.64.0.1", .carrierGradeNAT), ("100.127.255.254", .carrierGradeNAT),
         ("127.0.0.1", .loopback), ("127.255.0.1", .loopback),
-        ("169.254.169.254", .cloudMetadata),
+        ("169.254.169.254", .cloudMetadata), ("168.63.129.16", .cloudMetadata),
         ("169.254.0.1", .linkLocal), ("169.254.169.253", .linkLocal),
         ("192.0.0.8", .protocolAssignments), ("192.0.0.170", .protocolAssignments),
         ("224.0.0.251", .multicast), ("239.255.255.250", .multicast),
@@ -151,7 +151,8 @@ import UmbraCore
             listed == [
                 "0.0.0.0/8 this-network", "10.0.0.0/8 private", "172.16.0.0/12 private", "192.168.0.0/16 private",
                 "100.64.0.0/10 carrier-grade-nat", "127.0.0.0/8 loopback", "169.254.169.254/32 cloud-metadata",
-                "169.254.0.0/16 link-local", "192.0.0.0/24 ietf-protocol-assignments", "224.0.0.0/4 multicast",
+                "168.63.129.16/32 cloud-metadata", "169.254.0.0/16 link-local",
+                "192.0.0.0/24 ietf-protocol-assignments", "224.0.0.0/4 multicast",
                 "240.0.0.0/4 reserved", "::/128 this-network", "::1/128 loopback", "::ffff:0.0.0.0/96 ipv4-mapped",
                 "fd00:ec2::254/128 cloud-metadata", "fc00::/7 unique-local", "fe80::/10 link-local",
                 "ff00::/8 multicast",
@@ -162,6 +163,27 @@ import UmbraCore
         }
         #expect(EgressPolicy.default.blockedTCPPorts == [25])
         #expect(EgressPolicy.default.allowed.isEmpty)
+    }
+
+    // MARK: - IPv4 options
+
+    /// Loose and strict source routes (RFC 791: types 131, 137) name the hops a packet must take:
+    /// a consumer could steer the provider's packet past its policy. Record route (7), timestamps
+    /// (68) and even a lone NOP leak or serve nothing; no ordinary traffic carries options.
+    @Test(arguments: [
+        [131, 7, 4, 8, 8, 8, 8, 0] as [UInt8],  // LSRR via 8.8.8.8, then end of options
+        [137, 7, 4, 1, 1, 1, 1, 0],  // SSRR
+        [7, 7, 4, 0, 0, 0, 0, 0],  // record route
+        [1, 1, 1, 0],  // NOPs
+    ])
+    func ipv4WithOptionsIsDropped(options: [UInt8]) {
+        let packet = ipv4(.udp(source: 40000, destination: 53), options: options)
+        #expect(policy.verdict(packet) == .drop(.ipOptions))
+        let info = packet.withUnsafeBytes { try? IPPacketInfo(parsing: $0) }
+        #expect(info?.hasIPv4Options == true)
+        let plain = ipv4(.udp(source: 40000, destination: 53))
+        #expect(plain.withUnsafeBytes { try? IPPacketInfo(parsing: $0) }?.hasIPv4Options == false)
+        #expect(policy.verdict(plain) == .forward(length: plain.count))
     }
 
     // MARK: - Fragments and malformed packets

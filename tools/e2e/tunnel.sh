@@ -147,6 +147,29 @@ check "split: other destinations keep the host's own path ($relay1_route)" \
 check "split: h2 disconnects" natnet_cli h2 disconnect
 check "split: after disconnect h2's host state is exactly as before" same_state "$WORK/h2-before.txt" h2
 
+# --- a provider's proposal names a third party: it must not bypass the tunnel (issue #12.2) -----
+# A second provider in relay2's namespace lists web's address among its contacts (as a malicious
+# provider could list a tracker or the user's resolver). The consumer must route web into the
+# tunnel all the same: no host route, no rule for any address the proposal names.
+tools/testnet start "$NET" relay2 --name umbra-fr -- "$(realpath "$UMBRA")" up --data-dir "$WORK/fr" \
+    --listen "$(tools/testnet addr "$NET" relay2):4750" --bootstrap "$NATNET_DIR/bootstrap-peers.txt" \
+    --reachability public --provide ip-tunnel --country FR --price-gib 100000 --tunnel-device umbrafr0 \
+    --advertise "$WEB:4747" > /dev/null
+check "h2 holds the FR proposal that lists web ($WEB) as a contact" \
+    wait_until 25 bash -c "'$UMBRA' proposals --data-dir '$NATNET_DIR/h2' --country FR --json 2> /dev/null | grep -q '$WEB'"
+check "h2: umbra connect --country FR" connect h2 --country FR
+check "FR: h2 -> web goes through the tunnel (web saw relay2's address)" \
+    test "$(web_ip h2)" = "$(tools/testnet public "$NET" relay2)"
+check "FR: the kernel routes web into umbra0 (ip route get $WEB)" \
+    bash -c "ip -n '$ns2' route get '$WEB' | grep -q 'dev umbra0'"
+check "FR: no route and no rule on h2 names web's address" \
+    bash -c "! ip -n '$ns2' route show table all | grep -q '$WEB' && ! ip -n '$ns2' rule show | grep -q '$WEB'"
+check "FR: only the node's marked socket bypasses (ip rule: fwmark 0x4747)" \
+    bash -c "ip -n '$ns2' rule show | grep -q 'fwmark 0x4747 lookup 4747'"
+check "FR: h2 disconnects" natnet_cli h2 disconnect
+check "FR: after disconnect h2's host state is exactly as before" same_state "$WORK/h2-before.txt" h2
+tools/testnet stop "$NET" umbra-fr > /dev/null 2>&1 || true
+
 # --- h3 (symmetric NAT) -> h1 (behind EIM NAT): relayed ---------------------------------------
 start_ms=$(date +%s%3N)
 check "h3: umbra connect --country NL (h1, behind NAT)" connect h3 --country NL
@@ -163,6 +186,30 @@ check "after disconnect h3's host state is exactly as before" same_state "$WORK/
 # --- crash: SIGKILL while connected with DNS and kill switch, then restart ----------------------
 check "h2: connect with --dns 9.9.9.9 --kill-switch" connect h2 --country DE --dns 9.9.9.9 --kill-switch
 check "h2's resolv.conf names 9.9.9.9 while connected" grep -q 9.9.9.9 "/etc/netns/$ns2/resolv.conf"
+# --- a second `umbra up` on the live data dir is refused and changes nothing (issue #12.3) -------
+host_state h2 > "$WORK/h2-connected.txt"
+in_ns h2 "$(realpath "$UMBRA")" up --data-dir "$NATNET_DIR/h2" \
+    --listen "$(tools/testnet addr "$NET" h2):4749" > "$WORK/second-up.txt" 2>&1
+second_up=$?
+sed 's/^/     /' "$WORK/second-up.txt" | tail -2
+check "a second umbra up on h2's live data dir is refused" test "$second_up" -ne 0
+check "... naming the process that holds the data dir" grep -q "in use by process" "$WORK/second-up.txt"
+check "... and h2's routes, rules, TUN, kill switch and DNS are unchanged" same_state "$WORK/h2-connected.txt" h2
+check "... and traffic still flows through the tunnel" test "$(web_ip h2)" = "$PUB1_PUBLIC"
+
+# --- the control socket checks the peer's uid, not only its mode (issue #12.8) -------------------
+chmod 0711 "$NATNET_DIR" "$NATNET_DIR/h2"
+chmod 0666 "$NATNET_DIR/h2/control.sock"
+check "with the modes opened up, uid 65534 can reach the control socket" \
+    setpriv --reuid 65534 --regid 65534 --clear-groups test -w "$NATNET_DIR/h2/control.sock"
+check "... yet the node refuses it (SO_PEERCRED: neither root nor the data dir's owner)" \
+    bash -c "! setpriv --reuid 65534 --regid 65534 --clear-groups curl -sf --max-time 3 \
+        --unix-socket '$NATNET_DIR/h2/control.sock' http://umbra/v1/status > /dev/null"
+check "... and still answers root" \
+    curl -sf --max-time 3 --unix-socket "$NATNET_DIR/h2/control.sock" http://umbra/v1/status -o /dev/null
+chmod 0600 "$NATNET_DIR/h2/control.sock"
+chmod 0700 "$NATNET_DIR" "$NATNET_DIR/h2"
+
 crash h2
 check "after SIGKILL the kill switch is still in place (nothing leaks while the node is dead)" \
     ip netns exec "$ns2" nft list table inet umbra_killswitch

@@ -2,32 +2,43 @@
 // change is undone (every undo action is journaled in HostJournal, scope "consumer", before the
 // change is made):
 //
+//   0. checks, before anything changes: the inner address the provider granted must be private or
+//      CGNAT unicast (10/8, 172.16/12, 192.168/16, 100.64/10) and not covered by any route or
+//      address the host already has (it would hijack the LAN or the path to the provider); the MTU
+//      it granted must lie in [1280, the MTU of the link toward the underlay endpoint]
 //   1. TUN device `umbra0` (TunDevice, non-persistent)             undo: ip link del umbra0
 //      ip addr add INNER/32 dev umbra0; ip link set dev umbra0 mtu MTU up   (go with the device)
-//   2. per exempt underlay IP (the provider's or relay's endpoint), before any tunnel route exists:
-//      `ip -j route get IP` → gateway, dev; ip route add IP/32 via GW dev DEV (no gateway: dev DEV)
-//                                                                   undo: ip route del (same route)
-//   3. kill switch (optional): nft table inet umbra_killswitch, an output chain with policy drop
-//      accepting oifname "lo", oifname "umbra0" and udp sport LISTEN_PORT (the overlay socket)
+//   2. kill switch (optional): nft table inet umbra_killswitch with policy drop on
+//        output:  accepting oifname "lo", oifname "umbra0" and meta mark BYPASS (the node's socket)
+//        forward: accepting only into and out of umbra0, so containers and VMs routed through this
+//                 host cannot leave around the tunnel either (and stay cut off if the node dies)
 //                                                                   undo: nft delete table inet umbra_killswitch
-//   3b. overlay bypass (full routes with `overlayPort`): table 4747 gets today's default route,
-//      and `ip rule add priority 4747 ipproto udp sport PORT lookup 4747` sends the node's own UDP
-//      (DHT, gossip, relays, the tunnel's session) by it, never into the tunnel
-//                                                 undo: ip rule del …; ip route del default table 4747
+//   3. overlay bypass (full routes), as wg-quick does: the node's UDP socket carries the fwmark
+//      BYPASS (SO_MARK, NodeHost), table 4747 gets today's default route, and two rules steer
+//      marked packets only:
+//        ip rule add priority 4746 fwmark BYPASS lookup main suppress_prefixlength 1
+//           (the host's own specific routes — LAN, host routes — but not /0 and not the tunnel's /1s)
+//        ip rule add priority 4747 fwmark BYPASS lookup 4747   (else today's default route)
+//      so the node's own datagrams (DHT, gossip, relays, the tunnel's session) never enter the
+//      tunnel, and nothing else leaves outside it. No route is derived from a provider's proposal
+//      or any other address a peer names: which traffic bypasses the tunnel is decided by the
+//      sending socket, not by destinations a provider could choose.
+//                                       undo: ip rule del (both); ip route del default table 4747
 //   4. routes: full → ip route add 0.0.0.0/1 dev umbra0; ip route add 128.0.0.0/1 dev umbra0
 //      (more specific than any default route, which stays untouched); split → one route per CIDR
+//      (a split network must not contain the provider's or relay's underlay address)
 //                                                                   undo: ip route del CIDR dev umbra0
 //   4b. full routes with IPv6 on: ip -6 route add unreachable ::/1; … 8000::/1 (the tunnel is
 //      IPv4 only; IPv6 fails at once instead of leaving around it)   undo: ip -6 route del (same)
 //   5. DNS (optional): /etc/resolv.conf rewritten IN PLACE (truncate + write, never rename: under
 //      `ip netns exec` it is a bind mount of /etc/netns/NS/resolv.conf, and a rename would replace
 //      the mount point's directory entry, not the file the namespace sees; a symlinked file, e.g.
-//      systemd-resolved's stub, is written through the link)   undo: the old bytes written back
+//      systemd-resolved's stub, is written through the link)
+//                     undo: the old bytes written back, only if the file still holds what we wrote
 //
-// The exempt routes come first so the underlay path is pinned before the tunnel routes would
-// capture it; the kill switch comes before the tunnel routes so no packet leaks in between. The
-// TUN's own addresses and routes vanish with the device, so after a crash the kernel has already
-// removed most of it; the exempt routes, the kill switch table and resolv.conf are what `recover`
+// The kill switch comes before the tunnel routes so no packet leaks in between. The TUN's own
+// addresses and routes vanish with the device, so after a crash the kernel has already removed
+// most of it; the bypass rules and table, the kill switch table and resolv.conf are what `recover`
 // really repairs.
 
 #if os(Linux)
@@ -46,33 +57,35 @@ public struct ConsumerNetworkConfig: Sendable {
     /// The consumer's address inside the tunnel, assigned by the provider; put on the TUN as /32.
     public var innerAddress: IPAddress
     public var mtu: Int
-    /// Underlay IPs that must keep their current path (the provider's or relay's endpoints).
-    public var exempt: [IPAddress]
+    /// The underlay address the tunnel's session goes to now (provider or relay). Only checked
+    /// against: the inner address must not be routed toward it, and the MTU must fit the link
+    /// toward it. Never becomes a route.
+    public var underlay: IPAddress?
     public var routes: Routes
     /// Name servers for resolv.conf while the tunnel is up; empty leaves DNS alone.
     public var dns: [String]
     public var resolvConfPath: String
-    /// The overlay's UDP listen port; when set, nothing else may leave outside the tunnel.
-    public var killSwitch: UInt16?
+    /// Nothing may leave outside the tunnel but the node's own (marked) datagrams; needs `bypassMark`.
+    public var killSwitch: Bool
     /// A network namespace (/var/run/netns/NAME) to do all of it in; must match the runner's.
     public var namespace: String?
     /// Open the TUN device with IFF_VNET_HDR and TSO offloads (TunDevice).
     public var offload = false
-    /// The overlay's own UDP port: with full routes, its datagrams (DHT, gossip, relays, the
-    /// tunnel's own session) keep the old default route through a policy rule, so the node stays
-    /// part of the overlay while everything else enters the tunnel.
-    public var overlayPort: UInt16?
+    /// The fwmark on the node's own UDP socket (SO_MARK): with full routes, marked datagrams (DHT,
+    /// gossip, relays, the tunnel's own session) keep the old routing through policy rules, so the
+    /// node stays part of the overlay while everything else enters the tunnel.
+    public var bypassMark: UInt32?
 
     public init(
-        innerAddress: IPAddress, tunName: String = "umbra0", mtu: Int = 1420, exempt: [IPAddress] = [],
+        innerAddress: IPAddress, tunName: String = "umbra0", mtu: Int = 1420, underlay: IPAddress? = nil,
         routes: Routes = .full, dns: [String] = [], resolvConfPath: String = "/etc/resolv.conf",
-        killSwitch: UInt16? = nil, namespace: String? = nil, overlayPort: UInt16? = nil
+        killSwitch: Bool = false, namespace: String? = nil, bypassMark: UInt32? = nil
     ) {
-        self.overlayPort = overlayPort
+        self.bypassMark = bypassMark
         self.innerAddress = innerAddress
         self.tunName = tunName
         self.mtu = mtu
-        self.exempt = exempt
+        self.underlay = underlay
         self.routes = routes
         self.dns = dns
         self.resolvConfPath = resolvConfPath
@@ -95,9 +108,14 @@ public enum ConsumerNetwork {
         // Validate everything before changing anything.
         try HostNetworkSetup.checkNamespace(config.namespace, runner: runner)
         try HostNetworkSetup.checkInterfaceName(config.tunName)
-        try HostNetworkSetup.checkMTU(config.mtu)
-        guard case .v4 = config.innerAddress else {
+        guard case .v4(let inner) = config.innerAddress else {
             throw .invalidConfiguration("the inner address \(config.innerAddress) is not IPv4")
+        }
+        try checkInnerAddress(inner, runner: runner)
+        try checkMTU(config.mtu, underlay: config.underlay, runner: runner)
+        if config.killSwitch, config.bypassMark == nil {
+            throw .invalidConfiguration(
+                "the kill switch needs the node's socket to carry a fwmark (SO_MARK needs CAP_NET_ADMIN)")
         }
         let tunnelRoutes: [String]
         switch config.routes {
@@ -126,31 +144,25 @@ public enum ConsumerNetwork {
             do {
                 try runner.run(["ip", "addr", "add", "\(config.innerAddress)/32", "dev", tun.name])
                 try runner.run(["ip", "link", "set", "dev", tun.name, "mtu", "\(config.mtu)", "up"])
-                for address in config.exempt {
-                    try addExemptRoute(address, tunName: tun.name, setup: setup)
-                }
-                if let port = config.killSwitch {
+                if config.killSwitch, let mark = config.bypassMark {
                     try setup.change(undo: .deleteNftTable(family: "inet", name: killSwitchTable)) {
                         try runner.run(
-                            ["nft", "-f", "-"], input: Array(killSwitchRules(tun: tun.name, port: port).utf8))
+                            ["nft", "-f", "-"], input: Array(killSwitchRules(tun: tun.name, mark: mark).utf8))
                     }
                 }
-                if case .full = config.routes, let port = config.overlayPort {
-                    try addOverlayBypass(port: port, setup: setup)
+                if case .full = config.routes, let mark = config.bypassMark {
+                    try addOverlayBypass(mark: mark, setup: setup)
                 }
                 for network in tunnelRoutes {
-                    let route = [network, "dev", tun.name]
-                    try setup.change(undo: .deleteRoute(argv: ["ip", "route", "del"] + route)) {
-                        try runner.run(["ip", "route", "add"] + route)
-                    }
+                    let route = HostRoute(destination: network, device: tun.name)
+                    try setup.change(undo: .deleteRoute(route)) { try runner.run(route.argv("add")) }
                 }
                 if case .full = config.routes { try blockIPv6(setup: setup) }
                 if !nameServers.isEmpty {
                     let path = config.resolvConfPath
-                    try setup.change(undo: try HostUndoAction.restoring(file: path)) {
-                        if let failure = HostFiles.writeInPlace(path, Array(resolvConf(nameServers).utf8)) {
-                            throw HostChangeError(failure)
-                        }
+                    let written = Array(resolvConf(nameServers).utf8)
+                    try setup.change(undo: try HostUndoAction.restoring(file: path, written: written)) {
+                        if let failure = HostFiles.writeInPlace(path, written) { throw HostChangeError(failure) }
                     }
                 }
             } catch {
@@ -163,7 +175,7 @@ public enum ConsumerNetwork {
     }
 
     /// The nftables script for the kill switch; replaces a leftover table of the same name atomically.
-    public static func killSwitchRules(tun: String, port: UInt16) -> String {
+    public static func killSwitchRules(tun: String, mark: UInt32) -> String {
         """
         table inet \(killSwitchTable)
         delete table inet \(killSwitchTable)
@@ -172,81 +184,115 @@ public enum ConsumerNetwork {
                 type filter hook output priority filter; policy drop;
                 oifname "lo" accept
                 oifname "\(tun)" accept
-                udp sport \(port) accept
+                meta mark \(markText(mark)) accept
+            }
+            chain forward {
+                type filter hook forward priority filter; policy drop;
+                oifname "\(tun)" accept
+                iifname "\(tun)" accept
             }
         }
 
         """
     }
 
+    static func markText(_ mark: UInt32) -> String { "0x" + String(mark, radix: 16) }
+
     static func resolvConf(_ nameServers: [String]) -> String {
         "# written by umbra while the tunnel is up; the previous file is put back when it goes down\n"
             + nameServers.map { "nameserver \($0)\n" }.joined()
     }
 
-    /// `ip -j route get IP` as the kernel answers it today, pinned as a host route.
-    private static func addExemptRoute(_ address: IPAddress, tunName: String, setup: HostNetworkSetup) throws {
-        let runner = setup.runner
-        let output = try runner.run(["ip", "-j", "route", "get", address.description])
-        let decoded: [RouteLookup]
-        do {
-            decoded = try JSONDecoder().decode([RouteLookup].self, from: Data(output.standardOutput))
-        } catch {
-            throw HostChangeError("cannot parse `ip -j route get \(address)` output (\(error)): \(output.outputText)")
+    // MARK: - Checks on what the provider granted
+
+    /// Private and CGNAT unicast: the only inner addresses a consumer accepts from a provider.
+    static let innerAddressRanges = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"]
+
+    /// The inner address is private or CGNAT unicast, and no route or address of the host covers it
+    /// already (a provider granting the LAN's or the underlay path's addresses would hijack them).
+    static func checkInnerAddress(_ inner: UInt32, runner: HostCommand) throws(HostNetworkError) {
+        let ranges = innerAddressRanges.compactMap { IPv4Prefix(parsing: $0) }
+        guard ranges.contains(where: { $0.contains(inner) }) else {
+            throw .invalidConfiguration(
+                "the provider granted the inner address \(IPAddress.v4(inner)), which is not a private or CGNAT "
+                    + "unicast address (\(innerAddressRanges.joined(separator: ", ")))")
         }
-        guard let lookup = decoded.first, let device = lookup.dev else {
-            throw HostChangeError("the kernel has no route to the exempt address \(address)")
+        let text = IPAddress.v4(inner).description
+        let output: HostCommandOutput
+        do { output = try runner.run(["ip", "-j", "-4", "route", "show", "table", "all", "match", text]) } catch {
+            throw .invalidConfiguration("cannot list the host's routes: \(error)")
         }
-        // A local address needs no route; one already routed into the tunnel means a stale setup.
-        if lookup.type == "local" || device == "lo" { return }
-        guard device != tunName else {
-            throw HostChangeError(
-                "the exempt address \(address) is already routed into \(tunName); is an old tunnel still up?")
+        let routes = (try? JSONDecoder().decode([RouteLookup].self, from: Data(output.standardOutput))) ?? []
+        // The default route covers everything; any other route (connected LAN, host route, local
+        // address) that covers the inner address means a clash.
+        if let clash = routes.first(where: {
+            guard let dst = $0.dst, dst != "default", dst != "0.0.0.0/0" else { return false }
+            return $0.table != String(bypassTable)
+        }) {
+            throw .invalidConfiguration(
+                "the provider granted the inner address \(text), which the host already routes "
+                    + "(\(clash.dst ?? "")\(clash.dev.map { " dev \($0)" } ?? "")); refusing it")
         }
-        let hostPrefix = if case .v4 = address { "/32" } else { "/128" }
-        var route = [address.description + hostPrefix]
-        if let gateway = lookup.gateway { route += ["via", gateway] }
-        route += ["dev", device]
-        do {
-            try setup.change(undo: .deleteRoute(argv: ["ip", "route", "del"] + route)) {
-                try runner.run(["ip", "route", "add"] + route)
-            }
-        } catch let error as HostCommandError where error.standardError.contains("File exists") {
-            return  // the host already pins this address; leave its route alone
+    }
+
+    /// The MTU is at least 1280 (what IPv6 and most applications assume) and at most the MTU of the
+    /// link toward the underlay endpoint (a larger one would only black-hole big packets).
+    static func checkMTU(_ mtu: Int, underlay: IPAddress?, runner: HostCommand) throws(HostNetworkError) {
+        let pathMTU = underlay.flatMap { linkMTU(toward: $0, runner: runner) } ?? 65535
+        guard (1280...pathMTU).contains(mtu) else {
+            throw .invalidConfiguration(
+                "the provider granted MTU \(mtu), outside 1280...\(pathMTU) (the link toward "
+                    + "\(underlay.map { "\($0)" } ?? "the provider"))")
         }
+    }
+
+    /// The MTU of the device the kernel routes `address` through (`ip -j route get`, then `ip -j link`).
+    static func linkMTU(toward address: IPAddress, runner: HostCommand) -> Int? {
+        guard let output = try? runner.run(["ip", "-j", "route", "get", address.description]),
+            let lookup = try? JSONDecoder().decode([RouteLookup].self, from: Data(output.standardOutput)).first,
+            let device = lookup.dev, device != "lo",
+            let link = try? runner.run(["ip", "-j", "link", "show", "dev", device]),
+            let info = try? JSONDecoder().decode([LinkInfo].self, from: Data(link.standardOutput)).first
+        else { return nil }
+        return info.mtu
+    }
+
+    private struct LinkInfo: Decodable {
+        var mtu: Int?
     }
 
     /// The routing table and rule priority of the overlay bypass.
     public static let bypassTable = 4747
+    /// The fwmark the node puts on its own UDP socket (SO_MARK) and the bypass rules match.
+    public static let bypassMark: UInt32 = 0x4747
 
-    /// `ip rule add priority T ipproto udp sport PORT lookup T` with table T holding today's default
-    /// route: the node's own datagrams never enter the tunnel (as wg-quick does with a fwmark).
-    private static func addOverlayBypass(port: UInt16, setup: HostNetworkSetup) throws {
-        for family in ["-4", "-6"] {
+    /// Table 4747 holds today's default route; rules send packets carrying `mark` by the host's own
+    /// specific routes (priority 4746, main without /0 and /1 routes) or else by that default route
+    /// (priority 4747), never into the tunnel (wg-quick's fwmark rule).
+    private static func addOverlayBypass(mark: UInt32, setup: HostNetworkSetup) throws {
+        let table = UInt32(bypassTable)
+        for family in [4, 6] {
             let runner = setup.runner
             // Without IPv6 in this namespace `ip -6` fails: there is nothing to keep.
-            guard family == "-4" || ipv6Available(runner) else { continue }
-            let output = try runner.run(["ip", "-j", family, "route", "show", "default"])
+            guard family == 4 || ipv6Available(runner) else { continue }
+            let output = try runner.run(["ip", "-j", "-\(family)", "route", "show", "default"])
             let routes: [RouteLookup]
             do {
                 routes = try JSONDecoder().decode([RouteLookup].self, from: Data(output.standardOutput))
             } catch {
                 throw HostChangeError(
-                    "cannot parse `ip -j \(family) route show default` output (\(error)): \(output.outputText)")
+                    "cannot parse `ip -j -\(family) route show default` output (\(error)): \(output.outputText)")
             }
-            // No default route: nothing to keep; the exempt host routes still pin the tunnel's peers.
+            let specific = HostRule(
+                family: family, priority: table - 1, fwmark: mark, table: nil, suppressPrefixLength: 1)
+            try setup.change(undo: .deleteRule(specific)) { try runner.run(specific.argv("add")) }
+            // No default route: nothing more to keep.
             guard let current = routes.first, let device = current.dev else { continue }
-            let table = String(bypassTable)
-            var route = ["default"]
-            if let gateway = current.gateway { route += ["via", gateway] }
-            route += ["dev", device, "table", table]
-            try setup.change(undo: .deleteRoute(argv: ["ip", family, "route", "del", "default", "table", table])) {
-                try runner.run(["ip", family, "route", "add"] + route)
-            }
-            let rule = ["priority", table, "ipproto", "udp", "sport", String(port), "lookup", table]
-            try setup.change(undo: .deleteRoute(argv: ["ip", family, "rule", "del"] + rule)) {
-                try runner.run(["ip", family, "rule", "add"] + rule)
-            }
+            let route = HostRoute(
+                family: family, destination: "default", gateway: current.gateway, device: device, table: table)
+            try setup.change(undo: .deleteRoute(route)) { try runner.run(route.argv("add")) }
+            let rule = HostRule(family: family, priority: table, fwmark: mark, table: table)
+            try setup.change(undo: .deleteRule(rule)) { try runner.run(rule.argv("add")) }
         }
     }
 
@@ -264,10 +310,8 @@ public enum ConsumerNetwork {
     private static func blockIPv6(setup: HostNetworkSetup) throws {
         guard ipv6Available(setup.runner) else { return }
         for network in ["::/1", "8000::/1"] {
-            let route = ["unreachable", network]
-            try setup.change(undo: .deleteRoute(argv: ["ip", "-6", "route", "del"] + route)) {
-                try setup.runner.run(["ip", "-6", "route", "add"] + route)
-            }
+            let route = HostRoute(family: 6, type: "unreachable", destination: network)
+            try setup.change(undo: .deleteRoute(route)) { try setup.runner.run(route.argv("add")) }
         }
     }
 
@@ -276,6 +320,7 @@ public enum ConsumerNetwork {
         var dst: String?
         var gateway: String?
         var dev: String?
+        var table: String?
     }
 }
 

@@ -9,12 +9,24 @@
 //                                                                   undo: sysctl -w net.ipv4.ip_forward=OLD
 //   3. nft table ip umbra_provider (one atomic `nft -f -` transaction):
 //        postrouting (nat, srcnat):  ip saddr POOL oifname != "umbrap0" masquerade
-//        forward (filter):           iifname "umbrap0" ip daddr { BLOCKED } drop
+//        forward (filter), policy drop if step 2 turned forwarding on, else accept:
+//                                    iifname "umbrap0" ip daddr { BLOCKED } drop
+//                                    iifname "umbrap0" oifname { UPLINKS } accept
+//                                    iifname "umbrap0" drop      (consumers leave by the uplink only)
 //                                    oifname "umbrap0" ct state established,related accept
 //                                    oifname "umbrap0" drop      (nobody opens connections into the pool,
 //                                                                 consumers included)
 //        input (filter):             iifname "umbrap0" drop      (consumers cannot reach the host's services)
 //                                                                   undo: nft delete table ip umbra_provider
+//
+// The forward policy: net.ipv4.ip_forward=1 turns the whole host into a router between all its
+// interfaces, not only pool↔uplink. When the node is the one that turned it on, nothing else was
+// forwarded before, so the chain drops every forward that is not the pool's (policy drop): the host
+// routes for its consumers and for nobody else. When forwarding was already on, the host is a
+// router by its operator's choice (Docker, a home gateway, VMs): its other forwarding is left to
+// its own rules (policy accept) and only the pool's traffic is restricted. UPLINKS are the devices
+// of the host's default routes at start (`ip -j route show default`); with none, the pool may leave
+// by any interface but its own.
 //
 // Other tables' base chains still vote: a forward chain elsewhere with policy drop (Docker's, a
 // distribution firewall) also drops the consumers' traffic; accept here cannot override it.
@@ -22,6 +34,7 @@
 // plane's job, before packets reach the TUN.
 
 #if os(Linux)
+import Foundation
 import UmbraCore
 
 public struct ProviderNetworkConfig: Sendable {
@@ -44,7 +57,7 @@ public struct ProviderNetworkConfig: Sendable {
     /// reserved ranges: a provider's consumers reach the public internet only.
     public static let defaultBlockedDestinations = [
         "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
-        "192.168.0.0/16", "224.0.0.0/4", "240.0.0.0/4",
+        "192.168.0.0/16", "168.63.129.16/32", "224.0.0.0/4", "240.0.0.0/4",
     ]
 
     public init(
@@ -96,13 +109,16 @@ public enum ProviderNetwork {
                 try runner.run(["ip", "addr", "add", "\(config.gateway)/\(pool.length)", "dev", tun.name])
                 try runner.run(["ip", "link", "set", "dev", tun.name, "mtu", "\(config.mtu)", "up"])
                 let forwarding = try runner.run(["sysctl", "-n", forwardingKey]).outputText.trimmingWhitespace
+                let uplinks = try uplinkDevices(runner: runner).filter { $0 != tun.name }
                 if forwarding != "1" {
                     try setup.change(undo: .restoreSysctl(key: forwardingKey, previousValue: forwarding)) {
                         try runner.run(["sysctl", "-w", "\(forwardingKey)=1"])
                     }
                 }
                 try setup.change(undo: .deleteNftTable(family: "ip", name: table)) {
-                    let rules = firewallRules(tun: tun.name, pool: pool, blocked: blocked, allowed: allowed)
+                    let rules = firewallRules(
+                        tun: tun.name, pool: pool, blocked: blocked, allowed: allowed, uplinks: uplinks,
+                        forwardingWasOff: forwarding != "1")
                     try runner.run(["nft", "-f", "-"], input: Array(rules.utf8))
                 }
             } catch {
@@ -116,8 +132,13 @@ public enum ProviderNetwork {
 
     /// The nftables script; replaces a leftover table of the same name atomically.
     public static func firewallRules(
-        tun: String, pool: IPv4Prefix, blocked: [IPv4Prefix], allowed: [IPv4Prefix] = []
+        tun: String, pool: IPv4Prefix, blocked: [IPv4Prefix], allowed: [IPv4Prefix] = [], uplinks: [String] = [],
+        forwardingWasOff: Bool = true
     ) -> String {
+        let outRule =
+            uplinks.isEmpty
+            ? "        iifname \"\(tun)\" oifname != \"\(tun)\" accept\n"
+            : "        iifname \"\(tun)\" oifname { \(uplinks.map { "\"\($0)\"" }.joined(separator: ", ")) } accept\n"
         let allowRule =
             allowed.isEmpty
             ? ""
@@ -136,8 +157,9 @@ public enum ProviderNetwork {
                     ip saddr \(pool) oifname != "\(tun)" masquerade
                 }
                 chain forward {
-                    type filter hook forward priority filter; policy accept;
-            \(blockRule)        oifname "\(tun)" ct state established,related accept
+                    type filter hook forward priority filter; policy \(forwardingWasOff ? "drop" : "accept");
+            \(blockRule)\(outRule)        iifname "\(tun)" drop
+                    oifname "\(tun)" ct state established,related accept
                     oifname "\(tun)" drop
                 }
                 chain input {
@@ -147,6 +169,18 @@ public enum ProviderNetwork {
             }
 
             """
+    }
+
+    /// The devices of the host's IPv4 default routes: where consumers' traffic may leave.
+    static func uplinkDevices(runner: HostCommand) throws -> [String] {
+        struct Route: Decodable { var dev: String? }
+        let output = try runner.run(["ip", "-j", "-4", "route", "show", "default"])
+        let routes = (try? JSONDecoder().decode([Route].self, from: Data(output.standardOutput))) ?? []
+        var devices: [String] = []
+        for case let device? in routes.map(\.dev) where !devices.contains(device) {
+            if (try? HostNetworkSetup.checkInterfaceName(device)) != nil { devices.append(device) }
+        }
+        return devices
     }
 
     /// Parses the CIDRs and drops those inside another (nft rejects overlapping set elements).
