@@ -6,6 +6,8 @@
 // one timer at `nextDeadline` and calls `tick` when it fires.
 
 import Kademlia
+import Proposals
+import Relay
 import Sessions
 import UmbraCore
 
@@ -96,6 +98,8 @@ public struct NodeCounters: Sendable, Equatable {
     public var pingsSent: UInt64 = 0
     public var pongsReceived: UInt64 = 0
     public var redials: UInt64 = 0
+    /// 0-RTT frames (early data in a handshake initiation) on a channel not meant for them: dropped.
+    public var earlyFramesRejected: UInt64 = 0
     public init() {}
 }
 
@@ -289,17 +293,22 @@ public struct NodeInstance: Sendable {
         return (nonce, effects)
     }
 
-    /// The earliest instant at which `tick` has work to do.
+    /// The earliest instant at which `tick` has work to do. The shell reads it after every read
+    /// batch, so it allocates nothing, and the session layer (the one table that grows with the
+    /// network) answers in O(1) from its timer heap; dial targets are a short, locally chosen list.
     public var nextDeadline: Instant? {
-        var candidates = dials.values.compactMap(\.nextAttempt)
-        if let deadline = sessions.nextDeadline { candidates.append(deadline) }
-        if let deadline = dht.nextDeadline { candidates.append(deadline) }
-        if let nextPingRound { candidates.append(nextPingRound) }
-        if let deadline = marketDeadline { candidates.append(deadline) }
-        if let deadline = relayDeadline { candidates.append(deadline) }
-        if let deadline = dialogueDeadline { candidates.append(deadline) }
-        if let deadline = tunnelDeadline { candidates.append(deadline) }
-        return candidates.min()
+        var earliest = sessions.nextDeadline
+        func consider(_ deadline: Instant?) {
+            if let deadline, earliest.map({ deadline < $0 }) ?? true { earliest = deadline }
+        }
+        for dial in dials.values { consider(dial.nextAttempt) }
+        consider(dht.nextDeadline)
+        consider(nextPingRound)
+        consider(marketDeadline)
+        consider(relayDeadline)
+        consider(dialogueDeadline)
+        consider(tunnelDeadline)
+        return earliest
     }
 
     // MARK: - Status
@@ -354,6 +363,17 @@ public struct NodeInstance: Sendable {
                 relayEndpointChanged(key, endpoint: endpoint, now: now, rng: &rng, into: &effects)
             case .deliver(let key, let bytes):
                 handleFrame(bytes, from: key, now: now, rng: &rng, into: &effects)
+            case .deliverEarly(let key, let bytes):
+                // Early data is replayable and comes from an unvalidated address: only the requests
+                // that are sent as early data are accepted that way (`acceptsEarlyData`).
+                guard Self.acceptsEarlyData(bytes) else {
+                    counters.framesReceived += 1
+                    counters.framesRejected += 1
+                    counters.earlyFramesRejected += 1
+                    effects.append(.event(.frameRejected(key, reason: "early data not allowed on this channel")))
+                    continue
+                }
+                handleFrame(bytes, from: key, now: now, rng: &rng, into: &effects)
             }
         }
     }
@@ -385,6 +405,27 @@ public struct NodeInstance: Sendable {
                 effects.append(.event(.observedAddress(endpoint, reporter: reporter)))
                 relayObservedAddress(endpoint, reporter: reporter, now: now, rng: &rng, into: &effects)
             }
+        }
+    }
+
+    /// The frames a node sends as 0-RTT early data, and so the only ones it accepts that way: DHT
+    /// requests, proposal sync requests (a direct proposal fetch) and the reachability dial-back
+    /// probe. Everything else waits for the handshake to be confirmed.
+    static func acceptsEarlyData(_ bytes: [UInt8]) -> Bool {
+        guard let channel = bytes.first.flatMap(FrameChannel.init(rawValue:)) else { return false }
+        let payload = Array(bytes.dropFirst())
+        switch channel {
+        case .dht:
+            guard case .dht(let message)? = try? Frame(decoding: bytes) else { return false }
+            return message.isRequest
+        case .proposalSync:
+            guard case .request? = try? ProposalSyncMessage(decoding: payload) else { return false }
+            return true
+        case .relay:
+            guard case .dialBackProbe? = try? RelayMessage(decoding: payload) else { return false }
+            return true
+        case .ping, .pong, .gossip, .dialogue, .tunnel:
+            return false
         }
     }
 

@@ -15,6 +15,10 @@ struct Keypair: Sendable {
     /// limit). Three times the initiation's size, as QUIC allows before address validation, so a
     /// spoofed initiation cannot be turned into a larger flood at its claimed source.
     var unconfirmedAllowance: Int?
+    /// For a responder's keypair: the address the initiation came from, where the response went.
+    /// The initiator's first packet on this keypair proves it received that response, so the path
+    /// is validated when the keypair is confirmed. Before that, replies on it go only there.
+    var path: Endpoint?
 
     init(
         localIndex: UInt32, remoteIndex: UInt32, sendKey: SymmetricKey, receiveKey: SymmetricKey, createdAt: Instant,
@@ -40,12 +44,68 @@ struct QueuedFrame: Sendable {
     var early: Bool
 }
 
+/// Frames waiting for a session, with their total size (queues are capped in bytes, not frames).
+struct FrameQueue: Sendable {
+    private(set) var frames: [QueuedFrame] = []
+    private(set) var bytes = 0
+
+    var isEmpty: Bool { frames.isEmpty }
+    var count: Int { frames.count }
+
+    mutating func append(_ frame: QueuedFrame) {
+        frames.append(frame)
+        bytes += frame.bytes.count
+    }
+
+    /// Removes the oldest frame; returns its size.
+    mutating func removeFirst() -> Int {
+        let size = frames.removeFirst().bytes.count
+        bytes -= size
+        return size
+    }
+
+    /// Removes the first frame marked for early data.
+    mutating func removeFirstEarly() -> [UInt8]? {
+        guard let index = frames.firstIndex(where: \.early) else { return nil }
+        let frame = frames.remove(at: index).bytes
+        bytes -= frame.count
+        return frame
+    }
+
+    /// Empties the queue (releasing its storage) and returns what it held.
+    mutating func takeAll() -> [QueuedFrame] {
+        defer {
+            frames = []
+            bytes = 0
+        }
+        return frames
+    }
+}
+
+/// An address an authenticated packet came from that is not the peer's validated endpoint, while we
+/// check that the peer is really there (QUIC path validation, RFC 9000 §8.2 and §9). Until a
+/// PATH_RESPONSE with `token` comes back from it, at most three times the bytes received from it are
+/// sent to it, so a spoofed source cannot be turned into a flood at its owner.
+struct PathCandidate: Sendable {
+    let endpoint: Endpoint
+    let token: UInt64
+    let startedAt: Instant
+    var bytesReceived = 0
+    var bytesSent = 0
+    var challengedAt: Instant?
+
+    /// Bytes that may still go to this address before it is validated.
+    var allowance: Int { 3 * bytesReceived - bytesSent }
+}
+
 /// An initiation we sent and wait to have answered.
 struct PendingHandshake: Sendable {
     let localIndex: UInt32
     let noise: NoiseIKHandshake
     let mac1: [UInt8]
     var retryAt: Instant
+    /// Where the initiation went: a response to it proves the peer is reachable there.
+    let destination: Endpoint
 }
 
 /// Where a keypair sits: `current` sends; `previous` still receives late packets after a rekey;
@@ -58,7 +118,16 @@ struct Peer: Sendable {
     /// The peer's Noise static key (X25519 form of its Ed25519 identity).
     let remoteStatic: [UInt8]
     let mac1Key: [UInt8]
+    /// The validated path: datagrams to the peer go here (see `candidate` for the exception).
     var endpoint: Endpoint?
+    /// A new address the peer's authenticated packets came from, being validated.
+    var candidate: PathCandidate?
+    /// Created by an initiation that has not been confirmed yet (a responder's half-open peer):
+    /// forgotten when the handshake times out unconfirmed.
+    var halfOpen = false
+    /// The deadline of this peer's live entry in the manager's timer heap (never later than
+    /// `deadline(config:)`; nil: no entry).
+    var timerDue: Instant?
     var pending: PendingHandshake?
     var current: Keypair?
     var previous: Keypair?
@@ -76,7 +145,7 @@ struct Peer: Sendable {
     /// is due one keepalive interval after it. Keepalives never trigger keepalives.
     var unansweredDataSince: Instant?
     var cookie: (value: [UInt8], receivedAt: Instant)?
-    var queue: [QueuedFrame] = []
+    var queue = FrameQueue()
     /// The frame riding in our initiations as early data, until the handshake completes.
     var earlyFrame: [UInt8]?
     /// Kept peers get keepalives and liveness reports; others are on demand.
@@ -163,16 +232,19 @@ struct Peer: Sendable {
         pending = nil
     }
 
-    /// The earliest instant at which a timer of this peer fires.
+    /// The earliest instant at which a timer of this peer fires. Allocation-free: it runs on the data
+    /// path whenever a packet may have moved a timer earlier.
     func deadline(config: SessionConfig) -> Instant? {
-        var candidates: [Instant] = []
-        if let pending { candidates.append(pending.retryAt) }
-        if persistent, isEstablished, let heard = lastReceived ?? lastHandshake {
-            candidates.append(heard + config.peerTimeout)
+        var earliest: Instant?
+        func consider(_ instant: Instant) {
+            if earliest.map({ instant < $0 }) ?? true { earliest = instant }
         }
-        for keypair in [current, previous, next].compactMap({ $0 }) {
-            candidates.append(keypair.createdAt + config.rejectAfterTime)
-        }
+        if let pending { consider(pending.retryAt) }
+        if persistent, isEstablished, let heard = lastReceived ?? lastHandshake { consider(heard + config.peerTimeout) }
+        if let current { consider(current.createdAt + config.rejectAfterTime) }
+        if let previous { consider(previous.createdAt + config.rejectAfterTime) }
+        if let next { consider(next.createdAt + config.rejectAfterTime) }
+        if let expiry = halfOpenExpiry(config: config) { consider(expiry) }
         if let current, pending == nil {
             let rekeyAge =
                 current.isInitiator
@@ -180,12 +252,19 @@ struct Peer: Sendable {
             let rekeyDue = current.createdAt + rekeyAge
             // On-demand sessions rekey on their timer only if still in use then (else on next send).
             if persistent || (lastSent.map { $0 + config.keepaliveInterval > rekeyDue } ?? false) {
-                candidates.append(rekeyDue)
+                consider(rekeyDue)
             }
-            if persistent && isEstablished { candidates.append((lastSent ?? .zero) + config.keepaliveInterval) }
-            if let due = passiveKeepaliveDue(config: config) { candidates.append(due) }
+            if persistent && isEstablished { consider((lastSent ?? .zero) + config.keepaliveInterval) }
+            if let due = passiveKeepaliveDue(config: config) { consider(due) }
         }
-        return candidates.min()
+        return earliest
+    }
+
+    /// When a half-open peer (created by an initiation, see `halfOpen`) is forgotten: its handshake
+    /// timed out unconfirmed, and nothing of ours keeps it (no handshake in flight, not kept).
+    func halfOpenExpiry(config: SessionConfig) -> Instant? {
+        guard halfOpen, !isEstablished, !persistent, pending == nil else { return nil }
+        return (next?.createdAt ?? lastHandshake ?? .zero) + config.rekeyTimeout
     }
 
     /// WireGuard's passive keepalive: data arrived and we sent nothing since; answer within the

@@ -32,6 +32,15 @@ public struct SessionConfig: Sendable {
     public var maximumPeers: Int = 4096
     /// Frames queued per peer while its handshake is in flight.
     public var maximumQueuedFrames: Int = 64
+    /// Bytes queued per peer while its handshake is in flight (the oldest frames go first).
+    public var maximumQueuedBytesPerPeer: Int = 96 * 1024
+    /// Bytes queued for all peers together: a frame that would exceed it is dropped, so a flood of
+    /// handshakes from fresh identities cannot grow the node's memory without bound.
+    public var maximumQueuedBytes: Int = 8 * 1024 * 1024
+    /// A new address is given this long to answer a path challenge before another one replaces it.
+    public var pathValidationTimeout: Duration = .seconds(3)
+    /// An unanswered path challenge is repeated (on the next packet from the address) after this.
+    public var pathChallengeInterval: Duration = .seconds(1)
 
     public init() {}
 
@@ -71,6 +80,14 @@ public struct SessionCounters: Sendable, Equatable {
     public var cookieRepliesSent: UInt64 = 0
     public var keepalivesSent: UInt64 = 0
     public var earlyFramesReceived: UInt64 = 0
+    public var pathChallengesSent: UInt64 = 0
+    /// New addresses of peers that answered a path challenge (the peer moved there).
+    public var pathsValidated: UInt64 = 0
+    /// Datagrams that went to the validated endpoint rather than to an unvalidated new address,
+    /// because the new address's anti-amplification allowance was used up.
+    public var pathAllowanceExhausted: UInt64 = 0
+    /// Half-open peers (an initiation never confirmed) forgotten at the handshake timeout.
+    public var halfOpenPeersFreed: UInt64 = 0
     public var dropped: [DropReason: UInt64] = [:]
 
     public init() {}

@@ -11,7 +11,13 @@
 //   2. mac1 keyed by our own static key    -> drop `bad_mac1` (random bytes stop here: no DH)
 //   3. under load: mac2 (cookie) or reply with a cookie -> drop `cookie_required`
 //   4. Noise (DH, AEAD), identity binding, timestamp replay check, flood check
-// Transport path: index lookup, replay-window check, key age, AEAD open, then replay accept.
+// Transport path: index lookup, replay-window check, key age, AEAD open, then replay accept, then
+// path validation: an authenticated packet from a new address does not move the peer; it makes the
+// address a candidate that gets a PATH_CHALLENGE (SessionControl.swift) and at most 3x the bytes
+// received from it until the PATH_RESPONSE comes back from there (QUIC, RFC 9000 §8-9).
+//
+// Timers live in a heap keyed by peer (TimerHeap.swift): `nextDeadline` is O(1), `tick` visits only
+// due peers, so the work per datagram does not grow with the peer table.
 
 import UmbraCore
 import UmbraCrypto
@@ -22,13 +28,18 @@ public enum SessionEffect: Sendable, Equatable {
     case send([UInt8], to: Endpoint)
     /// An authenticated frame (never empty: keepalives are consumed here) arrived from a peer.
     case deliver(peer: PublicKey, frame: [UInt8])
+    /// A frame that rode in a handshake initiation (0-RTT early data). It is authenticated, but the
+    /// peer's address is not validated and it is replayable until the handshake is confirmed: the
+    /// node accepts it only on channels meant for early data.
+    case deliverEarly(peer: PublicKey, frame: [UInt8])
     /// A peer's session became usable in both directions.
     case established(peer: PublicKey, endpoint: Endpoint)
     /// An established peer went silent for `peerTimeout`; its keys were dropped.
     case lost(peer: PublicKey)
     /// No handshake with this peer succeeded within `rekeyAttemptTime`; queued frames were dropped.
     case unreachable(peer: PublicKey)
-    /// An authenticated packet came from a new address (roaming).
+    /// The peer's validated path moved: a new address answered a path challenge (roaming), or a
+    /// confirmed handshake came by another path.
     case endpointChanged(peer: PublicKey, endpoint: Endpoint)
 }
 
@@ -60,12 +71,21 @@ public struct SessionManager: Sendable, CustomReflectable {
     private var initiationWindowStart = Instant.zero
     private var initiationsInWindow = 0
     private var lastTimestampSent: UInt64 = 0
+    /// Every peer's next timer (see TimerHeap.swift).
+    private var timers = TimerHeap()
+    /// Bytes in all peers' queues together (bounded by `config.maximumQueuedBytes`).
+    public private(set) var queuedBytes = 0
+    /// Key of the path challenge tokens: derived from our static secret, so a peer cannot predict
+    /// the token we send to an address it spoofed.
+    private let pathSecret: [UInt8]
 
     public init(identity: Identity, config: SessionConfig = SessionConfig()) {
         self.identity = identity
         self.config = config
         self.prologue = config.prologue
         self.ownMac1Key = Self.mac1Key(for: identity.x25519PublicKey)
+        self.pathSecret = BLAKE2b.hash(
+            [Array("umbra/path-token/v1".utf8), identity.x25519SecretKey], outputLength: 32)
     }
 
     /// Keys never appear in dumps or test failure messages.
@@ -90,15 +110,23 @@ public struct SessionManager: Sendable, CustomReflectable {
     }
 
     /// The earliest instant at which `tick` has something to do, or nil when nothing is pending.
-    public var nextDeadline: Instant? {
-        var earliest: Instant?
-        for peer in peers.values {
-            if let deadline = peer.deadline(config: config), earliest.map({ deadline < $0 }) ?? true {
-                earliest = deadline
-            }
-        }
-        return earliest
-    }
+    /// O(1): the top of the timer heap. Never later than the earliest timer of any peer.
+    public var nextDeadline: Instant? { timers.min?.due }
+
+    /// The earliest timer found by visiting every peer (tests compare it with `nextDeadline`).
+    var scannedDeadline: Instant? { peers.values.compactMap { $0.deadline(config: config) }.min() }
+
+    /// Entries in the timer heap (stale ones included), for tests of its compaction.
+    var timerEntryCount: Int { timers.count }
+
+    /// The sum of every peer's queue, for tests of `queuedBytes`.
+    var scannedQueuedBytes: Int { peers.values.reduce(0) { $0 + $1.queue.bytes } }
+
+    /// Registered session indices, for tests that state is released.
+    var indexCount: Int { indices.count }
+
+    /// Whether `key` has a path being validated, for tests.
+    func candidate(of key: PublicKey) -> Endpoint? { peers[key]?.candidate?.endpoint }
 
     // MARK: - Commands
 
@@ -107,7 +135,11 @@ public struct SessionManager: Sendable, CustomReflectable {
     @discardableResult
     public mutating func addPeer(_ key: PublicKey, endpoint: Endpoint?) -> Bool {
         if peers[key] != nil {
-            if let endpoint { peers[key]!.endpoint = endpoint }
+            // The node chose this address itself (a dial): it is where datagrams go from now on.
+            if let endpoint {
+                peers[key]!.endpoint = endpoint
+                if peers[key]!.candidate?.endpoint == endpoint { peers[key]!.candidate = nil }
+            }
             return true
         }
         guard key != identity.publicKey, let remoteStatic = try? Ed25519.x25519PublicKey(fromEd25519: key.bytes)
@@ -134,6 +166,8 @@ public struct SessionManager: Sendable, CustomReflectable {
     public mutating func removePeer(_ key: PublicKey) {
         guard let peer = peers.removeValue(forKey: key) else { return }
         for index in peer.ownedIndices { indices.removeValue(forKey: index) }
+        queuedBytes -= peer.queue.bytes
+        dropStaleTimers()
     }
 
     /// Starts a handshake with `peer` at `endpoint` unless one is established or in flight.
@@ -142,6 +176,7 @@ public struct SessionManager: Sendable, CustomReflectable {
     ) -> [SessionEffect] {
         guard addPeer(key, endpoint: endpoint) else { return [] }
         peers[key]!.persistent = true
+        defer { reschedule(key) }  // a kept peer has more timers (keepalive, liveness)
         guard !(peers[key]!.isEstablished || peers[key]!.pending != nil) else { return [] }
         var effects: [SessionEffect] = []
         initiateHandshake(key, now: now, rng: &rng, effects: &effects)
@@ -159,6 +194,7 @@ public struct SessionManager: Sendable, CustomReflectable {
         peers[key]!.pending?.retryAt = now
         var effects: [SessionEffect] = []
         initiateHandshake(key, now: now, rng: &rng, effects: &effects)
+        reschedule(key)
         return effects
     }
 
@@ -182,24 +218,45 @@ public struct SessionManager: Sendable, CustomReflectable {
                 initiateHandshake(key, now: now, rng: &rng, effects: &effects)
             }
         } else {
-            if peers[key]!.queue.count >= config.maximumQueuedFrames {
-                peers[key]!.queue.removeFirst()
-                count(.queueFull)
-            }
-            peers[key]!.queue.append(
-                QueuedFrame(bytes: frame, early: early && frame.count <= WireSize.maximumEarlyData))
+            enqueue(frame, early: early, for: key)
             // A session we just answered is waiting for the initiator's confirmation (which
             // flushes the queue); do not start a handshake of our own towards a maybe-spoofed source.
-            let awaitingConfirmation = peers[key]!.next.map { now.since($0.createdAt) < config.rekeyTimeout } ?? false
+            // A half-open peer (known only from an unconfirmed initiation) never gets one.
+            let awaitingConfirmation =
+                peers[key]!.halfOpen
+                || (peers[key]!.next.map { now.since($0.createdAt) < config.rekeyTimeout } ?? false)
             if !awaitingConfirmation { initiateHandshake(key, now: now, rng: &rng, effects: &effects) }
         }
+        reschedule(key)
         return effects
+    }
+
+    /// Queues a frame for `key` within the per-peer byte cap (the oldest frames go first) and the
+    /// global byte budget (past it, the new frame is dropped).
+    private mutating func enqueue(_ frame: [UInt8], early: Bool, for key: PublicKey) {
+        guard frame.count <= config.maximumQueuedBytesPerPeer else { return count(.queueFull) }
+        while let queue = peers[key]?.queue, !queue.isEmpty,
+            queue.count >= config.maximumQueuedFrames || queue.bytes + frame.count > config.maximumQueuedBytesPerPeer
+        {
+            queuedBytes -= peers[key]!.queue.removeFirst()
+            count(.queueFull)
+        }
+        guard queuedBytes + frame.count <= config.maximumQueuedBytes else { return count(.queueFull) }
+        peers[key]!.queue.append(QueuedFrame(bytes: frame, early: early && frame.count <= WireSize.maximumEarlyData))
+        queuedBytes += frame.count
+    }
+
+    /// Empties `peer`'s queue and returns what it held, keeping `queuedBytes` in step.
+    private mutating func takeQueue(of peer: inout Peer) -> [QueuedFrame] {
+        queuedBytes -= peer.queue.bytes
+        return peer.queue.takeAll()
     }
 
     /// Marks a peer as one to keep: its session gets keepalives and its silence is reported as
     /// `lost`. Other peers' sessions are on demand: they idle out quietly when their keys expire.
     public mutating func setPersistent(_ key: PublicKey, _ persistent: Bool) {
         peers[key]?.persistent = persistent
+        reschedule(key)
     }
 
     /// Handles one datagram from the network.
@@ -226,9 +283,20 @@ public struct SessionManager: Sendable, CustomReflectable {
     /// Runs the timers: retransmits, rekeys, keepalives, expiry, liveness.
     public mutating func tick(now: Instant, rng: inout some RandomNumberGenerator) -> [SessionEffect] {
         var effects: [SessionEffect] = []
-        for key in peers.keys.sorted(by: { $0.bytes.lexicographicallyPrecedes($1.bytes) }) {
-            tickPeer(key, now: now, rng: &rng, effects: &effects)
+        // Only the peers whose timers are due: pop them all first (a peer may be due once however
+        // many of its entries surface), then run them in deadline order.
+        var due: [PublicKey] = []
+        while let top = timers.min, top.due <= now {
+            timers.popMin()
+            guard peers[top.key]?.timerDue == top.due else { continue }  // stale
+            peers[top.key]!.timerDue = nil
+            due.append(top.key)
         }
+        for key in due {
+            tickPeer(key, now: now, rng: &rng, effects: &effects)
+            reschedule(key)
+        }
+        dropStaleTimers()
         return effects
     }
 
@@ -240,24 +308,71 @@ public struct SessionManager: Sendable, CustomReflectable {
     public mutating func seal(
         _ frame: UnsafeRawBufferPointer, to key: PublicKey, into output: UnsafeMutableRawBufferPointer, now: Instant
     ) -> (length: Int, endpoint: Endpoint)? {
+        seal(frame, to: key, into: output, now: now, route: .normal)
+    }
+
+    /// Where a sealed datagram goes.
+    private enum Route {
+        /// The validated endpoint, or a path being validated within its allowance.
+        case normal
+        /// This address, within the anti-amplification allowance if it is the path being validated
+        /// (session control answers).
+        case control(Endpoint)
+        /// This address, unconditionally: the node chose it (hole-punching probes).
+        case probe(Endpoint)
+    }
+
+    private mutating func seal(
+        _ frame: UnsafeRawBufferPointer, to key: PublicKey, into output: UnsafeMutableRawBufferPointer, now: Instant,
+        route: Route
+    ) -> (length: Int, endpoint: Endpoint)? {
         guard let slot = peers.index(forKey: key) else { return nil }
         let config = self.config
+        let size = WireSize.transportHeader + frame.count + 16
+        var exhausted = false
         // One hash lookup, then the peer is mutated in place (no copy of its replay windows).
         let sealed: (length: Int, endpoint: Endpoint)? = modifyPeer(at: slot) { peer in
-            guard let endpoint = peer.endpoint, output.count >= WireSize.transportHeader + frame.count + 16 else {
-                return nil
-            }
+            guard output.count >= size else { return nil }
             // A responder sends on its newest keypair (`next`) before the initiator confirmed it:
             // a reply to early data then costs no extra round trip, and a peer that restarted (and
             // lost the old keys) can read it. Anyone who replayed the initiation cannot read it,
-            // and replays are refused by the timestamp check anyway.
-            let slot: KeySlot = peer.next != nil ? .next : .current
+            // and replays are refused by the timestamp check anyway. Such replies go only to the
+            // address the initiation came from, within the keypair's allowance.
+            var keySlot: KeySlot = peer.next != nil ? .next : .current
+            if case .normal = route {} else if peer.current != nil { keySlot = .current }
+            let destination: Endpoint
+            var chargeCandidate = false
+            switch route {
+            case .probe(let endpoint):
+                destination = endpoint
+            case .control(let endpoint):
+                destination = endpoint
+                if let candidate = peer.candidate, candidate.endpoint == endpoint, endpoint != peer.endpoint {
+                    guard candidate.allowance >= size else { return nil }
+                    chargeCandidate = true
+                }
+            case .normal:
+                if keySlot == .next, let path = peer.next?.path {
+                    destination = path
+                } else if let candidate = peer.candidate, now.since(candidate.startedAt) < config.pathValidationTimeout,
+                    candidate.allowance >= size
+                {
+                    // While a new address is validated, replies follow the peer there within the
+                    // allowance (NAT rebinding then costs no round trip), then the validated path.
+                    destination = candidate.endpoint
+                    chargeCandidate = true
+                } else if let endpoint = peer.endpoint {
+                    exhausted = peer.candidate != nil
+                    destination = endpoint
+                } else {
+                    return nil
+                }
+            }
             let length: Int? =
-                peer.withKeypair(in: slot) { keypair in
+                peer.withKeypair(in: keySlot) { keypair in
                     guard keypair.canSend(now: now, config: config) else { return nil }
                     if let allowance = keypair.unconfirmedAllowance {
                         // Unconfirmed: within the anti-amplification allowance, or wait (queued).
-                        let size = WireSize.transportHeader + frame.count + 16
                         guard size <= allowance else { return nil }
                         keypair.unconfirmedAllowance = allowance - size
                     }
@@ -271,25 +386,30 @@ public struct SessionManager: Sendable, CustomReflectable {
                             associatedData: UnsafeRawBufferPointer(start: nil, count: 0), into: body)
                 } ?? nil
             guard let length else { return nil }
+            if chargeCandidate { peer.candidate!.bytesSent += length }
             peer.lastSent = now
             peer.unansweredDataSince = nil
             peer.bytesSent += UInt64(frame.count)
-            return (length, endpoint)
+            return (length, destination)
         }
         if let sealed {
             counters.datagramsSent += 1
             counters.bytesSent += UInt64(sealed.length)
+            if exhausted { counters.pathAllowanceExhausted += 1 }
+            // Sending only moves this peer's timers later, except an on-demand session's rekey,
+            // which becomes due when it is used again.
+            armTimerIfEarlier(at: slot)
         }
         return sealed
     }
 
     /// Sends a keepalive on the current session to `endpoint` instead of the peer's endpoint (hole
-    /// punching: if it arrives, the peer roams to the path it came by). Nothing without a usable
-    /// session.
+    /// punching: if it arrives, the peer validates the path it came by and moves to it). Nothing
+    /// without a usable session.
     public mutating func probe(_ key: PublicKey, at endpoint: Endpoint, now: Instant) -> [SessionEffect] {
         var datagram = [UInt8](repeating: 0, count: WireSize.transportHeader + 16)
         let sealed = datagram.withUnsafeMutableBytes { output in
-            seal(UnsafeRawBufferPointer(start: nil, count: 0), to: key, into: output, now: now)
+            seal(UnsafeRawBufferPointer(start: nil, count: 0), to: key, into: output, now: now, route: .probe(endpoint))
         }
         guard let sealed else { return [] }
         return [.send(Array(datagram.prefix(sealed.length)), to: endpoint)]
@@ -297,13 +417,21 @@ public struct SessionManager: Sendable, CustomReflectable {
 
     /// Result of opening a transport datagram in place.
     public enum OpenResult: Sendable, Equatable {
-        /// The frame is `datagram[range]` (empty for a keepalive).
+        /// The frame is `datagram[range]` (empty for a keepalive or a session control frame).
         case frame(peer: PublicKey, range: Range<Int>)
         case dropped(DropReason)
     }
 
-    /// Authenticates and decrypts a transport datagram in place. Keepalives yield an empty range.
-    /// Does not allocate. Session confirmation, roaming and liveness are updated here too.
+    /// What an authenticated packet asks of the session layer once its peer is updated.
+    private struct PathWork {
+        var challenge: (endpoint: Endpoint, token: UInt64)?
+        var response: (endpoint: Endpoint, token: UInt64)?
+        var isControl = false
+    }
+
+    /// Authenticates and decrypts a transport datagram in place. Keepalives and session control
+    /// frames yield an empty range. Session confirmation, path validation and liveness are updated
+    /// here too; a path challenge or response goes out in `events`.
     public mutating func open(
         _ datagram: UnsafeMutableRawBufferPointer, from source: Endpoint, now: Instant,
         events: inout [SessionEffect]
@@ -316,6 +444,9 @@ public struct SessionManager: Sendable, CustomReflectable {
             return drop(.unknownIndex)
         }
         let config = self.config
+        let pathSecret = self.pathSecret
+        var work = PathWork()
+        var validated = false
         let outcome: Result<Int, DropReason> = modifyPeer(at: peerSlot) { peer in
             guard let slot = peer.slot(forLocalIndex: header.receiverIndex) else { return .failure(.unknownIndex) }
             let opened: Result<Int, DropReason> =
@@ -337,20 +468,59 @@ public struct SessionManager: Sendable, CustomReflectable {
                     }
                 } ?? .failure(.unknownIndex)
             guard case .success(let length) = opened else { return opened }
-            if slot == .next { peer.confirmNext() }
+            let wasEstablished = peer.isEstablished
+            var moved = false
+            if slot == .next {
+                // The initiator could only make this packet from our response, which went to the
+                // address its initiation came from: that path is validated.
+                let path = peer.next?.path
+                peer.confirmNext()
+                peer.halfOpen = false
+                if let path, peer.endpoint != path {
+                    peer.endpoint = path
+                    moved = true
+                }
+                if let path, peer.candidate?.endpoint == path { peer.candidate = nil }
+            }
             peer.lastReceived = now
-            if length > 0, peer.unansweredDataSince == nil { peer.unansweredDataSince = now }
+            let frame = UnsafeRawBufferPointer(
+                rebasing: datagram[WireSize.transportHeader..<WireSize.transportHeader + length])
+            work.isControl = SessionControl.isControl(frame)
+            let control = work.isControl ? SessionControl(frame: frame) : nil
+            if length > 0, !work.isControl, peer.unansweredDataSince == nil { peer.unansweredDataSince = now }
             peer.bytesReceived += UInt64(length)
-            // Roaming: an authenticated packet moves the peer to its source, except that a direct
-            // path is never given up for a relayed one (a hole-punched session keeps its direct path
-            // while relayed packets still drain; handshakes always move it).
+            // Path validation. A direct path is never given up for a relayed one (a hole-punched
+            // session keeps its direct path while relayed packets still drain; a handshake through
+            // the relay moves it, above).
             if peer.endpoint != source, !(source.isRelayPath && peer.endpoint.map { !$0.isRelayPath } == true) {
-                peer.endpoint = source
-                events.append(.endpointChanged(peer: key, endpoint: source))
+                if peer.candidate.map({
+                    $0.endpoint != source || now.since($0.startedAt) >= config.pathValidationTimeout
+                }) ?? true {
+                    peer.candidate = PathCandidate(
+                        endpoint: source,
+                        token: Self.pathToken(
+                            secret: pathSecret, key: key, source: source, index: header.receiverIndex,
+                            counter: header.counter),
+                        startedAt: now)
+                }
+                peer.candidate!.bytesReceived += datagram.count
+                if case .pathResponse(let token) = control, token == peer.candidate!.token {
+                    peer.endpoint = source
+                    peer.candidate = nil
+                    moved = true
+                    validated = true
+                } else if peer.candidate!.challengedAt.map({ now.since($0) >= config.pathChallengeInterval }) ?? true {
+                    peer.candidate!.challengedAt = now
+                    work.challenge = (source, peer.candidate!.token)
+                }
+            }
+            if case .pathChallenge(let token) = control { work.response = (source, token) }
+            if moved, wasEstablished, let endpoint = peer.endpoint {
+                events.append(.endpointChanged(peer: key, endpoint: endpoint))
             }
             if !peer.isEstablished {
                 peer.isEstablished = true
-                events.append(.established(peer: key, endpoint: source))
+                events.append(.established(peer: key, endpoint: peer.endpoint ?? source))
             }
             return opened
         }
@@ -361,8 +531,48 @@ public struct SessionManager: Sendable, CustomReflectable {
         }
         // Keys that confirmNext retired no longer own their indices.
         while let retired = peers.values[peerSlot].retiredIndices.popLast() { indices.removeValue(forKey: retired) }
+        armTimerIfEarlier(at: peerSlot)
+        if validated { counters.pathsValidated += 1 }
+        if let challenge = work.challenge,
+            sendControl(
+                .pathChallenge(token: challenge.token), to: key, at: challenge.endpoint, now: now, events: &events)
+        {
+            counters.pathChallengesSent += 1
+        }
+        if let response = work.response {
+            _ = sendControl(
+                .pathResponse(token: response.token), to: key, at: response.endpoint, now: now, events: &events)
+        }
         let start = WireSize.transportHeader
-        return .frame(peer: key, range: start..<start + length)
+        return .frame(peer: key, range: work.isControl ? start..<start : start..<start + length)
+    }
+
+    /// Seals a session control frame to `endpoint` (within its allowance if it is being validated).
+    private mutating func sendControl(
+        _ message: SessionControl, to key: PublicKey, at endpoint: Endpoint, now: Instant,
+        events: inout [SessionEffect]
+    ) -> Bool {
+        let frame = message.encoded()
+        var datagram = [UInt8](repeating: 0, count: WireSize.transportHeader + frame.count + 16)
+        let sealed = frame.withUnsafeBytes { plain in
+            datagram.withUnsafeMutableBytes { seal(plain, to: key, into: $0, now: now, route: .control(endpoint)) }
+        }
+        guard let sealed else { return false }
+        events.append(.send(Array(datagram.prefix(sealed.length)), to: sealed.endpoint))
+        return true
+    }
+
+    /// A path challenge token: unpredictable to the peer (keyed by our secret), unique per packet.
+    private static func pathToken(
+        secret: [UInt8], key: PublicKey, source: Endpoint, index: UInt32, counter: UInt64
+    ) -> UInt64 {
+        var writer = ByteWriter(capacity: 64)
+        writer.write(raw: key.bytes)
+        writer.write(source)
+        writer.write(index)
+        writer.write(counter)
+        let digest = BLAKE2b.hash(writer.bytes, outputLength: 16, key: secret)
+        return digest.prefix(8).reversed().reduce(0) { $0 << 8 | UInt64($1) }
     }
 
     // MARK: - Handshake: initiator
@@ -386,8 +596,9 @@ public struct SessionManager: Sendable, CustomReflectable {
         lastTimestampSent = max(now.nanoseconds & ~((1 << 24) - 1), lastTimestampSent + 1)
         // Early data: the first queued frame that was marked for it (sent again with every retry;
         // the layer above tolerates duplicates, as it must over UDP anyway).
-        if peer.earlyFrame == nil, let index = peer.queue.firstIndex(where: \.early) {
-            peer.earlyFrame = peer.queue.remove(at: index).bytes
+        if peer.earlyFrame == nil, let early = peer.queue.removeFirstEarly() {
+            queuedBytes -= early.count
+            peer.earlyFrame = early
         }
         var payload = ByteWriter(capacity: WireSize.initiationPayload + (peer.earlyFrame?.count ?? 0))
         payload.write(raw: identity.publicKey.bytes)
@@ -415,7 +626,8 @@ public struct SessionManager: Sendable, CustomReflectable {
         let jitter = Duration.nanoseconds(
             Int64(UInt64.random(in: 0...UInt64(max(0, config.rekeyJitter.nanosecondsClamped)), using: &rng)))
         peer.pending = PendingHandshake(
-            localIndex: localIndex, noise: noise, mac1: initiation.mac1, retryAt: now + config.rekeyTimeout + jitter)
+            localIndex: localIndex, noise: noise, mac1: initiation.mac1, retryAt: now + config.rekeyTimeout + jitter,
+            destination: endpoint)
         if peer.attemptingSince == nil { peer.attemptingSince = now }
         peers[key] = peer
         counters.handshakesInitiated += 1
@@ -452,20 +664,30 @@ public struct SessionManager: Sendable, CustomReflectable {
             peer.previous = peer.current
         }
         peer.current = keypair
-        peer.endpoint = source
+        // The response proves the peer received our initiation where we sent it: that address is
+        // validated. One from elsewhere does not move the peer there (its transport packets from
+        // there will make it a candidate for path validation).
+        let wasEstablished = peer.isEstablished
+        let moved = peer.endpoint != pending.destination
+        peer.endpoint = pending.destination
+        if peer.candidate?.endpoint == pending.destination { peer.candidate = nil }
+        peer.halfOpen = false
         peer.lastHandshake = now
         peer.lastReceived = now
         peer.attemptingSince = nil
-        let wasEstablished = peer.isEstablished
         peer.isEstablished = true
-        let queued = peer.queue
-        peer.queue = []
+        let queued = takeQueue(of: &peer)
         peers[key] = peer
         counters.handshakesCompleted += 1
-        if !wasEstablished { effects.append(.established(peer: key, endpoint: source)) }
+        if !wasEstablished {
+            effects.append(.established(peer: key, endpoint: pending.destination))
+        } else if moved {
+            effects.append(.endpointChanged(peer: key, endpoint: pending.destination))
+        }
         // Confirm the session to the responder at once: queued frames, or a keepalive.
         if queued.isEmpty, sendNow([], to: key, now: now, effects: &effects) { counters.keepalivesSent += 1 }
         for frame in queued { _ = sendNow(frame.bytes, to: key, now: now, effects: &effects) }
+        reschedule(key)
     }
 
     private mutating func handleCookieReply(_ datagram: [UInt8], now: Instant) {
@@ -513,6 +735,9 @@ public struct SessionManager: Sendable, CustomReflectable {
         guard key != identity.publicKey else { return count(.selfConnection) }
         if peers[key] == nil {
             guard addPeer(key, endpoint: source) else { return count(.peerTableFull) }
+            // Known only from this initiation until the initiator confirms it: forgotten if it
+            // never does (`Peer.halfOpenExpiry`).
+            peers[key]!.halfOpen = true
         }
         var peer = peers[key]!
         guard timestamp > peer.latestTimestamp else { return count(.replayedInitiation) }
@@ -520,6 +745,7 @@ public struct SessionManager: Sendable, CustomReflectable {
             return count(.initiationFlood)
         }
         guard let message = try? noise.writeMessage(payload: []), noise.isComplete else {
+            reschedule(key)  // a half-open peer created above is forgotten on its timer
             return count(.handshakeFailed)
         }
         let localIndex = newIndex(for: key, rng: &rng)
@@ -529,14 +755,18 @@ public struct SessionManager: Sendable, CustomReflectable {
                 isInitiator: false)
         else {
             indices.removeValue(forKey: localIndex)
+            reschedule(key)
             return count(.handshakeFailed)
         }
         keypair.unconfirmedAllowance = 3 * datagram.count - WireSize.response
+        // The source is not validated (it may be spoofed): the peer moves there only when the
+        // initiator confirms this keypair, which proves it received our response there.
+        keypair.path = source
         peer.latestTimestamp = timestamp
         peer.lastInitiationReceived = now
         if let next = peer.next { indices.removeValue(forKey: next.localIndex) }
         peer.next = keypair
-        peer.endpoint = source
+        if peer.endpoint == nil { peer.endpoint = source }
         peer.lastHandshake = now
         var response = HandshakeResponse(
             senderIndex: localIndex, receiverIndex: initiation.senderIndex, noiseMessage: message,
@@ -553,9 +783,10 @@ public struct SessionManager: Sendable, CustomReflectable {
         emit(bytes, to: source, effects: &effects)
         // Early data is delivered after the response is on its way, so an immediate reply (sent on
         // the new keypair, see `seal`) follows the response on the wire.
+        reschedule(key)
         if !early.isEmpty {
             counters.earlyFramesReceived += 1
-            effects.append(.deliver(peer: key, frame: early))
+            effects.append(.deliverEarly(peer: key, frame: early))
         }
     }
 
@@ -627,10 +858,7 @@ public struct SessionManager: Sendable, CustomReflectable {
         counters.datagramsReceived += 1
         counters.bytesReceived += UInt64(datagram.count)
         let result = open(datagram, from: source, now: now, events: &effects)
-        if case .frame(let key, _) = result, let queued = peers[key]?.queue, !queued.isEmpty {
-            peers[key]!.queue = []
-            for frame in queued { _ = sendNow(frame.bytes, to: key, now: now, effects: &effects) }
-        }
+        if case .frame(let key, _) = result { flushQueue(of: key, now: now, effects: &effects) }
         return result
     }
 
@@ -646,11 +874,17 @@ public struct SessionManager: Sendable, CustomReflectable {
             // Empty frames are keepalives: authenticated, counted above, nothing to deliver.
             if !range.isEmpty { effects.append(.deliver(peer: key, frame: Array(copy[range]))) }
             // A session confirmed by this packet (even a keepalive) flushes what was queued.
-            let queued = peers[key]?.queue ?? []
-            if !queued.isEmpty {
-                peers[key]!.queue = []
-                for frame in queued { _ = sendNow(frame.bytes, to: key, now: now, effects: &effects) }
-            }
+            flushQueue(of: key, now: now, effects: &effects)
+        }
+    }
+
+    private mutating func flushQueue(of key: PublicKey, now: Instant, effects: inout [SessionEffect]) {
+        guard let slot = peers.index(forKey: key), !peers.values[slot].queue.isEmpty else { return }
+        queuedBytes -= peers.values[slot].queue.bytes
+        let queued = peers.values[slot].queue.takeAll()
+        for frame in queued where !sendNow(frame.bytes, to: key, now: now, effects: &effects) {
+            // Still no usable session (an unconfirmed keypair's allowance ran out): keep it queued.
+            enqueue(frame.bytes, early: frame.early, for: key)
         }
     }
 
@@ -673,6 +907,12 @@ public struct SessionManager: Sendable, CustomReflectable {
         _ key: PublicKey, now: Instant, rng: inout some RandomNumberGenerator, effects: inout [SessionEffect]
     ) {
         guard var peer = peers[key] else { return }
+        // A half-open peer whose initiator never confirmed: forget it, keys, queue and indices.
+        if let expiry = peer.halfOpenExpiry(config: config), now >= expiry {
+            removePeer(key)
+            counters.halfOpenPeersFreed += 1
+            return
+        }
         // Liveness.
         if peer.persistent, peer.isEstablished, let heard = peer.lastReceived ?? peer.lastHandshake,
             now.since(heard) >= config.peerTimeout
@@ -681,7 +921,8 @@ public struct SessionManager: Sendable, CustomReflectable {
             peer.dropKeys()
             peer.isEstablished = false
             peer.attemptingSince = nil
-            peer.queue = []
+            peer.candidate = nil
+            _ = takeQueue(of: &peer)
             peers[key] = peer
             effects.append(.lost(peer: key))
             return
@@ -698,7 +939,8 @@ public struct SessionManager: Sendable, CustomReflectable {
             // session simply idles out.
             peer.isEstablished = false
             peer.attemptingSince = nil
-            peer.queue = []
+            peer.candidate = nil
+            _ = takeQueue(of: &peer)
             if peer.persistent { effects.append(.lost(peer: key)) }
         }
         peers[key] = peer
@@ -708,7 +950,8 @@ public struct SessionManager: Sendable, CustomReflectable {
                 indices.removeValue(forKey: pending.localIndex)
                 peers[key]!.pending = nil
                 peers[key]!.attemptingSince = nil
-                peers[key]!.queue = []
+                queuedBytes -= peers[key]!.queue.bytes
+                _ = peers[key]!.queue.takeAll()
                 peers[key]!.earlyFrame = nil
                 if !peer.isEstablished { effects.append(.unreachable(peer: key)) }
                 return
@@ -738,6 +981,36 @@ public struct SessionManager: Sendable, CustomReflectable {
                 counters.keepalivesSent += 1
             }
         }
+    }
+
+    // MARK: - Timer heap
+
+    /// Gives `key` a heap entry at its next timer if that is earlier than its live entry (a later
+    /// timer keeps the earlier entry: the tick then finds nothing to do and re-arms).
+    private mutating func reschedule(_ key: PublicKey) {
+        guard let slot = peers.index(forKey: key) else { return }
+        armTimerIfEarlier(at: slot)
+    }
+
+    private mutating func armTimerIfEarlier(at slot: Dictionary<PublicKey, Peer>.Index) {
+        let config = self.config
+        let armed: (due: Instant, key: PublicKey)? = modifyPeer(at: slot) { peer in
+            guard let due = peer.deadline(config: config), peer.timerDue.map({ due < $0 }) ?? true else { return nil }
+            peer.timerDue = due
+            return (due, peer.publicKey)
+        }
+        guard let armed else { return }
+        timers.push(TimerHeap.Entry(due: armed.due, key: armed.key))
+        // Superseded entries stay until they surface; rebuild when they outnumber the live ones.
+        if timers.count > 2 * peers.count + 64 {
+            timers.rebuild(
+                peers.values.compactMap { peer in peer.timerDue.map { TimerHeap.Entry(due: $0, key: peer.publicKey) } })
+        }
+    }
+
+    /// Pops stale entries off the top, so `nextDeadline` is exactly the earliest live entry.
+    private mutating func dropStaleTimers() {
+        while let top = timers.min, peers[top.key]?.timerDue != top.due { timers.popMin() }
     }
 
     // MARK: - Helpers

@@ -19,7 +19,7 @@ struct EarlyDataTests {
         #expect(initiation.count == WireSize.minimumEarlyInitiation, "padded: it buys the reply's allowance")
         // B gets the frame from the initiation itself and answers at once, before A confirms.
         let atB = pair.b.receive(initiation, from: pair.aEndpoint, now: pair.now, rng: &pair.rng)
-        #expect(atB.contains(.deliver(peer: pair.aKey, frame: request)))
+        #expect(atB.contains(.deliverEarly(peer: pair.aKey, frame: request)))
         #expect(pair.b.counters.earlyFramesReceived == 1)
         let reply = pair.b.send([0x11, 9], to: pair.aKey, now: pair.now, rng: &pair.rng)
         let replyDatagram = firstSend(reply)
@@ -156,7 +156,7 @@ struct RestartTests {
         let initiation = try #require(
             firstSend(restarted.send([0x10, 7], to: pair.bKey, early: true, now: pair.now, rng: &pair.rng)))
         let atB = pair.b.receive(initiation, from: pair.aEndpoint, now: pair.now, rng: &pair.rng)
-        #expect(atB.contains(.deliver(peer: pair.aKey, frame: [0x10, 7])))
+        #expect(atB.contains(.deliverEarly(peer: pair.aKey, frame: [0x10, 7])))
         let reply = try #require(firstSend(pair.b.send([0x11], to: pair.aKey, now: pair.now, rng: &pair.rng)))
         _ = restarted.receive(try #require(firstSend(atB)), from: pair.bEndpoint, now: pair.now, rng: &pair.rng)
         let atA = restarted.receive(reply, from: pair.bEndpoint, now: pair.now, rng: &pair.rng)

@@ -81,7 +81,8 @@ struct HandshakeTests {
         pair.handshake()
         var datagrams: [[UInt8]] = []
         for index in 0..<5 {
-            if let bytes = firstSend(pair.a.send([UInt8(index)], to: pair.bKey, now: pair.now, rng: &pair.rng)) {
+            // Frames start at 1: a leading 0x00 is the session control channel.
+            if let bytes = firstSend(pair.a.send([UInt8(index + 1)], to: pair.bKey, now: pair.now, rng: &pair.rng)) {
                 datagrams.append(bytes)
             }
         }
@@ -94,7 +95,7 @@ struct HandshakeTests {
                 frames.append(frame)
             }
         }
-        #expect(frames == [[4], [3], [2], [1], [0]])
+        #expect(frames == [[5], [4], [3], [2], [1]])
     }
 
     @Test func garbageIsDroppedBeforeAnyCryptography() {
@@ -153,14 +154,27 @@ struct HandshakeTests {
         #expect(pair.b.peerCount == 0)
     }
 
-    @Test func authenticatedPacketFromANewAddressMovesTheEndpoint() {
+    @Test func authenticatedPacketFromANewAddressMovesTheEndpointOnceThePathIsValidated() throws {
         var pair = Pair()
         pair.handshake()
         let roamed = Endpoint(address: .v4(0x7F00_0002), port: 3333)
         let data = firstSend(pair.a.send([42], to: pair.bKey, now: pair.now, rng: &pair.rng))!
         let effects = pair.b.receive(data, from: roamed, now: pair.now, rng: &pair.rng)
-        #expect(effects.contains(.endpointChanged(peer: pair.aKey, endpoint: roamed)))
+        // Not yet: the new address gets a path challenge, the peer stays where it was validated.
+        #expect(!effects.contains(.endpointChanged(peer: pair.aKey, endpoint: roamed)))
+        #expect(pair.b.snapshot(of: pair.aKey)?.endpoint == pair.aEndpoint)
+        #expect(pair.b.candidate(of: pair.aKey) == roamed)
+        let challenge = try #require(sends(effects).first)
+        #expect(challenge.to == roamed)
+        // A answers from the new address (to where the challenge came from): B moves there.
+        let answer = try #require(
+            sends(pair.a.receive(challenge.bytes, from: pair.bEndpoint, now: pair.now, rng: &pair.rng)).first)
+        #expect(answer.to == pair.bEndpoint)
+        let validated = pair.b.receive(answer.bytes, from: roamed, now: pair.now, rng: &pair.rng)
+        #expect(validated.contains(.endpointChanged(peer: pair.aKey, endpoint: roamed)))
+        #expect(!validated.contains { if case .deliver = $0 { true } else { false } }, "control stays in the layer")
         #expect(pair.b.snapshot(of: pair.aKey)?.endpoint == roamed)
+        #expect(pair.b.counters.pathsValidated == 1)
         // A forged packet from yet another address moves nothing.
         var forged = firstSend(pair.a.send([43], to: pair.bKey, now: pair.now, rng: &pair.rng))!
         forged[forged.count - 1] ^= 1
@@ -187,7 +201,11 @@ struct HandshakeTests {
         #expect(other.b.snapshot(of: other.aKey)?.endpoint == relayed)
         _ = other.a.receive(response, from: other.bEndpoint, now: other.now, rng: &other.rng)
         let direct = firstSend(other.a.send([2], to: other.bKey, now: other.now, rng: &other.rng))!
-        let moved = other.b.receive(direct, from: other.aEndpoint, now: other.now, rng: &other.rng)
+        let challenged = other.b.receive(direct, from: other.aEndpoint, now: other.now, rng: &other.rng)
+        #expect(other.b.snapshot(of: other.aKey)?.endpoint == relayed, "moves only once validated")
+        let challenge = sends(challenged).first { $0.to == other.aEndpoint }!
+        let answer = sends(other.a.receive(challenge.bytes, from: other.bEndpoint, now: other.now, rng: &other.rng))
+        let moved = other.b.receive(answer.first!.bytes, from: other.aEndpoint, now: other.now, rng: &other.rng)
         #expect(moved.contains(.endpointChanged(peer: other.aKey, endpoint: other.aEndpoint)))
     }
 
@@ -203,8 +221,12 @@ struct HandshakeTests {
         #expect(destination == punched)
         #expect(pair.a.snapshot(of: pair.bKey)?.endpoint == pair.bEndpoint)  // the sender's path is unchanged
         let received = pair.b.receive(bytes, from: punched, now: pair.now, rng: &pair.rng)
-        #expect(received.contains(.endpointChanged(peer: pair.aKey, endpoint: punched)))
         #expect(!received.contains { if case .deliver = $0 { true } else { false } })  // a keepalive: no frame
+        // B challenges the punched path; A's answer from there moves B onto it.
+        let challenge = sends(received).first { $0.to == punched }!
+        let answer = sends(pair.a.receive(challenge.bytes, from: pair.bEndpoint, now: pair.now, rng: &pair.rng))
+        let moved = pair.b.receive(answer.first!.bytes, from: punched, now: pair.now, rng: &pair.rng)
+        #expect(moved.contains(.endpointChanged(peer: pair.aKey, endpoint: punched)))
         // No session, no probe.
         var fresh = Pair(seed: 3)
         #expect(fresh.a.probe(fresh.bKey, at: punched, now: fresh.now).isEmpty)

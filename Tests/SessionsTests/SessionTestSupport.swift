@@ -7,7 +7,7 @@ import UmbraCore
 struct Pair {
     var a: SessionManager
     var b: SessionManager
-    let aEndpoint = Endpoint(address: .v4(0x7F00_0001), port: 1000)
+    var aEndpoint = Endpoint(address: .v4(0x7F00_0001), port: 1000)
     var bEndpoint = Endpoint(address: .v4(0x7F00_0001), port: 2000)
     var now = Instant(nanoseconds: 1_700_000_000_000_000_000)
     var rng = SeededRandom(seed: 42)
@@ -42,7 +42,7 @@ struct Pair {
                 } else if endpoint == aEndpoint {
                     queue += a.receive(bytes, from: sourceEndpoint, now: now, rng: &rng).map { ("a", $0) }
                 }
-            case .deliver(_, let frame):
+            case .deliver(_, let frame), .deliverEarly(_, let frame):
                 delivered.append((source, frame))
             default:
                 events.append((source, effect))
@@ -77,4 +77,9 @@ struct Pair {
 func firstSend(_ effects: [SessionEffect]) -> [UInt8]? {
     for case .send(let bytes, _) in effects { return bytes }
     return nil
+}
+
+/// Every datagram in `effects`, with its destination.
+func sends(_ effects: [SessionEffect]) -> [(bytes: [UInt8], to: Endpoint)] {
+    effects.compactMap { if case .send(let bytes, let to) = $0 { (bytes, to) } else { nil } }
 }

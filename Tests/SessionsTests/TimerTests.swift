@@ -12,7 +12,7 @@ struct TimerTests {
         // Ten minutes of traffic every second, far past several rekey and reject intervals.
         for second in 0..<600 {
             pair.advance(.seconds(1))
-            pair.sendAB([UInt8(truncatingIfNeeded: second)])
+            pair.sendAB([1, UInt8(truncatingIfNeeded: second)])  // not 0x00: session control
         }
         #expect(pair.delivered.count == 600)
         #expect(pair.a.counters.handshakesInitiated >= initiated + 4)
