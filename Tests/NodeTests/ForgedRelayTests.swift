@@ -75,4 +75,34 @@ struct ForgedRelayTests {
         #expect(!targets.contains { $0.address.isLoopback || $0.address == .v4(0xC0A8_4D01) }, "\(targets)")
         #expect(sim.instance(2).relayStatus.counters.punchTargetsRefused >= 2)
     }
+
+    @Test func aRelayedPeerCannotMakeUsPunchWithoutLimit() {
+        // Node 4 sits behind a symmetric NAT, so its session with node 2 stays relayed; as the
+        // initiator it may ask node 2 to punch, and here it asks again and again, naming a victim.
+        var sim = RelayScenario.make(seed: 7)
+        sim.run(for: .seconds(20))
+        _ = RelayScenario.ping(4, 2, in: &sim)
+        sim.run(for: .seconds(2))
+        let responderKey = sim.instance(2).identity.publicKey
+        #expect(sim.instance(4).sessionPath(of: responderKey)?.path == .relayed)
+        let victim = Endpoint(address: .v4(0xC633_6409), port: 4000)
+        let probesBefore = sim.instance(2).relayStatus.counters.punchProbesSent
+        for nonce in 1_000...1_019 as ClosedRange<UInt64> {
+            for message in [RelayMessage.punchConnect(nonce: nonce, candidates: [victim]), .punchSync(nonce: nonce)] {
+                sim.perform(on: 4) { node, now, rng in
+                    var effects: [NodeEffect] = []
+                    node.sendFrame(.relay, message.encoded(), to: responderKey, now: now, rng: &rng, into: &effects)
+                    return effects
+                }
+                sim.run(for: .milliseconds(150))
+            }
+        }
+        sim.run(for: .seconds(1))
+        let counters = sim.instance(2).relayStatus.counters
+        let punch = HolePunchConfig()
+        #expect(counters.punchesLimited > 0)
+        // Every allowed burst is `punchProbes` probes to at most `maximumTargets` targets.
+        let bursts = (counters.punchProbesSent - probesBefore) / UInt64(NodeConfig().relay.punchProbes)
+        #expect(bursts <= UInt64(punch.maximumPunchesPerPeer), "\(bursts) bursts in one window")
+    }
 }
