@@ -14,7 +14,12 @@
 //   answered with the same accept (the first may have been lost); a new requestID replaces the
 //   session (the old one ends `consumerClosed`; the consumer usually gets its address back).
 // - admission order: shutting down, request rate, access policy, service type, mode, proposal seq,
-//   capacity, pool. The first failing check is the reject code.
+//   capacity, the source's share of it, pool. The first failing check is the reject code.
+// - one source may hold at most `sourceShares` of the capacity: per address (IPv4 /32, IPv6 /64)
+//   and per wide prefix (IPv4 /24, IPv6 /48), so one host with free identities cannot book the
+//   whole provider (issue #12.5); beyond its share it hears `noCapacity`. Loopback and private
+//   sources (tests, demos, namespaces: many nodes on 127.0.0.1) count per socket instead; relayed
+//   consumers (address unknown) are not counted until bonds make admission stake-weighted.
 // - both ends send a keepalive every interval; any message for a session counts as hearing from it;
 //   a session silent for `deadAfterMissedKeepalives` intervals ends `dead` (the consumer is told,
 //   in case only one direction failed). A keepalive or status for a session the server does not
@@ -44,6 +49,8 @@ public struct DialogueServerConfig: Sendable {
     public var serviceType = "ip-tunnel"
     /// Most live sessions (the proposal's capacity).
     public var capacity = 64
+    /// The shares of `capacity` one source address (or socket) and one wide prefix may hold.
+    public var sourceShares = SourceShares(addressShare: 0.25, prefixShare: 0.5)
     public var accessPolicy = AccessPolicy.open
     /// The inner IPv4 block; its first usable address is the provider's.
     public var pool = IPv4Network.defaultPool
@@ -80,6 +87,8 @@ public struct DialogueServerConfig: Sendable {
 /// A live session, as shown by `umbra status` and billed by the payments layer.
 public struct ServerSession: Hashable, Sendable {
     public var consumer: PublicKey
+    /// Where the consumer's session came from when it was admitted (nil: relayed, or unknown).
+    public var source: Endpoint?
     public var sessionID: UInt64
     public var requestID: UInt64
     public var mode: TunnelMode
@@ -112,6 +121,8 @@ public struct DialogueServerCounters: Equatable, Sendable {
     /// Accepts sent again for a retransmitted request.
     public var acceptsRepeated: UInt64 = 0
     public var rejected: [RejectCode: UInt64] = [:]
+    /// Of the `noCapacity` rejections, those for a source over its share (the provider had room).
+    public var rejectedOverSourceShare: UInt64 = 0
     public var ended: [EndCode: UInt64] = [:]
     public var keepalivesSent: UInt64 = 0
     public var keepalivesReceived: UInt64 = 0
@@ -175,9 +186,11 @@ public struct DialogueServer: Sendable {
 
     // MARK: - Messages
 
-    /// Handles a dialogue message from `consumer` (authenticated by its session).
+    /// Handles a dialogue message from `consumer` (authenticated by its session). `source` is the
+    /// address its session comes from (nil when relayed): requests count against its share.
     public mutating func handle(
-        _ message: DialogueMessage, from consumer: PublicKey, now: Instant, rng: inout some RandomNumberGenerator
+        _ message: DialogueMessage, from consumer: PublicKey, source: Endpoint? = nil, now: Instant,
+        rng: inout some RandomNumberGenerator
     ) -> [DialogueServerEffect] {
         var effects: [DialogueServerEffect] = []
         switch message {
@@ -193,14 +206,17 @@ public struct DialogueServer: Sendable {
                         to: consumer))
                 return effects
             }
-            if let code = refusal(consumer, serviceType: serviceType, proposalSeq: proposalSeq, mode: mode, now: now) {
+            if let code = refusal(
+                consumer, source: source, serviceType: serviceType, proposalSeq: proposalSeq, mode: mode, now: now)
+            {
                 reject(requestID, code, to: consumer, effects: &effects)
                 return effects
             }
             if table[consumer] != nil {
                 endSession(of: consumer, code: .consumerClosed, notify: false, effects: &effects)
             }
-            open(requestID: requestID, mode: mode, for: consumer, now: now, rng: &rng, effects: &effects)
+            open(
+                requestID: requestID, mode: mode, for: consumer, source: source, now: now, rng: &rng, effects: &effects)
         case .keepalive(let sessionID, _):
             guard heard(sessionID, from: consumer, now: now, effects: &effects) else { break }
             counters.keepalivesReceived += 1
@@ -300,7 +316,8 @@ public struct DialogueServer: Sendable {
     // MARK: - Admission
 
     private mutating func refusal(
-        _ consumer: PublicKey, serviceType: String, proposalSeq: UInt64, mode: TunnelMode, now: Instant
+        _ consumer: PublicKey, source: Endpoint?, serviceType: String, proposalSeq: UInt64, mode: TunnelMode,
+        now: Instant
     ) -> RejectCode? {
         if isShuttingDown { return .shuttingDown }
         guard limiter.allow(consumer, now: now) else { return .rateLimited }
@@ -311,6 +328,13 @@ public struct DialogueServer: Sendable {
         // The consumer's own session is replaced, so it does not count against the capacity.
         let others = table.count - (table[consumer] == nil ? 0 : 1)
         guard others < config.capacity else { return .noCapacity }
+        if let source {
+            let holders = table.values.lazy.filter { $0.session.consumer != consumer }.compactMap(\.session.source)
+            guard config.sourceShares.admits(source, holders: holders, capacity: config.capacity) else {
+                counters.rejectedOverSourceShare += 1
+                return .noCapacity
+            }
+        }
         if table[consumer] == nil, pool.count >= pool.capacity { return .poolExhausted }
         return nil
     }
@@ -324,7 +348,7 @@ public struct DialogueServer: Sendable {
     }
 
     private mutating func open(
-        requestID: UInt64, mode: TunnelMode, for consumer: PublicKey, now: Instant,
+        requestID: UInt64, mode: TunnelMode, for consumer: PublicKey, source: Endpoint?, now: Instant,
         rng: inout some RandomNumberGenerator, effects: inout [DialogueServerEffect]
     ) {
         guard let address = pool.allocate(for: consumer) else {
@@ -338,7 +362,8 @@ public struct DialogueServer: Sendable {
             dnsServers: Array(config.dnsServers.prefix(DialogueMessage.maximumDNSServers)),
             mtu: max(DialogueMessage.minimumMTU, config.mtu), keepaliveSeconds: config.keepaliveSeconds)
         let session = ServerSession(
-            consumer: consumer, sessionID: sessionID, requestID: requestID, mode: mode, innerIPv4: inner,
+            consumer: consumer, source: source, sessionID: sessionID, requestID: requestID, mode: mode,
+            innerIPv4: inner,
             openedAt: now, lastHeard: now)
         table[consumer] = Entry(session: session, grant: grant, nextKeepaliveAt: now + config.keepaliveInterval)
         consumerBySession[sessionID] = consumer

@@ -1,6 +1,9 @@
 // DHT RPCs, carried in the DHT frame channel of an authenticated session (docs/protocol.md §DHT).
 // Every message: `type u8 | request id u64 | flags u8 | body`. A response echoes the request id.
-// Every message fits one control datagram (≤ 1200 bytes with the channel byte).
+// Every message fits one control datagram (≤ 1200 bytes with the channel byte). Contact lists carry
+// only shareable contacts (`NodeContact.isShareable`): the encoder leaves others out, and the decoder
+// skips a well-formed entry that is not shareable (port 0, a relay path) instead of refusing the
+// whole answer.
 
 import UmbraCore
 
@@ -150,12 +153,15 @@ public struct DHTMessage: Equatable, Sendable {
 
     /// Encoded size of a contact list.
     static func contactsSize(_ contacts: [NodeContact]) -> Int {
-        1 + contacts.reduce(0) { $0 + 32 + (($1.endpoint.address.isV4) ? 7 : 19) }
+        1 + contacts.filter(\.isShareable).reduce(0) { $0 + 32 + (($1.endpoint.address.isV4) ? 7 : 19) }
     }
 
+    /// Writes the shareable contacts only (`NodeContact.isShareable`): the encoder never produces a
+    /// contact that a decoder refuses or that nobody can dial.
     private static func write(_ contacts: [NodeContact], _ writer: inout ByteWriter) {
-        writer.write(UInt8(contacts.count))
-        for contact in contacts { writer.write(contact) }
+        let shareable = contacts.filter(\.isShareable)
+        writer.write(UInt8(shareable.count))
+        for contact in shareable { writer.write(contact) }
     }
 
     private static func readContacts(_ reader: inout ByteReader) throws(DecodeError) -> [NodeContact] {
@@ -165,7 +171,9 @@ public struct DHTMessage: Equatable, Sendable {
         }
         var contacts: [NodeContact] = []
         contacts.reserveCapacity(count)
-        for _ in 0..<count { contacts.append(try reader.readNodeContact()) }
+        for _ in 0..<count {
+            if let contact = try reader.readShareableNodeContact() { contacts.append(contact) }
+        }
         return contacts
     }
 }

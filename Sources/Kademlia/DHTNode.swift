@@ -7,6 +7,7 @@
 // Outputs: `[DHTEffect]`.
 
 import UmbraCore
+import UmbraCrypto
 
 public struct DHTConfig: Sendable {
     public var table = RoutingTableConfig()
@@ -150,7 +151,18 @@ public struct DHTNode: Sendable {
         var variance: Duration
     }
 
-    private var pending: [UInt64: Pending] = [:]
+    /// A request in flight is known by the peer it went to and its id: an answer must come from
+    /// that peer and echo that id.
+    private struct RequestKey: Hashable, Sendable, Comparable {
+        var id: UInt64
+        var peer: PublicKey
+
+        static func < (lhs: RequestKey, rhs: RequestKey) -> Bool {
+            lhs.id == rhs.id ? lhs.peer.bytes.lexicographicallyPrecedes(rhs.peer.bytes) : lhs.id < rhs.id
+        }
+    }
+
+    private var pending: [RequestKey: Pending] = [:]
     private var lookups: [UInt64: LookupTask] = [:]
     private var puts: [UInt64: PutTask] = [:]
     private var rtts: [NodeID: RTT] = [:]
@@ -160,7 +172,14 @@ public struct DHTNode: Sendable {
     private var nextRebootstrap: Instant?
     private var verifying = 0
     private var nextRefreshCheck = Instant.zero + .seconds(1)
+    /// Handles of lookups and puts (local only, never on the wire).
     private var nextID: UInt64
+    /// Wire request ids are BLAKE2b(counter) under a key drawn from the rng at start: unpredictable
+    /// to peers, yet a seed replays exactly.
+    private let requestIDKey: [UInt8]
+    private var requestCounter: UInt64 = 0
+    /// Our own addresses as far as the node layer knows them (see `setOwnAddresses`).
+    private var ownAddresses: [IPAddress] = []
 
     public init(
         identity: Identity, networkID: String, config: DHTConfig = DHTConfig(), now: Instant,
@@ -172,6 +191,7 @@ public struct DHTNode: Sendable {
         self.table = RoutingTable(localID: identity.nodeID, config: config.table, now: now)
         self.store = RecordStore(networkID: networkID, config: config.store)
         self.nextID = rng.next()
+        self.requestIDKey = rng.bytes(32)
     }
 
     public var localID: NodeID { identity.nodeID }
@@ -181,6 +201,12 @@ public struct DHTNode: Sendable {
     /// Turns server mode on or off (e.g. when reachability is learned).
     public mutating func setServer(_ isServer: Bool) { config.isServer = isServer }
 
+    /// Our own addresses (socket, advertised, observed): loopback and private contacts handed to us
+    /// are only dialled when we are on such an address ourselves (see `mayDial`).
+    public mutating func setOwnAddresses(_ addresses: [IPAddress]) {
+        ownAddresses = Array(Set(addresses).sorted { $0.bytes.lexicographicallyPrecedes($1.bytes) }.prefix(16))
+    }
+
     // MARK: - Commands
 
     /// Remembers the bootstrap contacts and looks up our own id through them to fill the table.
@@ -189,7 +215,7 @@ public struct DHTNode: Sendable {
     )
         -> [DHTEffect]
     {
-        seeds = contacts.filter { $0.id != localID }
+        seeds = contacts.filter { $0.id != localID && $0.isShareable }
         nextRebootstrap = now + config.rebootstrapInterval
         guard !seeds.isEmpty || table.count > 0 else { return [] }
         return startLookup(target: localID, kind: .node, extraSeeds: seeds, purpose: .bootstrap, now: now, rng: &rng)
@@ -251,7 +277,7 @@ public struct DHTNode: Sendable {
     /// The session layer could not reach `key`: fail every request waiting on it now.
     public mutating func contactUnreachable(_ key: PublicKey, now: Instant) -> [DHTEffect] {
         var effects: [DHTEffect] = []
-        for (id, entry) in pending.filter({ $0.value.contact.publicKey == key }).sorted(by: { $0.key < $1.key }) {
+        for (id, entry) in pending.filter({ $0.key.peer == key }).sorted(by: { $0.key < $1.key }) {
             fail(id, entry, now: now, effects: &effects)
         }
         return effects
@@ -338,7 +364,7 @@ public struct DHTNode: Sendable {
             body = valuesPage(key: key, page: page, excluding: contact.id, now: now)
         case .store(let record):
             let status: StoreStatus
-            switch store.store(record, now: now) {
+            switch store.store(record, now: now, source: contact.endpoint) {
             case .stored, .replaced: status = .stored
             case .unchanged: status = .unchanged
             case .refused(let reason): status = StoreStatus(reason)
@@ -387,7 +413,7 @@ public struct DHTNode: Sendable {
 
     /// A server we have not verified asked us something: ping it (it enters the table if it answers).
     private mutating func verifyIfNew(_ contact: NodeContact, now: Instant, effects: inout [DHTEffect]) {
-        guard !table.contains(contact.id), verifying < config.maximumVerifications,
+        guard contact.isShareable, !table.contains(contact.id), verifying < config.maximumVerifications,
             !pending.values.contains(where: { $0.contact.id == contact.id })
         else { return }
         verifying += 1
@@ -401,11 +427,12 @@ public struct DHTNode: Sendable {
         rng: inout some RandomNumberGenerator, effects: inout [DHTEffect]
     ) {
         // Only the node we asked may answer (ids are random; the key binds the answer to the asked node).
-        guard let entry = pending[message.id], entry.contact.publicKey == contact.publicKey else {
+        let requestKey = RequestKey(id: message.id, peer: contact.publicKey)
+        guard let entry = pending[requestKey] else {
             counters.unexpectedResponses += 1
             return
         }
-        pending.removeValue(forKey: message.id)
+        pending.removeValue(forKey: requestKey)
         counters.responsesReceived += 1
         sampleRTT(contact.id, now.since(entry.sentAt))
         if message.flags.contains(.server) { observe(contact, now: now, effects: &effects) }
@@ -420,9 +447,9 @@ public struct DHTNode: Sendable {
             var found: [NodeContact] = []
             var records: [SignedRecord] = []
             switch message.body {
-            case .nodes(let contacts): found = contacts
+            case .nodes(let contacts): found = contacts.filter { mayDial($0, referredBy: contact) }
             case .values(let page, let pages, let list, let contacts):
-                found = contacts
+                found = contacts.filter { mayDial($0, referredBy: contact) }
                 records = list.filter { store.refusal(for: $0, now: now) == nil }
                 // More records than one answer holds: fetch the other pages from the same node.
                 if page == 0, pages > 1, let key = lookups[lookupID]?.lookup.target {
@@ -464,7 +491,22 @@ public struct DHTNode: Sendable {
         }
     }
 
-    private mutating func fail(_ id: UInt64, _ entry: Pending, now: Instant, effects: inout [DHTEffect]) {
+    /// Whether a contact `referrer` handed us may be queried: shareable (`NodeContact.isShareable`),
+    /// and loopback or private only when we are on such an address ourselves (`SteeringPolicy`). A
+    /// referrer that reaches us at a loopback or private address is on our host or network, so its
+    /// address counts as one of ours here: a cluster on 127.0.0.1 or in a LAN keeps working, while
+    /// a node on a public address cannot be steered at 127.0.0.1 or 10.x.
+    private func mayDial(_ candidate: NodeContact, referredBy referrer: NodeContact) -> Bool {
+        guard candidate.isShareable, candidate.id != localID else { return false }
+        var own = ownAddresses
+        let scope = referrer.endpoint.scope
+        if !referrer.endpoint.isRelayPath, scope == .loopback || scope == .private {
+            own.append(referrer.endpoint.address)
+        }
+        return SteeringPolicy.admits(candidate.endpoint, own: own)
+    }
+
+    private mutating func fail(_ id: RequestKey, _ entry: Pending, now: Instant, effects: inout [DHTEffect]) {
         pending.removeValue(forKey: id)
         counters.timeouts += 1
         table.recordFailure(entry.contact.id, now: now)
@@ -559,7 +601,7 @@ public struct DHTNode: Sendable {
     private mutating func refreshFartherBuckets(now: Instant, effects: inout [DHTEffect]) {
         guard let nearest = table.closest(to: localID, count: 1).first, let deepest = table.bucketIndex(for: nearest.id)
         else { return }
-        var rng = SeededRandom(seed: nextID ^ localID.words.0)  // ids only need to be spread, not secret
+        var rng = SeededRandom(seed: nextID ^ requestCounter ^ localID.words.0)  // targets only need to be spread
         for bucket in 0..<deepest where lookups.count < config.maximumLookups / 2 {
             table.markRefreshed(bucket: bucket, now: now)
             let target = table.randomID(inBucket: bucket, using: &rng)
@@ -636,9 +678,10 @@ public struct DHTNode: Sendable {
             if case .verify = purpose { verifying -= 1 }
             return false
         }
-        let id = newID()
+        var id = newRequestID()
+        while pending[RequestKey(id: id, peer: contact.publicKey)] != nil { id = newRequestID() }
         let (soft, hard) = timeouts(for: contact.id)
-        pending[id] = Pending(
+        pending[RequestKey(id: id, peer: contact.publicKey)] = Pending(
             contact: contact, sentAt: now, deadline: now + hard, nextCheck: now + soft,
             purpose: purpose)
         counters.requestsSent += 1
@@ -677,6 +720,15 @@ public struct DHTNode: Sendable {
     private mutating func newID() -> UInt64 {
         nextID &+= 1
         return nextID
+    }
+
+    private mutating func newRequestID() -> UInt64 {
+        requestCounter &+= 1
+        var counter = ByteWriter(capacity: 8)
+        counter.write(requestCounter)
+        return BLAKE2b.hash(counter.bytes, outputLength: 16, key: requestIDKey).prefix(8).reduce(0) {
+            $0 << 8 | UInt64($1)
+        }
     }
 }
 

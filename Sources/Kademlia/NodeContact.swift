@@ -24,6 +24,11 @@ public struct NodeContact: Hashable, Sendable, CustomStringConvertible {
     }
 
     public var description: String { "\(NodeAddress(publicKey: publicKey))@\(endpoint)" }
+
+    /// Whether this contact may be put into a routing table or handed to others: a real endpoint
+    /// (not a virtual relay path) that every decoder accepts (port not 0) and that is a possible
+    /// destination at all (not unspecified, multicast or broadcast).
+    public var isShareable: Bool { !endpoint.isRelayPath && endpoint.scope != .unusable }
 }
 
 extension ByteWriter {
@@ -38,5 +43,30 @@ extension ByteReader {
     public mutating func readNodeContact() throws(DecodeError) -> NodeContact {
         let key = try readPublicKey()
         return NodeContact(publicKey: key, endpoint: try readEndpoint())
+    }
+
+    /// One contact of a list: the whole entry is consumed, and nil comes back for a well-formed
+    /// entry that is not `isShareable` (port 0, a relay path, unspecified, multicast), so one bad
+    /// contact drops that contact, not the message. Malformed entries (unknown family, truncation)
+    /// still throw: their length is unknown.
+    public mutating func readShareableNodeContact() throws(DecodeError) -> NodeContact? {
+        let key = try readPublicKey()
+        let family = try readUInt8()
+        let length: Int
+        switch family {
+        case 4: length = 4
+        case 6: length = 16
+        default: throw .unknownTag(field: "address family", value: UInt64(family))
+        }
+        let address = try readBytes(length)
+        let port = try readUInt16()
+        guard port != 0 else { return nil }
+        // Re-read the endpoint from its own bytes through the one endpoint codec.
+        var bytes = [family] + address
+        bytes.append(UInt8(truncatingIfNeeded: port))
+        bytes.append(UInt8(truncatingIfNeeded: port >> 8))
+        var entry = ByteReader(bytes)
+        let contact = NodeContact(publicKey: key, endpoint: try entry.readEndpoint())
+        return contact.isShareable ? contact : nil
     }
 }

@@ -1,6 +1,14 @@
 // What a storing node keeps of other nodes' signed records (DESIGN §4). A value type with no clock:
-// `now` comes in with every call. Every table is capped (DESIGN §1.5): records in all, records and
-// bytes per publisher, records per key. Refusals are counted per reason for metrics.
+// `now` comes in with every call. Every table is capped (DESIGN §1.5): records and bytes in all,
+// records and bytes per publisher, records per key, and records per source (the address a STORE
+// came from, and its wide prefix: `SourcePrefix`). Refusals are counted per reason for metrics.
+//
+// Free identities make per-publisher quotas cheap to multiply (issue #12.7: 3,200 identities filled
+// 50,000 records in 27 s and every honest STORE was refused until they expired). So a full store
+// evicts: a record from a source holding fewer records than the heaviest source pushes out that
+// source's record that expires soonest. A flood from one host or prefix therefore stays within its
+// share and cannot keep anyone else out. Records stored without a source (our own) are never
+// evicted.
 //
 // Indexes: records by key then publisher (so `records(for:)` costs the records under that key),
 // usage per publisher (quota checks in O(1)), and a min-heap of expiries with lazy deletion whose top
@@ -35,6 +43,12 @@ public enum RecordRefusal: String, Error, CaseIterable, Sendable, Codable {
 /// The caps of a `RecordStore`.
 public struct RecordStoreConfig: Sendable {
     public var maximumRecords = 50_000
+    /// Charged as the sum of `SignedRecord.encodedSize` of all records.
+    public var maximumBytes = 32 * 1024 * 1024
+    /// The shares of `maximumRecords` that records stored from one source address (IPv4 /32, IPv6
+    /// /64, or one socket for loopback and private sources) and from one wide prefix (IPv4 /24, IPv6
+    /// /48) may hold.
+    public var sourceShares = SourceShares(addressShare: 1.0 / 64, prefixShare: 1.0 / 16)
     public var maximumRecordsPerPublisher = 16
     /// Charged as the sum of `SignedRecord.encodedSize` of the publisher's records.
     public var maximumBytesPerPublisher = 16 * 1024
@@ -64,12 +78,30 @@ public struct RecordStore: Sendable {
 
     /// Stored records (expired ones included until `expire` runs).
     public private(set) var count = 0
+    /// Their encoded bytes.
+    public private(set) var bytes = 0
+    /// Records pushed out of a full store to make room for one from a lighter source.
+    public private(set) var evictions: UInt64 = 0
     /// Refusals counted per reason.
     public private(set) var refusals: [RecordRefusal: UInt64] = [:]
 
     private var recordsByKey: [Key256: [PublicKey: SignedRecord]] = [:]
     private var usageByPublisher: [PublicKey: Usage] = [:]
     private var expiries = ExpiryHeap()
+
+    /// One stored record, by its place.
+    private struct RecordRef: Hashable, Sendable {
+        var key: Key256
+        var publisher: PublicKey
+    }
+
+    /// The source keys each record is charged to (records without a source are not listed).
+    private var sourceOf: [RecordRef: (address: SourcePrefix, prefix: SourcePrefix?)] = [:]
+    private var refsByAddress: [SourcePrefix: Set<RecordRef>] = [:]
+    private var countByPrefix: [SourcePrefix: Int] = [:]
+
+    /// The source key every relayed STORE shares (its address is not known).
+    public static let relayedSource = Endpoint.relayPath(0)
 
     /// What one publisher has stored here.
     struct Usage: Equatable, Sendable {
@@ -92,8 +124,11 @@ public struct RecordStore: Sendable {
     /// dropped first, so they neither block a new record nor count against any quota.
     ///
     /// Checks, in order: oversized, expired, too far in future, forged, key/value rules (wrong key,
-    /// malformed value), seq, then quotas (publisher records and bytes, key, store).
-    public mutating func store(_ record: SignedRecord, now: Instant) -> StoreResult {
+    /// malformed value), seq, then quotas (publisher records and bytes, key, source address and
+    /// prefix, store). `source` is where the STORE came from (nil: our own record, never evicted;
+    /// a relay path counts as `relayedSource`). A full store evicts from the heaviest source when
+    /// `source` holds fewer records than it (see the file header).
+    public mutating func store(_ record: SignedRecord, now: Instant, source: Endpoint? = nil) -> StoreResult {
         expire(now: now)
         if let refusal = validate(record, now: now) { return refuse(refusal) }
 
@@ -114,11 +149,20 @@ public struct RecordStore: Sendable {
             guard (recordsByKey[record.key]?.count ?? 0) < config.maximumRecordsPerKey else {
                 return refuse(.overQuota)
             }
-            guard count < config.maximumRecords else { return refuse(.storeFull) }
+        }
+        let ref = RecordRef(key: record.key, publisher: record.publisher)
+        let keys = source.map { SourcePrefix.keys(for: $0.isRelayPath ? Self.relayedSource : $0) }
+        if let keys, !fitsSourceCaps(keys, replacing: ref) { return refuse(.overQuota) }
+        let growth = record.encodedSize - (existing?.encodedSize ?? 0)
+        while count + (existing == nil ? 1 : 0) > config.maximumRecords || bytes + growth > config.maximumBytes {
+            guard let keys, evictForLighterSource(keys.address, sparing: ref) else { return refuse(.storeFull) }
         }
 
+        if existing != nil { uncharge(ref) }
         recordsByKey[record.key, default: [:]][record.publisher] = record
         usageByPublisher[record.publisher] = updated
+        bytes += growth
+        if let keys { charge(ref, to: keys) }
         expiries.push(.init(record))
         if existing == nil {
             count += 1
@@ -127,6 +171,67 @@ public struct RecordStore: Sendable {
             compactIfNeeded()
         }
         return existing == nil ? .stored : .replaced
+    }
+
+    // MARK: Sources
+
+    /// Whether one more record (or a replacement of `ref`) from a source with `keys` fits its shares.
+    private func fitsSourceCaps(
+        _ keys: (address: SourcePrefix, prefix: SourcePrefix?), replacing ref: RecordRef
+    ) -> Bool {
+        let held = sourceOf[ref]
+        let atAddress = (refsByAddress[keys.address]?.count ?? 0) - (held?.address == keys.address ? 1 : 0)
+        guard atAddress < config.sourceShares.addressLimit(of: config.maximumRecords) else { return false }
+        if let prefix = keys.prefix {
+            let atPrefix = (countByPrefix[prefix] ?? 0) - (held?.prefix == prefix ? 1 : 0)
+            guard atPrefix < config.sourceShares.prefixLimit(of: config.maximumRecords) else { return false }
+        }
+        return true
+    }
+
+    /// Removes the soonest-expiring record of the source address holding the most records, if that
+    /// is more than `address` holds (after one more). False when nothing may be evicted.
+    private mutating func evictForLighterSource(_ address: SourcePrefix, sparing ref: RecordRef) -> Bool {
+        let mine = refsByAddress[address]?.count ?? 0
+        guard
+            let heaviest = refsByAddress.max(by: { one, two in
+                one.value.count == two.value.count
+                    ? "\(one.key)" > "\(two.key)" : one.value.count < two.value.count
+            }), heaviest.value.count > mine + 1
+        else { return false }
+        let byKey = recordsByKey
+        let victim = heaviest.value.filter { $0 != ref }.compactMap { byKey[$0.key]?[$0.publisher] }
+            .min {
+                if $0.expiresAt != $1.expiresAt { return $0.expiresAt < $1.expiresAt }
+                if $0.key != $1.key { return $0.key < $1.key }
+                return $0.publisher.bytes.lexicographicallyPrecedes($1.publisher.bytes)
+            }
+        guard let victim else { return false }
+        remove(victim)
+        evictions += 1
+        discardSupersededTop()
+        return true
+    }
+
+    private mutating func charge(_ ref: RecordRef, to keys: (address: SourcePrefix, prefix: SourcePrefix?)) {
+        sourceOf[ref] = keys
+        refsByAddress[keys.address, default: []].insert(ref)
+        if let prefix = keys.prefix { countByPrefix[prefix, default: 0] += 1 }
+    }
+
+    private mutating func uncharge(_ ref: RecordRef) {
+        guard let keys = sourceOf.removeValue(forKey: ref) else { return }
+        refsByAddress[keys.address]?.remove(ref)
+        if refsByAddress[keys.address]?.isEmpty == true { refsByAddress[keys.address] = nil }
+        if let prefix = keys.prefix {
+            let left = (countByPrefix[prefix] ?? 1) - 1
+            countByPrefix[prefix] = left > 0 ? left : nil
+        }
+    }
+
+    /// Records charged to the source address (or socket) of `endpoint` (for tests and reports).
+    public func recordCount(fromSource endpoint: Endpoint) -> Int {
+        refsByAddress[SourcePrefix.keys(for: endpoint).address]?.count ?? 0
     }
 
     /// Why this store would refuse `record` on its own merits (size, expiry, signature, key and
@@ -200,6 +305,8 @@ public struct RecordStore: Sendable {
     }
 
     private mutating func remove(_ record: SignedRecord) {
+        uncharge(RecordRef(key: record.key, publisher: record.publisher))
+        bytes -= record.encodedSize
         recordsByKey[record.key]?[record.publisher] = nil
         if recordsByKey[record.key]?.isEmpty == true { recordsByKey[record.key] = nil }
         var usage = usageByPublisher[record.publisher] ?? Usage()

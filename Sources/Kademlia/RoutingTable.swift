@@ -85,6 +85,9 @@ public struct RoutingTable: Sendable {
         /// A subnet cap (per bucket or per table) would be exceeded. An existing contact that moved
         /// into a crowded subnet is removed.
         case rejectedDiversity
+        /// The endpoint cannot be handed to others (a virtual relay path, port 0, unspecified,
+        /// multicast): the table only holds contacts every decoder accepts and anyone may dial.
+        case rejectedEndpoint
     }
 
     // MARK: Events
@@ -93,6 +96,7 @@ public struct RoutingTable: Sendable {
     /// contacts enter the table.
     public mutating func observe(_ contact: NodeContact, now: Instant) -> ObserveResult {
         guard let index = bucketIndex(for: contact.id) else { return .rejectedSelf }
+        guard contact.isShareable else { return .rejectedEndpoint }
 
         if let position = slots[index].position(of: contact.id) {
             let old = slots[index].entries.remove(at: position)

@@ -232,7 +232,10 @@ extension NodeInstance {
         into effects: inout [NodeEffect]
     ) {
         guard var server = dialogue.server else { return }
-        let serverEffects = server.handle(message, from: key, now: now, rng: &rng)
+        // The consumer's address, for the per-source share of the capacity (a relayed consumer's is
+        // not known: it counts under no address).
+        let source = sessions.snapshot(of: key)?.endpoint.flatMap { $0.isRelayPath ? nil : $0 }
+        let serverEffects = server.handle(message, from: key, source: source, now: now, rng: &rng)
         dialogue.server = server
         absorbServer(serverEffects, now: now, rng: &rng, into: &effects)
     }

@@ -82,6 +82,14 @@ public struct RelayNodeCounters: Sendable, Equatable {
     public var punchesStarted: UInt64 = 0
     public var punchProbesSent: UInt64 = 0
     public var holePunchSuccesses: UInt64 = 0
+    /// `deliver`s from a peer that is not a relay we reserved on or dialled (that pair) through.
+    public var deliversRefused: UInt64 = 0
+    /// Reservation results and circuit notices from a peer that is not one of our relays.
+    public var relayNoticesRefused: UInt64 = 0
+    /// Hole-punch candidates of the other end that were not punched (loopback, LAN, unusable, …).
+    public var punchTargetsRefused: UInt64 = 0
+    /// Punch bursts not sent: over the per-peer or total budget.
+    public var punchesLimited: UInt64 = 0
     public var circuitsEnded: [CircuitCode: UInt64] = [:]
     public var discoveryLookups: UInt64 = 0
     public init() {}
@@ -114,6 +122,9 @@ struct RelayState: Sendable {
     var recordLookups: [UInt64: PublicKey] = [:]
     var nextDiscovery: Instant?
     var providerPublished = false
+    /// Punch bursts per peer, and in total (a relayed peer chooses when we punch and where).
+    var punchesPerPeer: WindowRateLimiter<PublicKey>
+    var punchesInTotal: WindowRateLimiter<UInt8>
 
     init(config: RelayNodeConfig, now: Instant) {
         self.config = config
@@ -124,6 +135,10 @@ struct RelayState: Sendable {
         reachability = Reachability(config: config.reachability, now: now)
         startedAt = now
         paths = RelayPathTable(capacity: config.maximumRelayPaths)
+        let punch = config.holePunch
+        punchesPerPeer = WindowRateLimiter(
+            limit: punch.maximumPunchesPerPeer, window: punch.punchWindow, capacity: config.maximumRelayPaths)
+        punchesInTotal = WindowRateLimiter(limit: punch.maximumPunchesInTotal, window: punch.punchWindow, capacity: 1)
     }
 }
 
@@ -131,6 +146,7 @@ extension NodeInstance {
     // MARK: - Hooks called by NodeInstance
 
     mutating func relayStart(now: Instant, rng: inout some RandomNumberGenerator, into effects: inout [NodeEffect]) {
+        dht.setOwnAddresses(ownAddresses)
         switch config.relay.reachabilityMode {
         case .auto:
             // Not in others' routing tables until verified public (a NATed server only costs timeouts).
@@ -211,6 +227,7 @@ extension NodeInstance {
             if relay.observedOrder.count > 16 { relay.observed[relay.observedOrder.removeFirst()] = nil }
         }
         relay.observed[reporter] = endpoint
+        dht.setOwnAddresses(ownAddresses)
         guard config.relay.reachabilityMode == .auto else { return }
         if let own = unTranslatedEndpoint, relay.status != .public(own) {
             // Peers see us at our own socket address: no NAT in between (a LAN, loopback, or a
@@ -241,8 +258,21 @@ extension NodeInstance {
         case .circuitStatus(_, .closed) where !isOurRelay(key):
             serve(message, from: key, now: now, rng: &rng, into: &effects)
         case .reserveResult, .circuitStatus:
+            // Only a relay of ours speaks for the relay side: anyone else could end our circuits.
+            guard isOurRelay(key) else {
+                relay.counters.relayNoticesRefused += 1
+                return
+            }
             applyClient(relay.client.handle(message, from: key, now: now), now: now, rng: &rng, into: &effects)
         case .deliver(let peer, let bytes):
+            // Only from a relay we hold a reservation on (anyone may reach us there), or one we
+            // dialled `peer` through. Anyone else would get a "relayed" session and make us punch.
+            guard acceptsDelivery(from: key, of: peer) else {
+                relay.counters.deliversRefused += 1
+                counters.framesRejected += 1
+                effects.append(.event(.frameRejected(key, reason: "relay: deliver from a peer that is not our relay")))
+                return
+            }
             relayedDatagram(bytes, from: peer, via: key, now: now, rng: &rng, into: &effects)
         case .dialBackProbe where relay.acquainted.contains(key):
             relay.counters.dialProbesIgnored += 1
@@ -286,7 +316,8 @@ extension NodeInstance {
         let ipKey = source.flatMap { $0.isRelayPath ? nil : RelayServer.ipKey(for: $0.address) }
         let sessions = self.sessions
         let serverEffects = relay.server.handle(
-            message, from: key, ipKey: ipKey, now: now, isConnected: { sessions.isEstablished($0) })
+            message, from: key, ipKey: ipKey, source: source.flatMap { $0.isRelayPath ? nil : $0 }, now: now,
+            isConnected: { sessions.isEstablished($0) })
         applyServer(serverEffects, now: now, rng: &rng, into: &effects)
     }
 
@@ -387,6 +418,21 @@ extension NodeInstance {
     func isOurRelay(_ key: PublicKey) -> Bool {
         relay.client.activeReservations.contains { $0.relay.publicKey == key }
             || relay.client.candidates.contains { $0.publicKey == key } || relay.paths.usesRelay(key)
+    }
+
+    /// Whether `relayKey` may deliver datagrams from `peer`: we hold a reservation on it, or we
+    /// dialled `peer` through it (the pair has a relay path).
+    func acceptsDelivery(from relayKey: PublicKey, of peer: PublicKey) -> Bool {
+        relay.client.activeReservations.contains { $0.relay.publicKey == relayKey }
+            || relay.paths.index(relay: relayKey, peer: peer) != nil
+    }
+
+    /// Our own addresses as far as we know them: configured socket and advertised addresses, and
+    /// the reflexive address peers agree on (what hole-punch targets are judged against).
+    var ownAddresses: [IPAddress] {
+        var addresses = (config.relay.localEndpoints + config.advertisedEndpoints).map(\.address)
+        if let observed = observedEndpoint { addresses.append(observed.address) }
+        return addresses
     }
 
     /// Our own socket endpoint, when peers agree they see us there (no address translation).

@@ -307,7 +307,15 @@ extension NodeInstance {
                 sendFrame(.relay, message.encoded(), to: peer, now: now, rng: &rng, into: &effects)
             case .punch(let endpoints):
                 guard var link = relay.links[peer], link.path == .relayed else { continue }
-                link.probeTargets = endpoints.filter { !$0.isRelayPath }
+                let holePunch = config.relay.holePunch
+                let targets = HolePunch.punchTargets(endpoints, own: ownAddresses, limit: holePunch.maximumTargets)
+                relay.counters.punchTargetsRefused += UInt64(endpoints.count - targets.count)
+                guard !targets.isEmpty else { continue }
+                guard relay.punchesPerPeer.allow(peer, now: now), relay.punchesInTotal.allow(0, now: now) else {
+                    relay.counters.punchesLimited += 1
+                    continue
+                }
+                link.probeTargets = targets
                 link.probesLeft = config.relay.punchProbes
                 link.nextProbe = now
                 relay.links[peer] = link

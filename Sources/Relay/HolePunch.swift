@@ -42,6 +42,12 @@ public struct HolePunchConfig: Sendable {
     /// Pause after a failed round: doubles per failed round, capped.
     public var retryBackoff: Duration = .seconds(30)
     public var maximumRetryBackoff: Duration = .seconds(10 * 60)
+    /// Most of the other end's candidates one burst is sent to (see `punchTargets`).
+    public var maximumTargets = 4
+    /// Most bursts towards one peer per `punchWindow`, and towards all peers together.
+    public var maximumPunchesPerPeer = 6
+    public var maximumPunchesInTotal = 64
+    public var punchWindow: Duration = .seconds(60)
     public init() {}
 }
 
@@ -126,6 +132,23 @@ public struct HolePunch: Sendable {
         return Array(
             (publicEndpoints + privateEndpoints).filter { seen.insert($0).inserted }
                 .prefix(RelayMessage.maximumCandidates))
+    }
+
+    /// The other end's candidates this node may send probes to: global unicast endpoints, and
+    /// private ones on one of our own private networks (`SteeringPolicy`), of an address family we
+    /// have an address in (any, while we know none), never loopback, link-local, unspecified,
+    /// multicast, broadcast or port 0; duplicates dropped, at most `limit`. The candidates come from
+    /// the peer: without this a peer could aim our bursts at our own host, our LAN or a victim.
+    public static func punchTargets(_ candidates: [Endpoint], own: [IPAddress], limit: Int) -> [Endpoint] {
+        let families = Set(own.filter { $0.scope == .global || $0.scope == .private }.map(\.isIPv4Family))
+        var seen = Set<Endpoint>()
+        return Array(
+            candidates.filter { candidate in
+                candidate.scope != .loopback && SteeringPolicy.admits(candidate, own: own)
+                    && (families.isEmpty || families.contains(candidate.address.isIPv4Family))
+                    && seen.insert(candidate).inserted
+            }
+            .prefix(max(0, limit)))
     }
 
     /// Replaces our candidates (used by the next exchange).

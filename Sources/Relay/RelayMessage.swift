@@ -215,10 +215,12 @@ public enum RelayMessage: Hashable, Sendable {
             writer.write(nonce)
             writer.write(reason.rawValue)
         case .punchConnect(let nonce, let candidates), .punchConnectReply(let nonce, let candidates):
-            precondition(candidates.count <= Self.maximumCandidates, "too many punch candidates")
+            // Only candidates a decoder takes and someone could send to (not port 0, not a relay path).
+            let sendable = candidates.filter(Self.isCandidate)
+            precondition(sendable.count <= Self.maximumCandidates, "too many punch candidates")
             writer.write(nonce)
-            writer.write(UInt8(candidates.count))
-            for endpoint in candidates { writer.write(endpoint) }
+            writer.write(UInt8(sendable.count))
+            for endpoint in sendable { writer.write(endpoint) }
         }
         return writer.bytes
     }
@@ -288,6 +290,11 @@ public enum RelayMessage: Hashable, Sendable {
         return code
     }
 
+    /// Whether an endpoint can travel as a punch candidate: a real endpoint with a port.
+    public static func isCandidate(_ endpoint: Endpoint) -> Bool { endpoint.port != 0 && !endpoint.isRelayPath }
+
+    /// A candidate list. A well-formed entry that is not a candidate (port 0, a relay path) is
+    /// skipped, not the message: one bad candidate must not cost the punch.
     private static func readCandidates(_ reader: inout ByteReader) throws(DecodeError) -> [Endpoint] {
         let count = Int(try reader.readUInt8())
         guard count <= maximumCandidates else {
@@ -295,7 +302,22 @@ public enum RelayMessage: Hashable, Sendable {
         }
         var candidates: [Endpoint] = []
         candidates.reserveCapacity(count)
-        for _ in 0..<count { candidates.append(try reader.readEndpoint()) }
+        for _ in 0..<count {
+            let family = try reader.readUInt8()
+            let length: Int
+            switch family {
+            case 4: length = 4
+            case 6: length = 16
+            default: throw .unknownTag(field: "address family", value: UInt64(family))
+            }
+            var entry = [family] + (try reader.readBytes(length))
+            let port = try reader.readUInt16()
+            guard port != 0 else { continue }
+            entry += [UInt8(truncatingIfNeeded: port), UInt8(truncatingIfNeeded: port >> 8)]
+            var single = ByteReader(entry)
+            let endpoint = try single.readEndpoint()
+            if isCandidate(endpoint) { candidates.append(endpoint) }
+        }
         return candidates
     }
 }

@@ -8,11 +8,15 @@
 // Outputs: `[RelayServerEffect]` (only sends).
 //
 // Rules:
-// - one reservation per peer (a renewal refreshes it); caps in total and per IP key; reservation
-//   requests rate-limited per peer. A reservation outlives a disconnect (until its TTL) so a
+// - one reservation per peer (a renewal refreshes it); caps in total, per IP key (an IPv4 address
+//   or an IPv6 /64), per wide prefix (an IPv4 /24 or an IPv6 /48: `reservationPrefixShare` of the
+//   total, so one operator's block cannot fill the relay) and, for loopback and private sources,
+//   per socket (many nodes share 127.0.0.1 in tests; one process must not fill the relay with
+//   fresh identities); reservation requests rate-limited per peer. A reservation outlives a disconnect (until its TTL) so a
 //   restarted peer's state is not lost, but circuits only open to a peer that `isConnected`.
 // - a circuit is a pair of peers; it opens on the first `forward` towards a reserved, connected
-//   target, and then carries traffic both ways. A `forward` to an unreserved peer without a
+//   target, and then carries traffic both ways. Circuits opened from one source address (or
+//   socket) and one wide prefix are capped at `circuitShares` of `maximumCircuits`. A `forward` to an unreserved peer without a
 //   circuit is refused: no unsolicited traffic via the relay.
 // - each circuit has a byte limit (both directions together), a duration limit and a token bucket;
 //   crossing a limit closes that circuit alone and tells both ends. A datagram over the rate is
@@ -26,8 +30,15 @@ public struct RelayServerConfig: Sendable {
     /// When false this node is not a relay: `reserve` is answered `notARelay`, `forward` `noReservation`.
     public var isEnabled = true
     public var maximumReservations = 128
-    /// Most reservations whose holders share one IP key (nil keys are exempt).
+    /// Most reservations whose holders share one IP key (nil keys are exempt), or one socket for
+    /// loopback and private sources.
     public var maximumReservationsPerIP = 4
+    /// The share of `maximumReservations` one wide prefix (IPv4 /24, IPv6 /48) may hold; never
+    /// below `maximumReservationsPerIP`.
+    public var reservationPrefixShare = 0.125
+    /// The shares of `maximumCircuits` that circuits opened from one source address (or socket) and
+    /// from one wide prefix may hold.
+    public var circuitShares = SourceShares(addressShare: 0.125, prefixShare: 0.25)
     public var reservationTTL: Duration = .seconds(60 * 60)
     /// Most `reserve` requests one peer may send per minute (renewals included).
     public var reservationRequestsPerMinute = 6
@@ -106,6 +117,8 @@ public struct RelayServer: Sendable {
 
     private struct Reservation: Sendable {
         var ipKey: [UInt8]?
+        /// The holder's source endpoint, when known (per-prefix and per-socket caps).
+        var source: Endpoint?
         var createdAt: Instant
         var expiresAt: Instant
     }
@@ -129,6 +142,8 @@ public struct RelayServer: Sendable {
 
     private struct Circuit: Sendable {
         var initiator: PublicKey
+        /// The initiator's source endpoint, when known (per-source circuit caps).
+        var initiatorSource: Endpoint?
         var target: PublicKey
         var openedAt: Instant
         var closesAt: Instant
@@ -196,16 +211,17 @@ public struct RelayServer: Sendable {
     // MARK: - Messages
 
     /// Handles a relay message from `peer` (authenticated by its session). `ipKey` is the per-IP
-    /// cap key of the peer's source address (see `ipKey(for:)`); `isConnected` says whether the
-    /// node currently has a session with a peer.
+    /// cap key of the peer's source address (see `ipKey(for:)`); `source` that address itself (nil
+    /// for a peer on a relay path: it counts under no prefix); `isConnected` says whether the node
+    /// currently has a session with a peer.
     public mutating func handle(
-        _ message: RelayMessage, from peer: PublicKey, ipKey: [UInt8]?, now: Instant,
+        _ message: RelayMessage, from peer: PublicKey, ipKey: [UInt8]?, source: Endpoint? = nil, now: Instant,
         isConnected: (PublicKey) -> Bool
     ) -> [RelayServerEffect] {
         var effects: [RelayServerEffect] = []
         switch message {
         case .reserve(let requestID):
-            let status = reserve(peer, ipKey: ipKey, now: now)
+            let status = reserve(peer, ipKey: ipKey, source: source, now: now)
             let granted = status == .ok
             effects.append(
                 .send(
@@ -218,7 +234,8 @@ public struct RelayServer: Sendable {
         case .unreserve:
             if reservationTable.removeValue(forKey: peer) != nil { counters.reservationsReleased += 1 }
         case .forward(let target, let bytes):
-            forward(bytes, from: peer, to: target, now: now, isConnected: isConnected, effects: &effects)
+            forward(
+                bytes, from: peer, source: source, to: target, now: now, isConnected: isConnected, effects: &effects)
         case .circuitStatus(let other, .closed):
             let pair = Pair(peer, other)
             if circuitTable[pair] != nil { close(pair, code: .closed, notifying: [other], effects: &effects) }
@@ -265,30 +282,49 @@ public struct RelayServer: Sendable {
 
     // MARK: - Reservations
 
-    private mutating func reserve(_ peer: PublicKey, ipKey: [UInt8]?, now: Instant) -> ReservationStatus {
-        let status = admit(peer, ipKey: ipKey, now: now)
+    private mutating func reserve(
+        _ peer: PublicKey, ipKey: [UInt8]?, source: Endpoint?, now: Instant
+    ) -> ReservationStatus {
+        let status = admit(peer, ipKey: ipKey, source: source, now: now)
         guard status == .ok else {
             counters.reservationsRefused[status, default: 0] += 1
             return status
         }
         if let existing = reservationTable[peer], existing.expiresAt > now {
             reservationTable[peer] = Reservation(
-                ipKey: ipKey, createdAt: existing.createdAt, expiresAt: now + config.reservationTTL)
+                ipKey: ipKey, source: source, createdAt: existing.createdAt, expiresAt: now + config.reservationTTL)
             counters.reservationsRenewed += 1
         } else {
-            reservationTable[peer] = Reservation(ipKey: ipKey, createdAt: now, expiresAt: now + config.reservationTTL)
+            reservationTable[peer] = Reservation(
+                ipKey: ipKey, source: source, createdAt: now, expiresAt: now + config.reservationTTL)
             counters.reservationsAccepted += 1
         }
         return .ok
     }
 
-    private mutating func admit(_ peer: PublicKey, ipKey: [UInt8]?, now: Instant) -> ReservationStatus {
+    private mutating func admit(
+        _ peer: PublicKey, ipKey: [UInt8]?, source: Endpoint?, now: Instant
+    ) -> ReservationStatus {
         guard config.isEnabled else { return .notARelay }
         guard requestLimiter.allow(peer, now: now) else { return .refusedPerPeer }
         // Expired entries are not counted (tick may not have run yet).
         let live = reservationTable.filter { $0.key != peer && $0.value.expiresAt > now }
         if let ipKey, live.values.count(where: { $0.ipKey == ipKey }) >= config.maximumReservationsPerIP {
             return .refusedPerIP
+        }
+        if let source {
+            let keys = SourcePrefix.keys(for: source)
+            let holders = live.values.compactMap { $0.source.map(SourcePrefix.keys(for:)) }
+            if case .socket = keys.address,
+                holders.count(where: { $0.address == keys.address }) >= config.maximumReservationsPerIP
+            {
+                return .refusedPerIP
+            }
+            let prefixLimit = SourceShares(addressShare: 0, prefixShare: config.reservationPrefixShare)
+                .prefixLimit(of: config.maximumReservations, floor: config.maximumReservationsPerIP)
+            if let prefix = keys.prefix, holders.count(where: { $0.prefix == prefix }) >= prefixLimit {
+                return .refusedPerIP
+            }
         }
         guard live.count < config.maximumReservations else { return .refusedFull }
         if reservationTable.count >= config.maximumReservations {
@@ -304,7 +340,7 @@ public struct RelayServer: Sendable {
     // MARK: - Circuits
 
     private mutating func forward(
-        _ bytes: [UInt8], from sender: PublicKey, to target: PublicKey, now: Instant,
+        _ bytes: [UInt8], from sender: PublicKey, source: Endpoint?, to target: PublicKey, now: Instant,
         isConnected: (PublicKey) -> Bool, effects: inout [RelayServerEffect]
     ) {
         func refuse(_ code: CircuitCode) {
@@ -321,8 +357,15 @@ public struct RelayServer: Sendable {
                 circuitCount(of: sender) < config.maximumCircuitsPerPeer,
                 circuitCount(of: target) < config.maximumCircuitsPerPeer
             else { return refuse(.tooManyCircuits) }
+            if let source {
+                let holders = circuitTable.values.lazy.compactMap(\.initiatorSource)
+                guard config.circuitShares.admits(source, holders: holders, capacity: config.maximumCircuits) else {
+                    return refuse(.tooManyCircuits)
+                }
+            }
             circuitTable[pair] = Circuit(
-                initiator: sender, target: target, openedAt: now, closesAt: now + config.circuitDurationLimit,
+                initiator: sender, initiatorSource: source, target: target, openedAt: now,
+                closesAt: now + config.circuitDurationLimit,
                 bucket: TokenBucket(rate: config.circuitBytesPerSecond, burst: config.circuitBurstBytes, now: now))
             counters.circuitsOpened += 1
         } else if !isConnected(target) {

@@ -175,11 +175,19 @@ private let samples: [DHTMessage] =
         }
     }
 
-    @Test func aContactWithPortZeroIsRefused() {
-        var bytes = DHTMessage(id: 1, flags: [], body: .nodes(contacts: contacts(1, ipv6: false))).encoded()
+    @Test func aContactWithPortZeroIsDroppedNotTheAnswer() throws {
+        // Before issue #12.4 the whole answer was refused, so one bad contact poisoned it.
+        var bytes = DHTMessage(id: 1, flags: [], body: .nodes(contacts: contacts(2, ipv6: false))).encoded()
         let port = bytes.count - 2
         bytes[port] = 0
         bytes[port + 1] = 0
+        let decoded = try DHTMessage(decoding: bytes)
+        #expect(decoded.body == .nodes(contacts: Array(contacts(2, ipv6: false).prefix(1))))
+    }
+
+    @Test func aContactWithAnUnknownFamilyStillRefusesTheAnswer() {
+        var bytes = DHTMessage(id: 1, flags: [], body: .nodes(contacts: contacts(1, ipv6: false))).encoded()
+        bytes[DHTMessage.headerSize + 1 + PublicKey.byteCount] = 5
         #expect(throws: DecodeError.self) { try DHTMessage(decoding: bytes) }
     }
 
