@@ -11,6 +11,7 @@
 // - bytes sent to an address that never completed a handshake or answered a challenge (a
 //   victim) stay within 3 × the bytes that arrived from it (handshake initiations, which a node
 //   sends to contacts in order to validate them, are counted apart);
+// - the session layer's queued bytes stay within its budget and match its books;
 // - the session table stays within its cap.
 //
 // The same harness runs under libFuzzer (Fuzz/Sources/FuzzNode) and as seeded Swift tests. The
@@ -395,6 +396,10 @@ public struct NodeFuzzHarness: Sendable {
             if sent > 3 * received {
                 throw violation("sent \(sent) bytes to \(victim), which sent \(received) and never proved its address")
             }
+        }
+        let queued = node.sessions.queuedBytes
+        if queued > node.config.sessions.maximumQueuedBytes || queued != node.sessions.scannedQueuedBytes {
+            throw violation("queued bytes \(queued) (scanned \(node.sessions.scannedQueuedBytes)) off budget or books")
         }
         if node.sessions.peerCount > node.config.sessions.maximumPeers {
             throw violation("\(node.sessions.peerCount) session peers, over the cap")

@@ -119,8 +119,8 @@ public struct SessionManager: Sendable, CustomReflectable {
     /// Entries in the timer heap (stale ones included), for tests of its compaction.
     var timerEntryCount: Int { timers.count }
 
-    /// The sum of every peer's queue, for tests of `queuedBytes`.
-    var scannedQueuedBytes: Int { peers.values.reduce(0) { $0 + $1.queue.bytes } }
+    /// The sum of every peer's queue, for tests and fuzzing of `queuedBytes` (scans every peer).
+    public var scannedQueuedBytes: Int { peers.values.reduce(0) { $0 + $1.queue.bytes } }
 
     /// Registered session indices, for tests that state is released.
     var indexCount: Int { indices.count }
