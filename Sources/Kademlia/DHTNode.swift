@@ -33,8 +33,13 @@ public struct DHTConfig: Sendable {
     public var maximumPages: UInt16 = 8
     /// A bucket refresh only needs to meet some nodes of that bucket: it stops after this many queries.
     public var refreshQueries = 8
-    /// With an empty table, the bootstrap contacts are tried again this often.
+    /// With an empty table, the bootstrap contacts are tried again after `rejoinMinimumInterval`,
+    /// doubling up to this interval (a cold start fills within seconds; a dead list costs little).
     public var rebootstrapInterval: Duration = .seconds(30)
+    /// Join lookups (our own id through the table and the bootstrap contacts) run again at most
+    /// this often: when the table gains contacts while it holds fewer than k, and when this node
+    /// turns into a server (its requests then carry the server flag, so others add it).
+    public var rejoinMinimumInterval: Duration = .seconds(1)
     /// Round-trip estimates remembered for at most this many nodes.
     public var maximumRTTEntries = 4096
     public init() {}
@@ -158,6 +163,12 @@ public struct DHTNode: Sendable {
     private var nextRepublish: Instant?
     private var seeds: [NodeContact] = []
     private var nextRebootstrap: Instant?
+    private var rebootstrapDelay: Duration?
+    // Join scheduling: a join is due when `joinRequested` or the table grew since the last one while
+    // it holds fewer than k contacts; it runs no sooner than `rejoinMinimumInterval` after the last.
+    private var joinRequested = false
+    private var lastJoinAt: Instant?
+    private var tableCountAtLastJoin = 0
     private var verifying = 0
     private var nextRefreshCheck = Instant.zero + .seconds(1)
     private var nextID: UInt64
@@ -178,8 +189,15 @@ public struct DHTNode: Sendable {
     public var pendingRequestCount: Int { pending.count }
     public var activeLookupCount: Int { lookups.count }
 
-    /// Turns server mode on or off (e.g. when reachability is learned).
-    public mutating func setServer(_ isServer: Bool) { config.isServer = isServer }
+    /// Turns server mode on or off (e.g. when reachability is learned). Turning it on schedules a
+    /// join, so the nodes we know hear from us with the server flag and put us in their tables.
+    public mutating func setServer(_ isServer: Bool) {
+        if isServer, !config.isServer { joinRequested = true }
+        config.isServer = isServer
+    }
+
+    /// Whether a join lookup (our own id) is running.
+    public var isJoining: Bool { lookups.values.contains { $0.purpose == .bootstrap } }
 
     // MARK: - Commands
 
@@ -190,10 +208,28 @@ public struct DHTNode: Sendable {
         -> [DHTEffect]
     {
         seeds = contacts.filter { $0.id != localID }
-        nextRebootstrap = now + config.rebootstrapInterval
+        return join(now: now, rng: &rng)
+    }
+
+    /// Looks up our own id through the table and the bootstrap contacts (Kademlia's join).
+    private mutating func join(now: Instant, rng: inout some RandomNumberGenerator) -> [DHTEffect] {
+        let delay = min((rebootstrapDelay ?? config.rejoinMinimumInterval / 2) * 2, config.rebootstrapInterval)
+        rebootstrapDelay = delay
+        nextRebootstrap = now + delay
+        joinRequested = false
+        lastJoinAt = now
+        tableCountAtLastJoin = table.count
         guard !seeds.isEmpty || table.count > 0 else { return [] }
         return startLookup(target: localID, kind: .node, extraSeeds: seeds, purpose: .bootstrap, now: now, rng: &rng)
             .effects
+    }
+
+    /// When the next join is due (nil: none is).
+    private var joinDeadline: Instant? {
+        guard seeds.count + table.count > 0, !isJoining else { return nil }
+        let grew = table.count > tableCountAtLastJoin && table.count < config.lookup.k
+        guard joinRequested || grew else { return nil }
+        return (lastJoinAt ?? .zero) + config.rejoinMinimumInterval
     }
 
     /// Starts a lookup; its report comes back as `.lookupFinished` with the returned id.
@@ -301,8 +337,11 @@ public struct DHTNode: Sendable {
             }
         }
         if table.count == 0, !seeds.isEmpty, let due = nextRebootstrap, due <= now {
-            effects += bootstrap(seeds, now: now, rng: &rng)
+            effects += join(now: now, rng: &rng)
+        } else if let due = joinDeadline, due <= now {
+            effects += join(now: now, rng: &rng)
         }
+        if table.count > 0 { rebootstrapDelay = nil }
         // Refresh deadlines only move later with activity, so a cached one can only be early.
         nextRefreshCheck = max(table.nextRefreshDeadline ?? now + config.table.refreshInterval, now + .seconds(1))
         return effects
@@ -318,6 +357,7 @@ public struct DHTNode: Sendable {
         if let republish = nextRepublish { candidates.append(republish) }
         if let expiry = store.nextExpiry { candidates.append(expiry) }
         if table.count == 0, !seeds.isEmpty, let due = nextRebootstrap { candidates.append(due) }
+        if let due = joinDeadline { candidates.append(due) }
         return candidates.min()
     }
 
