@@ -51,6 +51,9 @@ public struct RelayStatusReport: Codable, Sendable, Equatable {
     public var relay: Bool
     public var reachability: String
     public var reachabilityMode: String
+    /// The rule the verdict rests on: `own-address`, `unsolicited-inbound`, `dial-back`,
+    /// `check-failed` (absent while unknown or forced).
+    public var reachabilityBasis: String?
     public var publicEndpoint: String?
     public var observedEndpoint: String?
     public var dhtServer: Bool
@@ -71,6 +74,7 @@ public struct RelayStatusReport: Codable, Sendable, Equatable {
         case .private: reachability = "private"
         }
         reachabilityMode = status.reachabilityMode.rawValue
+        reachabilityBasis = status.reachabilityBasis?.rawValue
         observedEndpoint = status.observedEndpoint?.description
         dhtServer = status.isDHTServer
         reservations = status.reservations.map {
