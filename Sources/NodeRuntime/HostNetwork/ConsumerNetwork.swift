@@ -12,7 +12,8 @@
 //                                                                   undo: nft delete table inet umbra_killswitch
 //   3b. overlay bypass (full routes with `overlayPort`): table 4747 gets today's default route,
 //      and `ip rule add priority 4747 ipproto udp sport PORT lookup 4747` sends the node's own UDP
-//      (DHT, gossip, relays, the tunnel's session) by it, never into the tunnel
+//      (DHT, gossip, relays, the tunnel's session) by it, never into the tunnel; before it,
+//      `priority 4746 … lookup main suppress_prefixlength 1` keeps LAN and host routes for it
 //                                                 undo: ip rule del …; ip route del default table 4747
 //   4. routes: full → ip route add 0.0.0.0/1 dev umbra0; ip route add 128.0.0.0/1 dev umbra0
 //      (more specific than any default route, which stays untouched); split → one route per CIDR
@@ -246,6 +247,15 @@ public enum ConsumerNetwork {
             let rule = ["priority", table, "ipproto", "udp", "sport", String(port), "lookup", table]
             try setup.change(undo: .deleteRoute(argv: ["ip", family, "rule", "del"] + rule)) {
                 try runner.run(["ip", family, "rule", "add"] + rule)
+            }
+            // Before it, the main table without its /0 and /1 routes (the default and the tunnel's):
+            // peers on the LAN and pinned host routes stay reachable directly, not via the gateway.
+            let local = [
+                "priority", String(bypassTable - 1), "ipproto", "udp", "sport", String(port), "lookup", "main",
+                "suppress_prefixlength", "1",
+            ]
+            try setup.change(undo: .deleteRoute(argv: ["ip", family, "rule", "del"] + local)) {
+                try runner.run(["ip", family, "rule", "add"] + local)
             }
         }
     }
