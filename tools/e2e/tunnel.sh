@@ -88,9 +88,9 @@ H2_PUBLIC=$(tools/testnet public "$NET" h2)
 PUB1=$(natnet_address pub1)
 H1=$(natnet_address h1)
 
-natnet_start relay1 --relay --reachability public
-natnet_start relay2 --reachability public
-natnet_start pub1 --reachability public --provide ip-tunnel --country DE --price-gib 100000
+natnet_start relay1 --relay
+natnet_start relay2
+natnet_start pub1 --provide ip-tunnel --country DE --price-gib 100000
 sleep 1
 natnet_start h1 --provide ip-tunnel --country NL --price-gib 100000
 for host in h2 h3; do natnet_start "$host"; done
