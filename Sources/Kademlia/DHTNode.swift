@@ -169,6 +169,7 @@ public struct DHTNode: Sendable {
     private var joinRequested = false
     private var lastJoinAt: Instant?
     private var tableCountAtLastJoin = 0
+    private var joinDueAt: Instant?
     private var verifying = 0
     private var nextRefreshCheck = Instant.zero + .seconds(1)
     private var nextID: UInt64
@@ -192,7 +193,10 @@ public struct DHTNode: Sendable {
     /// Turns server mode on or off (e.g. when reachability is learned). Turning it on schedules a
     /// join, so the nodes we know hear from us with the server flag and put us in their tables.
     public mutating func setServer(_ isServer: Bool) {
-        if isServer, !config.isServer { joinRequested = true }
+        if isServer, !config.isServer, let last = lastJoinAt {
+            joinRequested = true
+            joinDueAt = joinDueAt ?? last + config.rejoinMinimumInterval
+        }
         config.isServer = isServer
     }
 
@@ -217,6 +221,7 @@ public struct DHTNode: Sendable {
         rebootstrapDelay = delay
         nextRebootstrap = now + delay
         joinRequested = false
+        joinDueAt = nil
         lastJoinAt = now
         tableCountAtLastJoin = table.count
         guard !seeds.isEmpty || table.count > 0 else { return [] }
@@ -224,12 +229,14 @@ public struct DHTNode: Sendable {
             .effects
     }
 
-    /// When the next join is due (nil: none is).
-    private var joinDeadline: Instant? {
-        guard seeds.count + table.count > 0, !isJoining else { return nil }
+    /// Sets when the next join is due, if one should run: a node that has joined before, whose
+    /// table grew since (while below k) or that turned server. A short delay gathers a burst of
+    /// new contacts into one join.
+    private mutating func scheduleJoin(now: Instant) {
+        guard joinDueAt == nil, let last = lastJoinAt, seeds.count + table.count > 0, !isJoining else { return }
         let grew = table.count > tableCountAtLastJoin && table.count < config.lookup.k
-        guard joinRequested || grew else { return nil }
-        return (lastJoinAt ?? .zero) + config.rejoinMinimumInterval
+        guard joinRequested || grew else { return }
+        joinDueAt = max(now + .milliseconds(100), last + config.rejoinMinimumInterval)
     }
 
     /// Starts a lookup; its report comes back as `.lookupFinished` with the returned id.
@@ -308,6 +315,14 @@ public struct DHTNode: Sendable {
         } else {
             handleResponse(message, from: contact, now: now, rng: &rng, effects: &effects)
         }
+        // A due join runs now rather than from a deadline already past.
+        if table.count == 0, !seeds.isEmpty, let due = nextRebootstrap, due <= now {
+            effects += join(now: now, rng: &rng)
+        } else if let due = joinDueAt, due <= now {
+            joinDueAt = nil
+            if !isJoining { effects += join(now: now, rng: &rng) }
+        }
+        scheduleJoin(now: now)
         return effects
     }
 
@@ -338,10 +353,12 @@ public struct DHTNode: Sendable {
         }
         if table.count == 0, !seeds.isEmpty, let due = nextRebootstrap, due <= now {
             effects += join(now: now, rng: &rng)
-        } else if let due = joinDeadline, due <= now {
-            effects += join(now: now, rng: &rng)
+        } else if let due = joinDueAt, due <= now {
+            joinDueAt = nil
+            if !isJoining { effects += join(now: now, rng: &rng) }
         }
         if table.count > 0 { rebootstrapDelay = nil }
+        scheduleJoin(now: now)
         // Refresh deadlines only move later with activity, so a cached one can only be early.
         nextRefreshCheck = max(table.nextRefreshDeadline ?? now + config.table.refreshInterval, now + .seconds(1))
         return effects
@@ -357,7 +374,7 @@ public struct DHTNode: Sendable {
         if let republish = nextRepublish { candidates.append(republish) }
         if let expiry = store.nextExpiry { candidates.append(expiry) }
         if table.count == 0, !seeds.isEmpty, let due = nextRebootstrap { candidates.append(due) }
-        if let due = joinDeadline { candidates.append(due) }
+        if let due = joinDueAt { candidates.append(due) }
         return candidates.min()
     }
 
