@@ -113,6 +113,11 @@ public struct RelayStatusReport: Codable, Sendable, Equatable {
             "relay_datagrams_relayed": status.serverCounters.datagramsRelayed,
             "reachability_checks_public": status.reachabilityCounters.checksPublic,
             "reachability_checks_private": status.reachabilityCounters.checksPrivate,
+            "reachability_verdicts_own_address": status.reachabilityCounters.verdictsOwnAddress,
+            "reachability_verdicts_unsolicited": status.reachabilityCounters.verdictsUnsolicited,
+            "reachability_unsolicited_sessions": status.reachabilityCounters.unsolicitedSessions,
+            "relay_announcements_sent": status.counters.relayAnnouncementsSent,
+            "relay_announcements_received": status.counters.relayAnnouncementsReceived,
         ]
         for (code, count) in status.serverCounters.circuitsClosed {
             counters["relay_circuits_closed_\(Self.name(code))"] = count
