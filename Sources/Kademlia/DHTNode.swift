@@ -34,8 +34,13 @@ public struct DHTConfig: Sendable {
     public var maximumPages: UInt16 = 8
     /// A bucket refresh only needs to meet some nodes of that bucket: it stops after this many queries.
     public var refreshQueries = 8
-    /// With an empty table, the bootstrap contacts are tried again this often.
+    /// With an empty table, the bootstrap contacts are tried again after `rejoinMinimumInterval`,
+    /// doubling up to this interval (a cold start fills within seconds; a dead list costs little).
     public var rebootstrapInterval: Duration = .seconds(30)
+    /// Join lookups (our own id through the table and the bootstrap contacts) run again at most
+    /// this often: when the table gains contacts while it holds fewer than k, and when this node
+    /// turns into a server (its requests then carry the server flag, so others add it).
+    public var rejoinMinimumInterval: Duration = .seconds(1)
     /// Round-trip estimates remembered for at most this many nodes.
     public var maximumRTTEntries = 4096
     public init() {}
@@ -170,6 +175,13 @@ public struct DHTNode: Sendable {
     private var nextRepublish: Instant?
     private var seeds: [NodeContact] = []
     private var nextRebootstrap: Instant?
+    private var rebootstrapDelay: Duration?
+    // Join scheduling: a join is due when `joinRequested` or the table grew since the last one while
+    // it holds fewer than k contacts; it runs no sooner than `rejoinMinimumInterval` after the last.
+    private var joinRequested = false
+    private var lastJoinAt: Instant?
+    private var tableCountAtLastJoin = 0
+    private var joinDueAt: Instant?
     private var verifying = 0
     private var nextRefreshCheck = Instant.zero + .seconds(1)
     /// Handles of lookups and puts (local only, never on the wire).
@@ -198,8 +210,18 @@ public struct DHTNode: Sendable {
     public var pendingRequestCount: Int { pending.count }
     public var activeLookupCount: Int { lookups.count }
 
-    /// Turns server mode on or off (e.g. when reachability is learned).
-    public mutating func setServer(_ isServer: Bool) { config.isServer = isServer }
+    /// Turns server mode on or off (e.g. when reachability is learned). Turning it on schedules a
+    /// join, so the nodes we know hear from us with the server flag and put us in their tables.
+    public mutating func setServer(_ isServer: Bool) {
+        if isServer, !config.isServer, let last = lastJoinAt {
+            joinRequested = true
+            joinDueAt = joinDueAt ?? last + config.rejoinMinimumInterval
+        }
+        config.isServer = isServer
+    }
+
+    /// Whether a join lookup (our own id) is running.
+    public var isJoining: Bool { lookups.values.contains { $0.purpose == .bootstrap } }
 
     /// Our own addresses (socket, advertised, observed): loopback and private contacts handed to us
     /// are only dialled when we are on such an address ourselves (see `mayDial`).
@@ -216,10 +238,31 @@ public struct DHTNode: Sendable {
         -> [DHTEffect]
     {
         seeds = contacts.filter { $0.id != localID && $0.isShareable }
-        nextRebootstrap = now + config.rebootstrapInterval
+        return join(now: now, rng: &rng)
+    }
+
+    /// Looks up our own id through the table and the bootstrap contacts (Kademlia's join).
+    private mutating func join(now: Instant, rng: inout some RandomNumberGenerator) -> [DHTEffect] {
+        let delay = min((rebootstrapDelay ?? config.rejoinMinimumInterval / 2) * 2, config.rebootstrapInterval)
+        rebootstrapDelay = delay
+        nextRebootstrap = now + delay
+        joinRequested = false
+        joinDueAt = nil
+        lastJoinAt = now
+        tableCountAtLastJoin = table.count
         guard !seeds.isEmpty || table.count > 0 else { return [] }
         return startLookup(target: localID, kind: .node, extraSeeds: seeds, purpose: .bootstrap, now: now, rng: &rng)
             .effects
+    }
+
+    /// Sets when the next join is due, if one should run: a node that has joined before, whose
+    /// table grew since (while below k) or that turned server. A short delay gathers a burst of
+    /// new contacts into one join.
+    private mutating func scheduleJoin(now: Instant) {
+        guard joinDueAt == nil, let last = lastJoinAt, seeds.count + table.count > 0, !isJoining else { return }
+        let grew = table.count > tableCountAtLastJoin && table.count < config.lookup.k
+        guard joinRequested || grew else { return }
+        joinDueAt = max(now + .milliseconds(100), last + config.rejoinMinimumInterval)
     }
 
     /// Starts a lookup; its report comes back as `.lookupFinished` with the returned id.
@@ -298,6 +341,14 @@ public struct DHTNode: Sendable {
         } else {
             handleResponse(message, from: contact, now: now, rng: &rng, effects: &effects)
         }
+        // A due join runs now rather than from a deadline already past.
+        if table.count == 0, !seeds.isEmpty, let due = nextRebootstrap, due <= now {
+            effects += join(now: now, rng: &rng)
+        } else if let due = joinDueAt, due <= now {
+            joinDueAt = nil
+            if !isJoining { effects += join(now: now, rng: &rng) }
+        }
+        scheduleJoin(now: now)
         return effects
     }
 
@@ -327,8 +378,13 @@ public struct DHTNode: Sendable {
             }
         }
         if table.count == 0, !seeds.isEmpty, let due = nextRebootstrap, due <= now {
-            effects += bootstrap(seeds, now: now, rng: &rng)
+            effects += join(now: now, rng: &rng)
+        } else if let due = joinDueAt, due <= now {
+            joinDueAt = nil
+            if !isJoining { effects += join(now: now, rng: &rng) }
         }
+        if table.count > 0 { rebootstrapDelay = nil }
+        scheduleJoin(now: now)
         // Refresh deadlines only move later with activity, so a cached one can only be early.
         nextRefreshCheck = max(table.nextRefreshDeadline ?? now + config.table.refreshInterval, now + .seconds(1))
         return effects
@@ -344,6 +400,7 @@ public struct DHTNode: Sendable {
         if let republish = nextRepublish { candidates.append(republish) }
         if let expiry = store.nextExpiry { candidates.append(expiry) }
         if table.count == 0, !seeds.isEmpty, let due = nextRebootstrap { candidates.append(due) }
+        if let due = joinDueAt { candidates.append(due) }
         return candidates.min()
     }
 

@@ -159,6 +159,8 @@ public struct NetSim {
         let endpoint = Self.endpoint(forNode: index)
         var config = config
         if config.advertisedEndpoints.isEmpty { config.advertisedEndpoints = [endpoint] }
+        // Its socket's own address, as the real shell reads it from the interfaces.
+        if config.relay.interfaceEndpoints.isEmpty { config.relay.interfaceEndpoints = [endpoint] }
         let instance = NodeInstance(identity: identity, config: config, now: now, rng: &rng)
         let box = nat.map { NATBox(kind: $0, address: Self.natAddress(forNode: index)) }
         nodes.append(SimNode(instance: instance, endpoint: endpoint, nat: box))

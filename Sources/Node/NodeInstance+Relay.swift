@@ -3,10 +3,12 @@
 //
 // - RelayServer: enabled with `--relay` (otherwise it answers `notARelay`); `forward`s from one
 //   peer become `deliver`s on the session with the other.
-// - Reachability: every node starts `unknown`; DHT PONGs report our reflexive address, agreeing
-//   reports start a dial-back check among our established peers; `private` makes the node a DHT
-//   client that reserves on relays (RelayClient) found in the DHT (NodeInstance+RelayDiscovery.swift);
-//   `public` makes it a DHT server that publishes the verified endpoint. `--reachability` forces it.
+// - Reachability: every node starts `unknown`; DHT PONGs report our reflexive address, sessions
+//   peers open to us unasked and our own socket endpoints are the evidence, and agreeing reports
+//   of a translated endpoint start a dial-back check among our established peers (the rule:
+//   Relay/Reachability.swift); `private` makes the node a DHT client that reserves on relays
+//   (RelayClient) it is told of or finds in the DHT (NodeInstance+RelayDiscovery.swift); `public`
+//   makes it a DHT server that publishes the verified endpoint. `--reachability` forces it.
 // - Relay paths and hole punching (NodeInstance+RelayPaths.swift): a peer reached through a relay
 //   gets a virtual endpoint `Endpoint.relayPath(i)`; the session layer's datagrams to it are wrapped
 //   in `forward`, `deliver`s are fed back as datagrams from it; the end that dialled punches.
@@ -38,6 +40,9 @@ public struct RelayNodeConfig: Sendable {
     public var holePunch = HolePunchConfig()
     /// Our own socket addresses (a LAN address behind NAT): hole-punch candidates after the observed one.
     public var localEndpoints: [Endpoint] = []
+    /// Every interface address with the listen port, when the socket is bound to a wildcard address
+    /// (the shell fills this in): evidence for reachability only, not punch candidates.
+    public var interfaceEndpoints: [Endpoint] = []
     /// A dial to a peer's direct endpoint that has no session after this moves to one of its relays.
     public var directDialTimeout: Duration = .seconds(1)
     /// In `auto` mode, a node still `unknown` this long after start (no agreeing observations, e.g.
@@ -92,6 +97,9 @@ public struct RelayNodeCounters: Sendable, Equatable {
     public var punchesLimited: UInt64 = 0
     public var circuitsEnded: [CircuitCode: UInt64] = [:]
     public var discoveryLookups: UInt64 = 0
+    /// `relayAvailable` messages sent (as a relay) and received.
+    public var relayAnnouncementsSent: UInt64 = 0
+    public var relayAnnouncementsReceived: UInt64 = 0
     public init() {}
 }
 
@@ -132,7 +140,9 @@ struct RelayState: Sendable {
         serverConfig.isEnabled = config.isRelay
         server = RelayServer(config: serverConfig)
         client = RelayClient(config: config.client)
-        reachability = Reachability(config: config.reachability, now: now)
+        var reachabilityConfig = config.reachability
+        reachabilityConfig.localEndpoints += config.localEndpoints + config.interfaceEndpoints
+        reachability = Reachability(config: reachabilityConfig, now: now)
         startedAt = now
         paths = RelayPathTable(capacity: config.maximumRelayPaths)
         let punch = config.holePunch
@@ -164,7 +174,7 @@ extension NodeInstance {
         applyClient(relay.client.tick(now: now), now: now, rng: &rng, into: &effects)
         applyReachability(relay.reachability.tick(now: now, rng: &rng), now: now, rng: &rng, into: &effects)
         if config.relay.reachabilityMode == .auto, relay.status == .unknown, !relay.reachability.isChecking,
-            unTranslatedEndpoint == nil, now >= relay.startedAt + config.relay.unknownTimeout
+            now >= relay.startedAt + config.relay.unknownTimeout
         {
             setReachability(.private, now: now, rng: &rng, into: &effects)
         }
@@ -196,6 +206,8 @@ extension NodeInstance {
         relay.pendingDials[key] = nil
         if relay.acquainted.count >= 4 * config.sessions.maximumPeers { relay.acquainted.removeAll() }
         relay.acquainted.insert(key)
+        reachabilitySessionUp(key, endpoint: endpoint, now: now, rng: &rng, into: &effects)
+        relayAnnounce(to: key, now: now, rng: &rng, into: &effects)
         updateReachabilityPeers(now: now, rng: &rng, into: &effects)
         // Ask the new peer what address it sees us at (its PONG feeds `relayObservedAddress`), while
         // we know few such reports.
@@ -215,6 +227,7 @@ extension NodeInstance {
         relay.rehandshaking[key] = nil
         relay.links[key] = nil
         relay.paths.remove(peer: key)
+        relay.reachability.sessionDown(key)
         updateReachabilityPeers(now: now, rng: &rng, into: &effects)
     }
 
@@ -229,14 +242,7 @@ extension NodeInstance {
         relay.observed[reporter] = endpoint
         dht.setOwnAddresses(ownAddresses)
         guard config.relay.reachabilityMode == .auto else { return }
-        if let own = unTranslatedEndpoint, relay.status != .public(own) {
-            // Peers see us at our own socket address: no NAT in between (a LAN, loopback, or a
-            // host with a public address), so nothing is gained by a dial-back test.
-            setReachability(.public(own), now: now, rng: &rng, into: &effects)
-        }
-        applyReachability(
-            relay.reachability.observed(endpoint, reporter: reporter, now: now, rng: &rng), now: now, rng: &rng,
-            into: &effects)
+        reachabilityObserved(endpoint, reporter: reporter, now: now, rng: &rng, into: &effects)
     }
 
     /// A relay-channel frame from `key`: relay control (server or client side), a relayed datagram,
@@ -287,15 +293,10 @@ extension NodeInstance {
                 relay.reachability.handle(message, from: key, observedSource: nil, now: now, rng: &rng), now: now,
                 rng: &rng, into: &effects)
         case .dialBackRequest(let nonce, let endpoint):
-            // Probers are peers in our routing table: DHT servers, i.e. nodes known to be public.
-            let source = sessions.snapshot(of: key)?.endpoint.flatMap { $0.isRelayPath ? nil : $0 }
-            let probers = sessions.snapshots.filter {
-                $0.state == .established && $0.endpoint?.isRelayPath == false && dht.table.contains($0.publicKey.nodeID)
-            }.map(\.publicKey)
-            applyReachability(
-                relay.reachability.handleDialBackRequest(
-                    from: key, nonce: nonce, endpoint: endpoint, observedSource: source, now: now, peers: probers,
-                    rng: &rng), now: now, rng: &rng, into: &effects)
+            reachabilityDialBackRequest(
+                nonce: nonce, endpoint: endpoint, from: key, now: now, rng: &rng, into: &effects)
+        case .relayAvailable:
+            relayAnnounced(by: key, now: now, rng: &rng, into: &effects)
         case .dialBackProbe, .dialBackRefused:
             let source = sessions.snapshot(of: key)?.endpoint.flatMap { $0.isRelayPath ? nil : $0 }
             applyReachability(
@@ -372,7 +373,7 @@ extension NodeInstance {
             case .send(let message, let peer):
                 sendFrame(.relay, message.encoded(), to: peer, now: now, rng: &rng, into: &effects)
             case .statusChanged(let status):
-                guard config.relay.reachabilityMode == .auto, unTranslatedEndpoint == nil else { continue }
+                guard config.relay.reachabilityMode == .auto else { continue }
                 setReachability(status, now: now, rng: &rng, into: &effects)
             case .dialProbe(let target, let endpoint, let nonce):
                 // A fresh handshake from our socket with the probe as 0-RTT data; with a session
@@ -380,6 +381,7 @@ extension NodeInstance {
                 guard !sessions.isEstablished(target), sessions.addPeer(target, endpoint: endpoint) else { continue }
                 relay.counters.dialProbesSent += 1
                 relay.acquainted.insert(target)
+                relay.reachability.sentInitiation(to: endpoint.address)
                 sendFrame(
                     .relay, RelayMessage.dialBackProbe(nonce: nonce).encoded(), to: target, early: true, now: now,
                     rng: &rng, into: &effects)
@@ -402,6 +404,7 @@ extension NodeInstance {
             dht.setServer(false)
             relay.nextDiscovery = now
         }
+        relayReachabilityChanged(now: now, rng: &rng, into: &effects)
         publishPeerRecordIfDue(now: now, rng: &rng, into: &effects)
     }
 
@@ -409,9 +412,11 @@ extension NodeInstance {
         now: Instant, rng: inout some RandomNumberGenerator, into effects: inout [NodeEffect]
     ) {
         let direct = sessions.snapshots.filter { $0.state == .established && $0.endpoint?.isRelayPath == false }
+        var addresses: [PublicKey: IPAddress] = [:]
+        for peer in direct { addresses[peer.publicKey] = peer.endpoint?.address }
         applyReachability(
-            relay.reachability.setPeers(direct.map(\.publicKey), now: now, rng: &rng), now: now, rng: &rng,
-            into: &effects)
+            relay.reachability.setPeers(direct.map(\.publicKey), addresses: addresses, now: now, rng: &rng), now: now,
+            rng: &rng, into: &effects)
     }
 
     /// Whether `key` is a relay we hold (or want) a reservation on or relay through.
@@ -430,15 +435,10 @@ extension NodeInstance {
     /// Our own addresses as far as we know them: configured socket and advertised addresses, and
     /// the reflexive address peers agree on (what hole-punch targets are judged against).
     var ownAddresses: [IPAddress] {
-        var addresses = (config.relay.localEndpoints + config.advertisedEndpoints).map(\.address)
+        var addresses = (config.relay.localEndpoints + config.relay.interfaceEndpoints + config.advertisedEndpoints)
+            .map(\.address)
         if let observed = observedEndpoint { addresses.append(observed.address) }
         return addresses
-    }
-
-    /// Our own socket endpoint, when peers agree they see us there (no address translation).
-    var unTranslatedEndpoint: Endpoint? {
-        guard let agreed = agreedObservedEndpoint else { return nil }
-        return (config.relay.localEndpoints + config.advertisedEndpoints).contains(agreed) ? agreed : nil
     }
 
     /// The endpoint at least two recent reporters agree they see us at, if any.

@@ -1,6 +1,9 @@
 // How NATed nodes find relays, keep them, and tell others where to reach them.
 //
-// - Discovery without central config: a relay that is publicly reachable publishes a provider
+// - Discovery from sessions: a relay that is publicly reachable tells every peer it has a direct
+//   session with (`relayAvailable`, when the session comes up or when the relay turns public), so
+//   a NATed node reserves on its bootstrap relay within seconds even when the DHT holds one server.
+// - Discovery in the DHT, for large networks: a relay that is publicly reachable publishes a provider
 //   index entry of service type "relay" in country "ZZ" (`relayIndexKey`) in the DHT; a private
 //   node looks that key up, takes each relay's endpoint from its routing table (or the relay's
 //   peer record) and hands the list to RelayClient, which reserves on `desiredRelays` of them.
@@ -18,6 +21,8 @@ public struct RelayStatus: Sendable {
     public var isRelay: Bool
     public var reachabilityMode: ReachabilityMode
     public var reachability: ReachabilityStatus
+    /// The rule the verdict rests on (nil while unknown, or when forced).
+    public var reachabilityBasis: ReachabilityBasis?
     public var isDHTServer: Bool
     public var observedEndpoint: Endpoint?
     /// Reservations this node holds on relays, and the relays it knows of.
@@ -41,7 +46,10 @@ extension NodeInstance {
     public var relayStatus: RelayStatus {
         RelayStatus(
             isRelay: config.relay.isRelay, reachabilityMode: config.relay.reachabilityMode,
-            reachability: relay.status, isDHTServer: dht.config.isServer,
+            reachability: relay.status,
+            reachabilityBasis: config.relay.reachabilityMode == .auto && relay.status != .unknown
+                ? relay.reachability.basis : nil,
+            isDHTServer: dht.config.isServer,
             observedEndpoint: observedEndpoint, reservations: relay.client.activeReservations,
             candidates: relay.client.candidates, hostedReservations: relay.server.reservations,
             circuits: relay.server.circuits, sessions: relayedSessions, counters: relay.counters,
@@ -73,6 +81,47 @@ extension NodeInstance {
     }
 
     // MARK: - Discovery
+
+    /// A relay tells a peer it relays, once its verdict is public and the session is direct.
+    mutating func relayAnnounce(
+        to key: PublicKey, now: Instant, rng: inout some RandomNumberGenerator, into effects: inout [NodeEffect]
+    ) {
+        guard config.relay.isRelay, case .public = relay.status, let endpoint = sessions.endpoint(of: key),
+            !endpoint.isRelayPath, sessions.isEstablished(key)
+        else { return }
+        relay.counters.relayAnnouncementsSent += 1
+        sendFrame(.relay, RelayMessage.relayAvailable.encoded(), to: key, now: now, rng: &rng, into: &effects)
+    }
+
+    /// `key` says it relays: remember it at the address its direct session comes from, and reserve
+    /// there when we need relays.
+    mutating func relayAnnounced(
+        by key: PublicKey, now: Instant, rng: inout some RandomNumberGenerator, into effects: inout [NodeEffect]
+    ) {
+        guard let endpoint = sessions.endpoint(of: key), !endpoint.isRelayPath, sessions.isEstablished(key) else {
+            return
+        }
+        relay.counters.relayAnnouncementsReceived += 1
+        addKnownRelay(RelayContact(publicKey: key, endpoint: endpoint))
+        guard relay.status == .private else { return }
+        applyClient(relay.client.setCandidates(relay.knownRelays, now: now), now: now, rng: &rng, into: &effects)
+    }
+
+    /// The verdict changed: a relay that turned public tells its peers; a node that turned private
+    /// reserves on the relays it already heard of, without waiting for a DHT lookup.
+    mutating func relayReachabilityChanged(
+        now: Instant, rng: inout some RandomNumberGenerator, into effects: inout [NodeEffect]
+    ) {
+        switch relay.status {
+        case .public where config.relay.isRelay:
+            let direct = sessions.snapshots.filter { $0.state == .established && $0.endpoint?.isRelayPath == false }
+            for peer in direct { relayAnnounce(to: peer.publicKey, now: now, rng: &rng, into: &effects) }
+        case .private where !relay.knownRelays.isEmpty:
+            applyClient(relay.client.setCandidates(relay.knownRelays, now: now), now: now, rng: &rng, into: &effects)
+        default:
+            break
+        }
+    }
 
     mutating func relayDiscoveryTick(
         now: Instant, rng: inout some RandomNumberGenerator, into effects: inout [NodeEffect]

@@ -335,6 +335,7 @@ public struct NodeInstance: Sendable {
                 if endpoint.isRelayPath {
                     relaySend(bytes, path: endpoint, now: now, rng: &rng, into: &effects)
                 } else {
+                    noteDirectSend(bytes, to: endpoint)
                     effects.append(.send(bytes, to: endpoint))
                 }
             case .established(let key, let endpoint):

@@ -51,6 +51,9 @@ public struct RelayStatusReport: Codable, Sendable, Equatable {
     public var relay: Bool
     public var reachability: String
     public var reachabilityMode: String
+    /// The rule the verdict rests on: `own-address`, `unsolicited-inbound`, `dial-back`,
+    /// `check-failed` (absent while unknown or forced).
+    public var reachabilityBasis: String?
     public var publicEndpoint: String?
     public var observedEndpoint: String?
     public var dhtServer: Bool
@@ -71,6 +74,7 @@ public struct RelayStatusReport: Codable, Sendable, Equatable {
         case .private: reachability = "private"
         }
         reachabilityMode = status.reachabilityMode.rawValue
+        reachabilityBasis = status.reachabilityBasis?.rawValue
         observedEndpoint = status.observedEndpoint?.description
         dhtServer = status.isDHTServer
         reservations = status.reservations.map {
@@ -109,6 +113,11 @@ public struct RelayStatusReport: Codable, Sendable, Equatable {
             "relay_datagrams_relayed": status.serverCounters.datagramsRelayed,
             "reachability_checks_public": status.reachabilityCounters.checksPublic,
             "reachability_checks_private": status.reachabilityCounters.checksPrivate,
+            "reachability_verdicts_own_address": status.reachabilityCounters.verdictsOwnAddress,
+            "reachability_verdicts_unsolicited": status.reachabilityCounters.verdictsUnsolicited,
+            "reachability_unsolicited_sessions": status.reachabilityCounters.unsolicitedSessions,
+            "relay_announcements_sent": status.counters.relayAnnouncementsSent,
+            "relay_announcements_received": status.counters.relayAnnouncementsReceived,
         ]
         for (code, count) in status.serverCounters.circuitsClosed {
             counters["relay_circuits_closed_\(Self.name(code))"] = count

@@ -146,11 +146,15 @@ public enum RelayMessage: Hashable, Sendable {
     case punchConnectReply(nonce: UInt64, candidates: [Endpoint])
     /// `0x0D | nonce u64` — initiator → responder: punch now (the initiator punches RTT/2 later).
     case punchSync(nonce: UInt64)
+    /// `0x0E` — relay → any peer it has a direct session with: I relay, reserve here if you need to
+    /// (relay discovery without the DHT; sent when the session comes up or the relay turns public).
+    case relayAvailable
 
     public enum Tag: UInt8, Sendable, CaseIterable {
         case reserve = 0x01, reserveResult, unreserve, forward, deliver, circuitStatus
         case dialBackRequest, dialBackOrder, dialBackProbe, dialBackRefused
         case punchConnect, punchConnectReply, punchSync
+        case relayAvailable
     }
 
     /// The byte budget of one relay message (the frame's channel byte not included).
@@ -175,6 +179,7 @@ public enum RelayMessage: Hashable, Sendable {
         case .punchConnect: .punchConnect
         case .punchConnectReply: .punchConnectReply
         case .punchSync: .punchSync
+        case .relayAvailable: .relayAvailable
         }
     }
 
@@ -193,7 +198,7 @@ public enum RelayMessage: Hashable, Sendable {
             writer.write(ttl)
             writer.write(limits.bytes)
             writer.write(limits.seconds)
-        case .unreserve:
+        case .unreserve, .relayAvailable:
             break
         case .forward(let peer, let bytes), .deliver(let peer, let bytes):
             precondition(bytes.count <= Self.maximumForwardBytes, "a relayed datagram above the size limit")
@@ -248,6 +253,8 @@ public enum RelayMessage: Hashable, Sendable {
             self = .reserveResult(requestID: requestID, status: status, ttlSeconds: ttl, limits: limits)
         case .unreserve:
             self = .unreserve
+        case .relayAvailable:
+            self = .relayAvailable
         case .forward:
             let peer = try reader.readPublicKey()
             self = .forward(peer: peer, bytes: try reader.readLengthPrefixed(limit: Self.maximumForwardBytes))

@@ -240,7 +240,7 @@ public struct RelayServer: Sendable {
             let pair = Pair(peer, other)
             if circuitTable[pair] != nil { close(pair, code: .closed, notifying: [other], effects: &effects) }
         case .circuitStatus, .reserveResult, .deliver, .dialBackRequest, .dialBackOrder, .dialBackProbe,
-            .dialBackRefused, .punchConnect, .punchConnectReply, .punchSync:
+            .dialBackRefused, .punchConnect, .punchConnectReply, .punchSync, .relayAvailable:
             counters.unexpectedMessages += 1
         }
         return effects

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Node
 import NodeAPI
+import NodeRuntime
 import Relay
 import UmbraCore
 
@@ -28,7 +29,13 @@ struct RelayUpOptions: ParsableArguments {
         var config = RelayNodeConfig()
         config.isRelay = relay
         config.reachabilityMode = mode
-        if listen.address != .v4(0), listen.address != .v6(high: 0, low: 0) { config.localEndpoints = [listen] }
+        if listen.address != .v4(0), listen.address != .v6(high: 0, low: 0) {
+            config.localEndpoints = [listen]
+        } else {
+            // Bound to every interface: each interface address is one of our socket endpoints.
+            config.interfaceEndpoints = InterfaceAddresses.endpoints(
+                port: listen.port, includeIPv6: listen.address != .v4(0))
+        }
         if let bytes = relayCircuitBytes { config.server.circuitByteLimit = bytes }
         if let seconds = relayCircuitSeconds { config.server.circuitDurationLimit = .seconds(seconds) }
         if let count = relayReservationsPerIp { config.server.maximumReservationsPerIP = max(1, count) }
@@ -41,6 +48,7 @@ func printRelayStatus(_ relay: RelayStatusReport) {
     var reachability = relay.reachability
     if let endpoint = relay.publicEndpoint { reachability += " at \(endpoint)" }
     if relay.reachabilityMode != "auto" { reachability += " (forced)" }
+    if let basis = relay.reachabilityBasis { reachability += " (\(basis))" }
     reachability += relay.dhtServer ? ", DHT server" : ", DHT client"
     if let observed = relay.observedEndpoint { reachability += "; peers see us at \(observed)" }
     print("reachable   \(reachability)")

@@ -45,6 +45,13 @@ struct Status: AsyncParsableCommand {
             }
         }
         if let relay = report.relay { printRelayStatus(relay) }
+        if let dht = try? ControlClient.request(DHTStatusReport.self, method: "GET", path: "/v1/dht", socket: socket) {
+            let buckets = dht.buckets.filter { $0.contacts > 0 }.map { "\($0.index):\($0.contacts)" }
+            print(
+                "dht         \(dht.server ? "server" : "client"), \(dht.tableSize) contacts in the routing table"
+                    + (buckets.isEmpty ? " (empty: joining)" : " (bucket:contacts \(buckets.joined(separator: " ")))")
+                    + ", \(dht.records) records stored")
+        }
         if let tunnel = report.tunnel { TunnelText.lines(tunnel).forEach { print($0) } }
     }
 }

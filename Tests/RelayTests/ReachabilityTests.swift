@@ -72,7 +72,7 @@ private func requests(_ effects: [ReachabilityEffect], for endpoint: Endpoint) -
         #expect(node.observe(publicEndpoint(10, port: 40001), by: reporters[1]).isEmpty)
         #expect(node.observe(lanEndpoint(5), by: reporters[2]).isEmpty)
         #expect(node.observe(lanEndpoint(5), by: reporters[3]).isEmpty)
-        #expect(node.reachability.counters.observationsIgnored == 2)
+        // LAN endpoints seen by global reporters are never checked (the helpers would refuse them).
         #expect(!node.reachability.isChecking)
     }
 
@@ -251,5 +251,110 @@ private func requests(_ effects: [ReachabilityEffect], for endpoint: Endpoint) -
         let effects = node.reachability.handle(
             .dialBackProbe(nonce: nonce), from: prober, observedSource: nil, now: t0 + 1, rng: &node.rng)
         #expect(effects == [.statusChanged(.public(mine))])
+    }
+
+    // MARK: - Evidence without a check
+
+    @Test func peersSeeingUsAtOurOwnSocketMakeUsPublicWithoutACheck() {
+        var node = Harness { $0.localEndpoints = [mine] }
+        let effects = node.reachability.observed(
+            mine, reporter: reporters[0], reporterAddress: publicEndpoint(20).address, now: t0, rng: &node.rng)
+        #expect(effects == [.statusChanged(.public(mine))])
+        #expect(node.reachability.basis == .ownAddress)
+        #expect(!node.reachability.isChecking)
+    }
+
+    @Test func onlyGlobalReportersCountWhenThereAreAny() {
+        // A home with a LAN peer: the LAN peer sees our LAN address, the internet sees the NAT's.
+        let lan = lanEndpoint(7)
+        var node = Harness { $0.localEndpoints = [lan] }
+        _ = node.reachability.observed(
+            lan, reporter: reporters[0], reporterAddress: lanEndpoint(8).address, now: t0, rng: &node.rng)
+        #expect(node.reachability.status == .public(lan), "alone on a LAN: reachable there")
+        _ = node.reachability.observed(
+            mine, reporter: reporters[1], reporterAddress: publicEndpoint(20).address, now: t0, rng: &node.rng)
+        let effects = node.reachability.observed(
+            mine, reporter: reporters[2], reporterAddress: publicEndpoint(21).address, now: t0, rng: &node.rng)
+        #expect(requests(effects, for: mine).count == 3, "the NAT's endpoint is checked")
+        for (peer, nonce) in requests(effects, for: mine) {
+            _ = node.reachability.dialBackRefused(nonce: nonce, reason: .noPeers, from: peer, now: t0)
+        }
+        _ = node.reachability.tick(now: t0 + .seconds(6), rng: &node.rng)
+        #expect(node.reachability.status == .private)
+        #expect(node.reachability.basis == .checkFailed)
+    }
+
+    @Test func unsolicitedSessionsFromTwoAddressesMakeUsPublic() {
+        var node = Harness()
+        let first = publicEndpoint(30).address
+        let second = publicEndpoint(31).address
+        #expect(node.reachability.sessionUp(reporters[0], address: first, now: t0, rng: &node.rng).isEmpty)
+        _ = node.reachability.observed(mine, reporter: reporters[0], reporterAddress: first, now: t0, rng: &node.rng)
+        _ = node.reachability.sessionUp(reporters[1], address: second, now: t0, rng: &node.rng)
+        let effects = node.reachability.observed(
+            mine, reporter: reporters[1], reporterAddress: second, now: t0, rng: &node.rng)
+        #expect(effects == [.statusChanged(.public(mine))])
+        #expect(node.reachability.basis == .unsolicitedInbound)
+    }
+
+    @Test func sessionsFromAddressesWeDialledAreNotUnsolicited() {
+        var node = Harness()
+        let first = publicEndpoint(30).address
+        let second = publicEndpoint(31).address
+        node.reachability.sentInitiation(to: second)
+        _ = node.reachability.sessionUp(reporters[0], address: first, now: t0, rng: &node.rng)
+        _ = node.reachability.sessionUp(reporters[1], address: second, now: t0, rng: &node.rng)
+        _ = node.reachability.observed(mine, reporter: reporters[0], reporterAddress: first, now: t0, rng: &node.rng)
+        let effects = node.reachability.observed(
+            mine, reporter: reporters[1], reporterAddress: second, now: t0, rng: &node.rng)
+        #expect(!effects.contains(.statusChanged(.public(mine))))
+        #expect(requests(effects, for: mine).count == 3, "a dial-back check instead")
+        // Two identities on one address are one source.
+        var same = Harness()
+        _ = same.reachability.sessionUp(reporters[0], address: first, now: t0, rng: &same.rng)
+        _ = same.reachability.sessionUp(reporters[1], address: first, now: t0, rng: &same.rng)
+        _ = same.reachability.observed(mine, reporter: reporters[0], reporterAddress: first, now: t0, rng: &same.rng)
+        _ = same.reachability.observed(mine, reporter: reporters[1], reporterAddress: first, now: t0, rng: &same.rng)
+        #expect(same.reachability.status == .unknown)
+    }
+
+    @Test func aProbeFromTheHelpersAddressOrOursProvesNothing() throws {
+        var node = Harness()
+        let helperAddress = publicEndpoint(40).address
+        _ = node.reachability.setPeers(
+            peers, addresses: Dictionary(uniqueKeysWithValues: peers.map { ($0, helperAddress) }), now: t0,
+            rng: &node.rng)
+        let asked = node.startCheck()
+        let (helper, nonce) = try #require(asked.first)
+        let prober = try #require(peers.first { $0 != helper })
+        #expect(node.reachability.probeReceived(nonce: nonce, from: prober, source: helperAddress, now: t0).isEmpty)
+        #expect(node.reachability.probeReceived(nonce: nonce, from: prober, source: mine.address, now: t0).isEmpty)
+        #expect(
+            node.reachability.probeReceived(nonce: nonce, from: prober, source: publicEndpoint(41).address, now: t0)
+                == [.statusChanged(.public(mine))])
+        #expect(node.reachability.basis == .dialBack)
+    }
+
+    @Test func aFailedCheckDoesNotOverrideOwnAddressEvidence() {
+        var node = Harness { $0.localEndpoints = [mine] }
+        _ = node.reachability.observed(
+            mine, reporter: reporters[0], reporterAddress: publicEndpoint(20).address, now: t0, rng: &node.rng)
+        _ = node.reachability.tick(now: t0 + .seconds(11 * 60), rng: &node.rng)
+        #expect(node.reachability.status == .public(mine))
+    }
+
+    @Test func theHelperRateLimitsBeforeLookingAtPeers() {
+        var node = Harness()
+        var looked = 0
+        let requester = key(0x60)
+        for nonce in UInt64(1)...10 {
+            _ = node.reachability.handleDialBackRequest(
+                from: requester, nonce: nonce, endpoint: mine, observedSource: mine, now: t0, peers: peers,
+                isEligible: { _ in
+                    looked += 1
+                    return true
+                }, rng: &node.rng)
+        }
+        #expect(looked == 4, "only the admitted requests pick a prober")
     }
 }

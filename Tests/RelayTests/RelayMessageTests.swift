@@ -30,6 +30,7 @@ private let samples: [RelayMessage] =
         .punchConnectReply(nonce: 3, candidates: (0..<8).map { _ in v6Endpoint }),
         .punchConnectReply(nonce: 4, candidates: [lanEndpoint(9)]),
         .punchSync(nonce: .max),
+        .relayAvailable,
     ]
     + ReservationStatus.allCases.map {
         .reserveResult(requestID: 7, status: $0, ttlSeconds: $0 == .ok ? 3600 : 0, limits: $0 == .ok ? limits : .none)
@@ -54,7 +55,7 @@ extension RelayMessage: CustomTestStringConvertible {
 
     @Test func everyTagIsCovered() {
         #expect(Set(samples.map(\.tag)) == Set(RelayMessage.Tag.allCases))
-        #expect(RelayMessage.Tag.allCases.map(\.rawValue) == Array(1...13))
+        #expect(RelayMessage.Tag.allCases.map(\.rawValue) == Array(1...14))
     }
 
     @Test func theLargestMessagesFitTheBudget() {
@@ -69,6 +70,7 @@ extension RelayMessage: CustomTestStringConvertible {
     @Test func layoutsAreAsDocumented() {
         #expect(RelayMessage.reserve(requestID: 0x0403_0201).encoded() == [0x01, 0x01, 0x02, 0x03, 0x04])
         #expect(RelayMessage.unreserve.encoded() == [0x03])
+        #expect(RelayMessage.relayAvailable.encoded() == [0x0E])
         let result = RelayMessage.reserveResult(
             requestID: 1, status: .refusedPerIP, ttlSeconds: 0x0A0B_0C0D, limits: CircuitLimits(bytes: 2, seconds: 3)
         ).encoded()
@@ -95,7 +97,7 @@ extension RelayMessage: CustomTestStringConvertible {
         #expect(CircuitCode.allCases.filter { !$0.closesCircuit } == [.rateLimited])
     }
 
-    @Test(arguments: [UInt8(0), 0x0E, 0x30, 0xFF])
+    @Test(arguments: [UInt8(0), 0x0F, 0x30, 0xFF])
     func unknownTagsAreRefused(tag: UInt8) {
         #expect(throws: DecodeError.unknownTag(field: "relay message", value: UInt64(tag))) {
             try RelayMessage(decoding: [tag, 0, 0, 0, 0])

@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end NAT traversal with real `umbra up` processes in tools/testnet (network namespaces,
 # nftables NATs): relay1 is the only relay (--relay); relay2 and pub1 are plain public nodes; h1 and
-# h2 sit behind endpoint-independent NATs, h3 behind a symmetric NAT. Public nodes are started with
-# --reachability public (a network this small has no stranger left to dial them back, see
-# docs/operations.md); the NATed nodes find out on their own (auto).
+# h2 sit behind endpoint-independent NATs, h3 behind a symmetric NAT. Every node runs with default
+# flags and finds out its reachability on its own (docs/architecture.md §10).
 # Checks: the NATed nodes become private DHT clients and reserve on relay1; h1 -> h2 opens through
 # the relay and becomes hole-punched within seconds; h3 -> h1 works and stays relayed; after a relay
 # restart the NATed nodes re-reserve and h2 is reachable again within 10 s; a circuit over the
@@ -48,9 +47,9 @@ reserved_on_relay1() { # HOST -> status 0 when it holds a connected reservation 
 natnet_up "$NET" "$WORK" || { cat "$WORK/testnet-up.log"; echo "FAIL testnet up"; exit 1; }
 RELAY1=$(tools/testnet addr "$NET" relay1)
 
-natnet_start relay1 --relay --reachability public
-natnet_start relay2 --reachability public
-natnet_start pub1 --reachability public
+natnet_start relay1 --relay
+natnet_start relay2
+natnet_start pub1
 sleep 1
 natnet_start h1 --provide ip-tunnel --country DE --price-gib 100000
 for host in h2 h3; do natnet_start "$host"; done
@@ -98,7 +97,7 @@ check "h2 (eim) opens a dialogue with provider h1 on the hole-punched path" grep
 # --- relay restart (with a small circuit byte limit for the next checks) -------------------------
 natnet_stop relay1
 sleep 0.5
-natnet_start relay1 --relay --reachability public --relay-circuit-bytes 1000
+natnet_start relay1 --relay --relay-circuit-bytes 1000
 restarted=$SECONDS
 H2=$(natnet_address h2)
 check "after a relay restart the restarted relay1 holds h2's reservation again within 10 s" \

@@ -88,9 +88,9 @@ H2_PUBLIC=$(tools/testnet public "$NET" h2)
 PUB1=$(natnet_address pub1)
 H1=$(natnet_address h1)
 
-natnet_start relay1 --relay --reachability public
-natnet_start relay2 --reachability public
-natnet_start pub1 --reachability public --provide ip-tunnel --country DE --price-gib 100000
+natnet_start relay1 --relay
+natnet_start relay2
+natnet_start pub1 --provide ip-tunnel --country DE --price-gib 100000
 sleep 1
 natnet_start h1 --provide ip-tunnel --country NL --price-gib 100000
 for host in h2 h3; do natnet_start "$host"; done
@@ -153,7 +153,7 @@ check "split: after disconnect h2's host state is exactly as before" same_state 
 # tunnel all the same: no host route, no rule for any address the proposal names.
 tools/testnet start "$NET" relay2 --name umbra-fr -- "$(realpath "$UMBRA")" up --data-dir "$WORK/fr" \
     --listen "$(tools/testnet addr "$NET" relay2):4750" --bootstrap "$NATNET_DIR/bootstrap-peers.txt" \
-    --reachability public --provide ip-tunnel --country FR --price-gib 100000 --tunnel-device umbrafr0 \
+    --provide ip-tunnel --country FR --price-gib 100000 --tunnel-device umbrafr0 \
     --advertise "$WEB:4747" > /dev/null
 check "h2 holds the FR proposal that lists web ($WEB) as a contact" \
     wait_until 25 bash -c "'$UMBRA' proposals --data-dir '$NATNET_DIR/h2' --country FR --json 2> /dev/null | grep -q '$WEB'"

@@ -38,10 +38,10 @@ cluster_create() { # COUNT: identities, bootstrap list
 cluster_start_node() { # INDEX [extra args…]
     local i=$1
     shift
-    # Loopback nodes are reachable at their listen address by construction: no dial-back needed
-    # (auto reachability is exercised through real NATs by tools/e2e/nat.sh).
+    # Default flags: loopback nodes find out they are reachable by themselves (peers see them at
+    # their own socket address).
     "$UMBRA" up --data-dir "$CLUSTER_DIR/node$i" --listen "127.0.0.1:$((CLUSTER_BASE_PORT + i))" \
-        --bootstrap "$CLUSTER_DIR/bootstrap-peers.txt" --reachability public "$@" > "$CLUSTER_DIR/node$i.log" 2>&1 &
+        --bootstrap "$CLUSTER_DIR/bootstrap-peers.txt" "$@" > "$CLUSTER_DIR/node$i.log" 2>&1 &
     CLUSTER_PIDS[$i]=$!
 }
 

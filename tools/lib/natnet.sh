@@ -1,8 +1,10 @@
-# Umbra nodes in a tools/testnet topology (network namespaces with real NATs), for tools/e2e/nat.sh
-# and tools/bench-nat. Default topology: relay1, relay2, pub1 public (198.18.1-3.1); h1, h2 behind
-# endpoint-independent NATs, h3 behind a symmetric NAT. Every node listens on UDP 4747 of its own
-# address and bootstraps from relay1 and pub1. The control sockets live in $NATNET_DIR/HOST, in the
-# root namespace's file system, so `umbra … --data-dir` works from outside the namespaces.
+# Umbra nodes in a tools/testnet topology (network namespaces with real NATs), for tools/e2e/nat.sh,
+# tunnel.sh, small-networks.sh and tools/bench-nat. Default topology: relay1, relay2, pub1 public
+# (198.18.1-3.1); h1, h2 behind endpoint-independent NATs, h3 behind a symmetric NAT. Every node
+# listens on UDP 4747 of its own address and bootstraps from relay1 and pub1. Another topology:
+# NATNET_SPEC (a tools/testnet spec file) and NATNET_BOOTSTRAP (the hosts in the bootstrap list).
+# The control sockets live in $NATNET_DIR/HOST, in the root namespace's file system, so
+# `umbra … --data-dir` works from outside the namespaces.
 # Needs root. natnet_down (from an EXIT trap) stops the nodes and removes the testnet.
 
 UMBRA=${UMBRA:-.build/debug/umbra}
@@ -10,13 +12,15 @@ TESTNET=${TESTNET:-tools/testnet}
 
 natnet_up() { # NET DIR: builds the testnet and an identity per host, and the bootstrap list
     NATNET=$1 NATNET_DIR=$2
-    timeout 60 "$TESTNET" up --name "$NATNET" > "$NATNET_DIR/testnet-up.log" 2>&1 || return 1
+    local spec=()
+    [[ -n ${NATNET_SPEC:-} ]] && spec=(--spec "$NATNET_SPEC")
+    timeout 60 "$TESTNET" up --name "$NATNET" "${spec[@]}" > "$NATNET_DIR/testnet-up.log" 2>&1 || return 1
     local host
-    for host in relay1 relay2 pub1 h1 h2 h3; do
+    for host in $("$TESTNET" hosts "$NATNET" public) $("$TESTNET" hosts "$NATNET" lan); do
         "$UMBRA" identity new --data-dir "$NATNET_DIR/$host" > /dev/null
     done
     : > "$NATNET_DIR/bootstrap-peers.txt"
-    for host in relay1 pub1; do
+    for host in ${NATNET_BOOTSTRAP:-relay1 pub1}; do
         echo "$(natnet_address "$host")@$("$TESTNET" addr "$NATNET" "$host"):4747" >> "$NATNET_DIR/bootstrap-peers.txt"
     done
 }
