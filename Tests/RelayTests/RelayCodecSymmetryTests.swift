@@ -57,6 +57,7 @@ private func randomMessage(_ rng: inout SeededRandom) -> RelayMessage {
     case .punchConnect: return .punchConnect(nonce: rng.next(), candidates: candidates())
     case .punchConnectReply: return .punchConnectReply(nonce: rng.next(), candidates: candidates())
     case .punchSync: return .punchSync(nonce: rng.next())
+    case .relayAvailable: return .relayAvailable
     }
 }
 
