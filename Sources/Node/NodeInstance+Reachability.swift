@@ -47,15 +47,21 @@ extension NodeInstance {
         rng: inout some RandomNumberGenerator, into effects: inout [NodeEffect]
     ) {
         let source = sessions.endpoint(of: key).flatMap { $0.isRelayPath ? nil : $0 }
-        let sessions = self.sessions
-        let table = dht.table
-        let candidates = relay.reachability.peers
-        let reachabilityEffects = relay.reachability.handleDialBackRequest(
-            from: key, nonce: nonce, endpoint: endpoint, observedSource: source, now: now, peers: candidates,
-            isEligible: { peer in
-                sessions.isEstablished(peer) && sessions.endpoint(of: peer)?.isRelayPath == false
-                    && table.contains(peer.nodeID)
-            }, rng: &rng)
+        // The closure reads copies of the session and routing tables; they must be gone before
+        // `applyReachability` sends (and so mutates the session table), or that mutation copies
+        // every peer: work per request would grow with the table.
+        let reachabilityEffects: [ReachabilityEffect]
+        do {
+            let sessions = self.sessions
+            let table = dht.table
+            let candidates = relay.reachability.peers
+            reachabilityEffects = relay.reachability.handleDialBackRequest(
+                from: key, nonce: nonce, endpoint: endpoint, observedSource: source, now: now, peers: candidates,
+                isEligible: { peer in
+                    sessions.isEstablished(peer) && sessions.endpoint(of: peer)?.isRelayPath == false
+                        && table.contains(peer.nodeID)
+                }, rng: &rng)
+        }
         applyReachability(reachabilityEffects, now: now, rng: &rng, into: &effects)
     }
 }

@@ -208,7 +208,10 @@ extension NodeInstance {
         relay.acquainted.insert(key)
         reachabilitySessionUp(key, endpoint: endpoint, now: now, rng: &rng, into: &effects)
         relayAnnounce(to: key, now: now, rng: &rng, into: &effects)
-        updateReachabilityPeers(now: now, rng: &rng, into: &effects)
+        // One peer more for dial-backs: constant work, not a scan of every session.
+        applyReachability(
+            relay.reachability.addPeer(key, address: endpoint.address, now: now, rng: &rng), now: now, rng: &rng,
+            into: &effects)
         // Ask the new peer what address it sees us at (its PONG feeds `relayObservedAddress`), while
         // we know few such reports.
         if relay.observed.count < 8 || relay.status == .unknown {
@@ -228,7 +231,8 @@ extension NodeInstance {
         relay.links[key] = nil
         relay.paths.remove(peer: key)
         relay.reachability.sessionDown(key)
-        updateReachabilityPeers(now: now, rng: &rng, into: &effects)
+        // Refill from every session only when the (capped) dial-back list ran empty.
+        if relay.reachability.removePeer(key) { updateReachabilityPeers(now: now, rng: &rng, into: &effects) }
     }
 
     mutating func relayObservedAddress(
@@ -315,10 +319,15 @@ extension NodeInstance {
     ) {
         let source = sessions.snapshot(of: key)?.endpoint
         let ipKey = source.flatMap { $0.isRelayPath ? nil : RelayServer.ipKey(for: $0.address) }
-        let sessions = self.sessions
-        let serverEffects = relay.server.handle(
-            message, from: key, ipKey: ipKey, source: source.flatMap { $0.isRelayPath ? nil : $0 }, now: now,
-            isConnected: { sessions.isEstablished($0) })
+        // The closure reads a copy of the session table; it must be gone before `applyServer` mutates
+        // the table, or that mutation copies every peer (work per relayed datagram ∝ table size).
+        let serverEffects: [RelayServerEffect]
+        do {
+            let sessions = self.sessions
+            serverEffects = relay.server.handle(
+                message, from: key, ipKey: ipKey, source: source.flatMap { $0.isRelayPath ? nil : $0 }, now: now,
+                isConnected: { sessions.isEstablished($0) })
+        }
         applyServer(serverEffects, now: now, rng: &rng, into: &effects)
     }
 

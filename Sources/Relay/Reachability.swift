@@ -272,6 +272,32 @@ public struct Reachability: Sendable {
         return effects
     }
 
+    /// Adds one peer to ask for dial-backs (ignored when already listed or the list is full):
+    /// constant work per session that comes up, whatever the number of sessions.
+    public mutating func addPeer(
+        _ peer: PublicKey, address: IPAddress?, now: Instant, rng: inout some RandomNumberGenerator
+    ) -> [ReachabilityEffect] {
+        guard peers.count < config.maximumPeers, peerAddresses[peer] == nil, !peers.contains(peer) else { return [] }
+        peers.append(peer)
+        peerAddresses[peer] = address?.unmapped
+        var effects: [ReachabilityEffect] = []
+        if waitingForPeers, let endpoint = checkedEndpoint {
+            startCheck(endpoint, now: now, rng: &rng, effects: &effects)
+        }
+        return effects
+    }
+
+    /// Removes one peer from the dial-back list. Returns true when the list is now empty, so the
+    /// caller can refill it from its sessions (rare: it holds up to `maximumPeers`).
+    @discardableResult
+    public mutating func removePeer(_ peer: PublicKey) -> Bool {
+        if let index = peers.firstIndex(of: peer) {
+            peers.remove(at: index)
+            peerAddresses[peer] = nil
+        }
+        return peers.isEmpty
+    }
+
     /// A `dialBackProbe(nonce)` arrived from `peer` at `source`. It counts when the nonce belongs to
     /// the check in flight, `peer` is not the peer that was asked with it, and `source` is neither
     /// the asked peer's address nor one of ours (a second identity on the helper's host, or a probe

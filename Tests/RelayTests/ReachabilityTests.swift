@@ -358,3 +358,26 @@ private func requests(_ effects: [ReachabilityEffect], for endpoint: Endpoint) -
         #expect(looked == 4, "only the admitted requests pick a prober")
     }
 }
+
+@Suite("Reachability: the dial-back peer list is kept incrementally")
+struct ReachabilityPeerListTests {
+    @Test("peers are added one at a time up to the cap, without duplicates, and removal says when it ran empty")
+    func incrementalPeerList() {
+        var config = ReachabilityConfig()
+        config.maximumPeers = 3
+        var reachability = Reachability(config: config, now: t0)
+        var rng = SeededRandom(seed: 9)
+        for byte in UInt8(0x60)..<0x66 {
+            _ = reachability.addPeer(key(byte), address: nil, now: t0, rng: &rng)
+        }
+        _ = reachability.addPeer(key(0x60), address: nil, now: t0, rng: &rng)
+        #expect(reachability.peers == [key(0x60), key(0x61), key(0x62)])
+        #expect(!reachability.removePeer(key(0x61)))
+        _ = reachability.addPeer(key(0x65), address: nil, now: t0, rng: &rng)
+        #expect(reachability.peers == [key(0x60), key(0x62), key(0x65)])
+        #expect(!reachability.removePeer(key(0x60)))
+        #expect(!reachability.removePeer(key(0x62)))
+        #expect(reachability.removePeer(key(0x65)))
+        #expect(reachability.peers.isEmpty)
+    }
+}
