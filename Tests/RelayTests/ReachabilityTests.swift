@@ -372,12 +372,12 @@ struct ReachabilityPeerListTests {
         }
         _ = reachability.addPeer(key(0x60), address: nil, now: t0, rng: &rng)
         #expect(reachability.peers == [key(0x60), key(0x61), key(0x62)])
-        #expect(!reachability.removePeer(key(0x61)))
+        let emptiedByFirst = reachability.removePeer(key(0x61))
+        #expect(!emptiedByFirst)
         _ = reachability.addPeer(key(0x65), address: nil, now: t0, rng: &rng)
         #expect(reachability.peers == [key(0x60), key(0x62), key(0x65)])
-        #expect(!reachability.removePeer(key(0x60)))
-        #expect(!reachability.removePeer(key(0x62)))
-        #expect(reachability.removePeer(key(0x65)))
+        let emptied = [key(0x60), key(0x62), key(0x65)].map { reachability.removePeer($0) }
+        #expect(emptied == [false, false, true])
         #expect(reachability.peers.isEmpty)
     }
 }
