@@ -55,7 +55,7 @@ peers=$(cluster_json 1 peers)
 check "peers --json lists 4 established bootstrap peers" test \
     "$(json_field '["peers"]' <<< "$peers" | python3 -c 'import sys,ast; p=ast.literal_eval(sys.stdin.read()); print(sum(1 for x in p if x["state"]=="established" and x["bootstrap"]))')" = 4
 message=$("$UMBRA" up --data-dir "$CLUSTER_DIR/node1" --listen 127.0.0.1:$((CLUSTER_BASE_PORT + 40)) 2>&1)
-check "a second node on the same data dir is refused" grep -q "already running" <<< "$message"
+check "a second node on the same data dir is refused, naming the process that holds it" grep -qE "in use by process [0-9]+" <<< "$message"
 
 # --- 10,000 random datagrams at node 1 -----------------------------------------------------------
 port=$((CLUSTER_BASE_PORT + 1))
