@@ -3,7 +3,7 @@
 // address after the handshake, forged relay `deliver` frames that open "relayed" sessions, punch
 // requests naming addresses of the attacker's choice, 0-RTT data from fresh identities, garbage,
 // and the passing of time. The node starts as a public relay and DHT server that has been up for
-// 30 s of virtual time among eight honest neighbours (four of them providers), so its routing
+// 15 s of virtual time among eight honest neighbours (four of them providers), so its routing
 // table and market hold real contents worth reflecting. After every operation the harness checks
 // the node's invariants:
 //
@@ -82,13 +82,15 @@ public struct NodeFuzzHarness: Sendable {
     public private(set) var bytesToVictim: [Endpoint: Int] = [:]
     public private(set) var initiationsToVictim: [Endpoint: Int] = [:]
     public private(set) var steps = 0
+    /// Datagrams delivered among the participants so far (a measure of the work an input causes).
+    public private(set) var datagramsDelivered = 0
     /// The operations run so far, for a failure message.
     public private(set) var trace: [String] = []
 
     public static let maximumRelayed = 6
     public static let maximumDatagramsPerStep = 20_000
 
-    /// A node after 30 s among its neighbours, built once and copied for every run (a value type).
+    /// A node after 15 s among its neighbours, built once and copied for every run (a value type).
     public static let prepared = NodeFuzzHarness(attackers: 3, neighbors: 8, providers: 4)
 
     public init(attackers count: Int, neighbors neighborCount: Int, providers: Int) {
@@ -127,14 +129,14 @@ public struct NodeFuzzHarness: Sendable {
             let home = Endpoint(address: .v4(0xCB00_7101 + UInt32(index)), port: 5000 + UInt16(index))  // 203.0.113.x
             attackers.append(Attacker(sessions: SessionManager(identity: Identity.generate(using: &keys)), home: home))
         }
-        // Thirty seconds of honest life, in 100 ms steps. Invariants are not checked here: nothing
+        // Fifteen seconds of honest life, in 100 ms steps. Invariants are not checked here: nothing
         // has attacked yet, and no victim address is known to anyone.
         var queue = node.start(now: now, rng: &rng).sendsFrom(nodeEndpoint)
         for index in neighbors.indices {
             queue += neighbors[index].instance.start(now: now, rng: &rng).sendsFrom(neighbors[index].endpoint)
         }
         try? drain(queue)
-        for _ in 0..<300 {
+        for _ in 0..<150 {
             now = now + .milliseconds(100)
             try? tickEveryone()
         }
@@ -323,6 +325,7 @@ public struct NodeFuzzHarness: Sendable {
     mutating func drain(_ initial: [Datagram]) throws(NodeFuzzViolation) {
         var queue = initial
         var delivered = 0
+        defer { datagramsDelivered += delivered }
         while !queue.isEmpty, delivered < Self.maximumDatagramsPerStep {
             let datagram = queue.removeFirst()
             delivered += 1

@@ -3,6 +3,7 @@
 // libFuzzer as Fuzz/Sources/FuzzNode.
 
 import NetSim
+import Node
 import Testing
 import UmbraCore
 
@@ -23,6 +24,13 @@ struct NodeFuzzTests {
             Issue.record(
                 "\(error)\nafter: \(harness.trace.suffix(12).joined(separator: " → "))", sourceLocation: sourceLocation)
         }
+    }
+
+    @Test("the node under attack holds real contents: a routing table and every neighbour's offer")
+    func preparedNodeHoldsContents() {
+        let harness = NodeFuzzHarness.prepared
+        #expect(harness.node.dht.table.count >= 4)
+        #expect(harness.node.proposals(serviceType: "ip-tunnel", now: harness.now).count == 4)
     }
 
     @Test("requests sent from a victim's address after the handshake get at most 3× back, over time too")

@@ -8,7 +8,12 @@ import FuzzSupport
 import NetSim
 
 @main enum Main {
-    static func main() { LibFuzzer.run { fuzz($0, $1) } }
+    static func main() {
+        // The node's first 30 s among its neighbours are simulated once, before libFuzzer's
+        // per-input timeout starts; every input then starts from a copy.
+        _ = NodeFuzzHarness.prepared
+        LibFuzzer.run { fuzz($0, $1) }
+    }
 }
 
 @_cdecl("LLVMFuzzerTestOneInput")
