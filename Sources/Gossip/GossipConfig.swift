@@ -78,6 +78,11 @@ public struct GossipConfig: Sendable {
     public var maximumPromises = 4096
     /// Most (topic, peer) backoff entries.
     public var maximumBackoffs = 4096
+    /// Most messages waiting for a validator that answers later (`ValidationResult.pending`);
+    /// beyond it a deferred message is dropped unseen, so a later copy gets another chance.
+    public var maximumPendingValidations = 1024
+    /// A deferred message whose validator has not answered after this is ignored.
+    public var validationTimeout: Duration = .seconds(10)
 
     // MARK: Score
 

@@ -15,6 +15,7 @@ extension GossipRouter {
             peerStates[peer]!.served = 0
         }
 
+        expirePendingValidations(now: now)
         let broken = promises.expire(now: now)
         for peer in sorted(broken.keys) where peerStates[peer] != nil {
             let count = broken[peer]!

@@ -73,7 +73,7 @@ extension GossipRouter {
             counters.rateLimitedDrops += 1
             return
         }
-        guard let mesh = meshes[topic] else {
+        guard meshes[topic] != nil else {
             counters.unsubscribedDrops += 1
             return
         }
@@ -81,6 +81,7 @@ extension GossipRouter {
         if let entry = seen.noteDuplicate(id) {
             counters.duplicates += 1
             cache.noteHolder(id, peer)
+            pendingValidations[id]?.holders.insert(peer)
             if entry.rejected {
                 counters.invalid += 1
                 scores.invalidDelivery(peer, topic: topic)
@@ -102,16 +103,70 @@ extension GossipRouter {
             counters.ignored += 1
         case .accept:
             seen.insert(id, rejected: false, now: now)
-            cache.put(id, topic: topic, data: data)
-            cache.noteHolder(id, peer)
-            scores.firstDelivery(peer, topic: topic)
-            counters.delivered += 1
-            effects.append(.deliver(topic: topic, data: data, id: id, from: peer))
-            let frame = GossipMessage.publish(topic: topic, data: data).encoded()
-            for target in sorted(mesh) where target != peer && !holders.contains(target) {
-                effects.append(.send(frame, to: target))
-                counters.forwarded += 1
+            deliver(id, topic: topic, data: data, from: peer, holders: holders, &effects)
+        case .pending:
+            guard pendingValidations.count < config.maximumPendingValidations else {
+                counters.validationsShed += 1  // not marked seen: a later copy is validated again
+                return
             }
+            seen.insert(id, rejected: false, now: now)
+            counters.validationsDeferred += 1
+            pendingValidations[id] = PendingValidation(
+                topic: topic, data: data, source: peer, holders: holders.union([peer]),
+                expiresAt: now + config.validationTimeout)
+        }
+    }
+
+    /// The validator's answer to a message it deferred (`ValidationResult.pending`): accepted, it
+    /// is delivered and forwarded to the mesh (except the peers that sent it copies); rejected, its
+    /// first sender is penalised as for a synchronous rejection; ignored, it is dropped. An unknown
+    /// id (answered already, timed out) or a `.pending` answer changes nothing.
+    public mutating func completeValidation(
+        _ id: MessageID, _ result: ValidationResult, now: Instant
+    ) -> [GossipEffect] {
+        start(now)
+        guard result != .pending, let waiting = pendingValidations.removeValue(forKey: id) else { return [] }
+        var effects: [GossipEffect] = []
+        switch result {
+        case .accept:
+            deliver(
+                id, topic: waiting.topic, data: waiting.data, from: waiting.source, holders: waiting.holders, &effects)
+        case .reject:
+            seen.markRejected(id)
+            counters.invalid += 1
+            if peerStates[waiting.source] != nil {
+                scores.invalidDelivery(waiting.source, topic: waiting.topic)
+                checkGraylist(waiting.source, &effects)
+            }
+        case .ignore, .pending:
+            counters.ignored += 1
+        }
+        return effects
+    }
+
+    /// Delivers a valid message and forwards it to our mesh for its topic, except to `holders`.
+    private mutating func deliver(
+        _ id: MessageID, topic: Topic, data: [UInt8], from peer: GossipPeer, holders: Set<GossipPeer>,
+        _ effects: inout [GossipEffect]
+    ) {
+        cache.put(id, topic: topic, data: data)
+        cache.noteHolder(id, peer)
+        if peerStates[peer] != nil { scores.firstDelivery(peer, topic: topic) }
+        counters.delivered += 1
+        effects.append(.deliver(topic: topic, data: data, id: id, from: peer))
+        let frame = GossipMessage.publish(topic: topic, data: data).encoded()
+        for target in sorted(meshes[topic] ?? []) where target != peer && !holders.contains(target) {
+            effects.append(.send(frame, to: target))
+            counters.forwarded += 1
+        }
+    }
+
+    /// Drops deferred messages whose validator did not answer in time (as ignored).
+    mutating func expirePendingValidations(now: Instant) {
+        guard !pendingValidations.isEmpty else { return }
+        for (id, waiting) in pendingValidations where waiting.expiresAt <= now {
+            pendingValidations.removeValue(forKey: id)
+            counters.validationTimeouts += 1
         }
     }
 

@@ -27,6 +27,10 @@ public enum ValidationResult: Sendable, Equatable {
     case reject
     /// Not worth forwarding but not the sender's fault (stale seq, already known): dropped quietly.
     case ignore
+    /// The validator answers later, by message id (`completeValidation`): until then the message is
+    /// neither delivered nor forwarded, and further copies count as duplicates whose senders are
+    /// remembered (they are not sent it again). Unanswered after `validationTimeout`: ignored.
+    case pending
 }
 
 /// What the shell must do.
@@ -94,6 +98,12 @@ public struct GossipCounters: Sendable, Equatable {
     /// `addPeer` calls refused at `maximumPeers`.
     public var peersRefused: UInt64 = 0
     public var heartbeats: UInt64 = 0
+    /// Messages handed to a validator that answers later.
+    public var validationsDeferred: UInt64 = 0
+    /// Deferred messages dropped because `maximumPendingValidations` were waiting already.
+    public var validationsShed: UInt64 = 0
+    /// Deferred messages whose validator did not answer within `validationTimeout` (ignored).
+    public var validationTimeouts: UInt64 = 0
     public init() {}
 }
 
@@ -111,6 +121,16 @@ public struct GossipPeerInfo: Sendable, Equatable {
 }
 
 public struct GossipRouter: Sendable {
+    /// A message whose validator answers later: who sent it first (scored by the verdict) and who
+    /// sent copies meanwhile (not sent it again when it is forwarded).
+    struct PendingValidation: Sendable {
+        var topic: Topic
+        var data: [UInt8]
+        var source: GossipPeer
+        var holders: Set<GossipPeer>
+        var expiresAt: Instant
+    }
+
     struct PeerState: Sendable {
         var outbound: Bool
         var topics: Set<Topic> = []
@@ -129,6 +149,8 @@ public struct GossipRouter: Sendable {
     var peerStates: [GossipPeer: PeerState] = [:]
     /// Our mesh per joined topic (an entry, possibly empty, for every joined topic).
     var meshes: [Topic: Set<GossipPeer>] = [:]
+    /// Messages whose validator answers later, by id (bounded by `maximumPendingValidations`).
+    var pendingValidations: [MessageID: PendingValidation] = [:]
     /// Peers we publish to on topics we have not joined, and when we last did.
     var fanout: [Topic: Set<GossipPeer>] = [:]
     var lastPublished: [Topic: Instant] = [:]
@@ -173,6 +195,10 @@ public struct GossipRouter: Sendable {
     public var seenCount: Int { seen.count }
     public var mcacheCount: Int { cache.count }
     public var promiseCount: Int { promises.count }
+    /// Messages waiting for their validator's answer.
+    public var pendingValidationCount: Int { pendingValidations.count }
+    /// Whether `id` waits for its validator's answer.
+    public func isPendingValidation(_ id: MessageID) -> Bool { pendingValidations[id] != nil }
     /// Copies received of a seen message after the first, or nil if the id is not in the seen cache.
     public func duplicates(of id: MessageID) -> Int? { seen[id].map { Int($0.duplicates) } }
     /// The earliest time `tick` has work (nil before the first call that passes `now`).

@@ -41,6 +41,12 @@ struct SeenCache: Sendable {
         return true
     }
 
+    /// Marks a seen message invalid (a deferred validation rejected it): later copies cost their
+    /// senders as an invalid delivery.
+    mutating func markRejected(_ id: MessageID) {
+        entries[id]?.rejected = true
+    }
+
     /// Counts a further copy of a seen message; returns its entry, or nil if it was not seen.
     mutating func noteDuplicate(_ id: MessageID) -> Entry? {
         guard var entry = entries[id] else { return nil }

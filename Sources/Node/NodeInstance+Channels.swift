@@ -1,5 +1,6 @@
-// Routing of the channels whose payloads other cores decode: gossip and proposal sync go to the
-// market part (NodeInstance+Market.swift), relay control to the relay part (NodeInstance+Relay.swift).
+// Routing of the channels whose payloads other cores decode: the parts' channels go to the part
+// that declared them (NodeInstance+Parts.swift); relay, dialogue and tunnel frames still go to
+// their extensions of the node.
 
 import UmbraCore
 
@@ -9,8 +10,7 @@ extension NodeInstance {
         rng: inout some RandomNumberGenerator, into effects: inout [NodeEffect]
     ) {
         switch channel {
-        case .gossip: marketGossip(payload, from: key, now: now, rng: &rng, into: &effects)
-        case .proposalSync: marketSync(payload, from: key, now: now, rng: &rng, into: &effects)
+        case .gossip, .proposalSync: deliverToPart(channel, payload, from: key, now: now, rng: &rng, into: &effects)
         case .relay: relayFrame(payload, from: key, now: now, rng: &rng, into: &effects)
         case .dialogue: dialogueFrame(payload, from: key, now: now, rng: &rng, into: &effects)
         case .tunnel: tunnelFrame(payload, from: key, now: now, into: &effects)

@@ -5,6 +5,7 @@
 // Each call takes `now` and an RNG and returns `[NodeEffect]`; after every call the shell re-arms
 // one timer at `nextDeadline` and calls `tick` when it fires.
 
+import Gossip
 import Kademlia
 import Proposals
 import Relay
@@ -112,46 +113,56 @@ public struct PeerStatus: Sendable, Equatable {
 }
 
 public struct NodeInstance: Sendable {
-    public let identity: Identity
-    public let config: NodeConfig
-    public internal(set) var sessions: SessionManager
-    public internal(set) var dht: DHTNode
-    public internal(set) var counters = NodeCounters()
-    var publishedPeerRecord: PeerRecordValue?
-
-    /// Why a peer is kept connected: each part of the node manages its own dial targets.
-    public enum DialKind: Sendable, Equatable {
-        case bootstrap, gossip, relay, peer
-    }
-
-    struct Dial: Sendable {
-        var target: DialTarget
-        var kind: DialKind = .bootstrap
-        var backoff: Duration
-        var nextAttempt: Instant?
-    }
-
-    var dials: [PublicKey: Dial] = [:]
-    var outstandingPings: [UInt64: (peer: PublicKey, sentAt: Instant)] = [:]
-    var pingOrder: [UInt64] = []
-    var rtts: [PublicKey: Duration] = [:]
-    var nextPingRound: Instant?
-    var market: MarketState
+    /// What every part shares: identity, settings, sessions, the DHT, dial targets, RTTs.
+    public internal(set) var kernel: NodeKernel
+    // The parts (NodeInstance+Parts.swift lists them).
+    public internal(set) var gossip: GossipPart
+    public internal(set) var market: MarketPart
+    // Still written as extensions of the node (relay, dialogue, tunnel); they become parts next.
     var relay: RelayState
     var dialogue: DialogueState
     var tunnel = TunnelState()
+    var publishedPeerRecord: PeerRecordValue?
+    /// What the market was last told about how consumers reach us (`NodeNotice.contactsChanged`).
+    var announcedContacts: ServiceProposal.Contacts?
+    var outstandingPings: [UInt64: (peer: PublicKey, sentAt: Instant)] = [:]
+    var pingOrder: [UInt64] = []
+    var nextPingRound: Instant?
+
+    public typealias DialKind = NodeKernel.DialKind
+    typealias Dial = NodeKernel.Dial
+
+    public var identity: Identity { kernel.identity }
+    public var config: NodeConfig { kernel.config }
+    public internal(set) var sessions: SessionManager {
+        get { kernel.sessions }
+        _modify { yield &kernel.sessions }
+    }
+    public internal(set) var dht: DHTNode {
+        get { kernel.dht }
+        _modify { yield &kernel.dht }
+    }
+    public internal(set) var counters: NodeCounters {
+        get { kernel.counters }
+        _modify { yield &kernel.counters }
+    }
+    var dials: [PublicKey: Dial] {
+        get { kernel.dials }
+        _modify { yield &kernel.dials }
+    }
+    var rtts: [PublicKey: Duration] {
+        get { kernel.rtts }
+        _modify { yield &kernel.rtts }
+    }
 
     public init(identity: Identity, config: NodeConfig, now: Instant = .zero, rng: inout some RandomNumberGenerator) {
-        self.identity = identity
-        self.config = config
-        self.sessions = SessionManager(identity: identity, config: config.sessions)
-        self.dht = DHTNode(
-            identity: identity, networkID: config.sessions.networkID, config: config.dht, now: now, rng: &rng)
-        self.market = MarketState(identity: identity, config: config.market)
+        self.kernel = NodeKernel(identity: identity, config: config, now: now, rng: &rng)
+        self.gossip = GossipPart(identity: identity, config: config.market, topics: Self.gossipTopics)
+        self.market = MarketPart(identity: identity, config: config)
         self.relay = RelayState(config: config.relay, now: now)
         self.dialogue = DialogueState(config: config)
         for target in config.bootstrap where target.publicKey != identity.publicKey {
-            dials[target.publicKey] = Dial(target: target, backoff: config.redialInitial, nextAttempt: nil)
+            kernel.dials[target.publicKey] = Dial(target: target, backoff: config.redialInitial, nextAttempt: nil)
         }
     }
 
@@ -169,7 +180,7 @@ public struct NodeInstance: Sendable {
             NodeContact(publicKey: $0.publicKey, endpoint: $0.endpoint)
         }
         absorb(dht.bootstrap(seeds, now: now, rng: &rng), now: now, rng: &rng, into: &effects)
-        marketStart(now: now, rng: &rng, into: &effects)
+        broadcast(.start, now: now, rng: &rng, into: &effects)
         relayStart(now: now, rng: &rng, into: &effects)
         return effects
     }
@@ -243,7 +254,8 @@ public struct NodeInstance: Sendable {
                 effects += ping(key, now: now, rng: &rng).effects
             }
         }
-        marketTick(now: now, rng: &rng, into: &effects)
+        announceContactsIfChanged(now: now, rng: &rng, into: &effects)
+        broadcast(.tick, now: now, rng: &rng, into: &effects)
         relayTick(now: now, rng: &rng, into: &effects)
         dialogueTick(now: now, rng: &rng, into: &effects)
         tunnelTick(now: now, rng: &rng, into: &effects)
@@ -255,23 +267,16 @@ public struct NodeInstance: Sendable {
     public mutating func addDialTarget(
         _ target: DialTarget, kind: DialKind = .peer, now: Instant, rng: inout some RandomNumberGenerator
     ) -> [NodeEffect] {
-        guard target.publicKey != identity.publicKey else { return [] }
-        if dials[target.publicKey] == nil {
-            dials[target.publicKey] = Dial(target: target, kind: kind, backoff: config.redialInitial, nextAttempt: nil)
-        }
         var effects: [NodeEffect] = []
-        absorb(
-            sessions.connect(target.publicKey, endpoint: target.endpoint, now: now, rng: &rng), now: now, rng: &rng,
-            into: &effects)
+        kernel.addDialTarget(target, kind: kind, now: now, rng: &rng)
+        drain(now: now, rng: &rng, into: &effects)
         return effects
     }
 
     /// Stops keeping `key` connected (its session, if any, idles out on demand) unless it is a
     /// bootstrap peer.
     mutating func removeDialTarget(_ key: PublicKey, kind: DialKind) {
-        guard let dial = dials[key], dial.kind == kind else { return }
-        dials.removeValue(forKey: key)
-        sessions.setPersistent(key, false)
+        kernel.removeDialTarget(key, kind: kind)
     }
 
     /// Sends a ping to `peer` (starting a handshake if needed). The pong comes back as an event.
@@ -304,7 +309,7 @@ public struct NodeInstance: Sendable {
         for dial in dials.values { consider(dial.nextAttempt) }
         consider(dht.nextDeadline)
         consider(nextPingRound)
-        consider(marketDeadline)
+        consider(partsDeadline)
         consider(relayDeadline)
         consider(dialogueDeadline)
         consider(tunnelDeadline)
@@ -339,25 +344,25 @@ public struct NodeInstance: Sendable {
                     effects.append(.send(bytes, to: endpoint))
                 }
             case .established(let key, let endpoint):
-                dials[key]?.backoff = config.redialInitial
+                kernel.dials[key]?.backoff = kernel.config.redialInitial
                 dials[key]?.nextAttempt = nil
                 effects.append(.event(.peerUp(key, endpoint)))
                 // A kept peer gets a first RTT sample right away, rather than at the next ping round.
                 if dials[key] != nil { effects += ping(key, now: now, rng: &rng).effects }
-                marketPeerUp(key, now: now, rng: &rng, into: &effects)
+                broadcast(.peerUp(key, endpoint), now: now, rng: &rng, into: &effects)
                 relayPeerUp(key, endpoint: endpoint, now: now, rng: &rng, into: &effects)
                 dialoguePeerUp(key, now: now)
             case .lost(let key):
                 scheduleRedial(key, now: now, rng: &rng)
                 rtts.removeValue(forKey: key)
                 effects.append(.event(.peerDown(key)))
-                marketPeerDown(key, now: now, rng: &rng, into: &effects)
+                broadcast(.peerDown(key, unreachable: false), now: now, rng: &rng, into: &effects)
                 relayPeerDown(key, now: now, rng: &rng, into: &effects)
             case .unreachable(let key):
                 scheduleRedial(key, now: now, rng: &rng)
                 absorb(dht.contactUnreachable(key, now: now), now: now, rng: &rng, into: &effects)
                 effects.append(.event(.peerUnreachable(key)))
-                marketPeerDown(key, now: now, rng: &rng, into: &effects)
+                broadcast(.peerDown(key, unreachable: true), now: now, rng: &rng, into: &effects)
                 relayPeerDown(key, now: now, rng: &rng, into: &effects)
             case .endpointChanged(let key, let endpoint):
                 effects.append(.event(.endpointChanged(key, endpoint)))
@@ -395,6 +400,7 @@ public struct NodeInstance: Sendable {
             case .lookupFinished(let report):
                 relayLookupFinished(report, now: now, rng: &rng, into: &effects)
                 effects.append(.event(.lookupFinished(report)))
+                broadcast(.notice(.lookupFinished(report)), now: now, rng: &rng, into: &effects)
             case .putFinished(let report):
                 effects.append(.event(.putFinished(report)))
             case .contactFailed(let contact):
@@ -478,6 +484,6 @@ public struct NodeInstance: Sendable {
     }
 
     static func keyOrder(_ lhs: PublicKey, _ rhs: PublicKey) -> Bool {
-        lhs.bytes.lexicographicallyPrecedes(rhs.bytes)
+        NodeKernel.keyOrder(lhs, rhs)
     }
 }

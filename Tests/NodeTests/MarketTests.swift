@@ -164,7 +164,7 @@ struct MarketTests {
         #expect(status.storeCounters.refusals[.badSignature] == 1)
         #expect(status.counters.proposalsRejected == 1)
         #expect(status.proposals == 0 && sim.instance(2).marketStatus.proposals == 0)
-        #expect(sim.instance(0).market.gossip.score(of: ids[1].publicKey) < 0)
+        #expect(sim.instance(0).gossip.router.score(of: ids[1].publicKey) < 0)
     }
 
     @Test func aReplayedOlderSeqIsRefusedAsStaleAndTheNewerOneStays() {
@@ -182,7 +182,7 @@ struct MarketTests {
         #expect(status.counters.proposalsIgnored == 1)
         #expect(sim.instance(0).proposals(serviceType: "ip-tunnel", now: sim.now).map(\.seq) == [5])
         #expect(sim.instance(2).proposals(serviceType: "ip-tunnel", now: sim.now).map(\.seq) == [5])
-        #expect(sim.instance(0).market.gossip.score(of: ids[1].publicKey) >= 0, "a replay is not punished")
+        #expect(sim.instance(0).gossip.router.score(of: ids[1].publicKey) >= 0, "a replay is not punished")
     }
 
     @Test func anExpiredProposalIsRefusedAndCounted() {
@@ -205,7 +205,7 @@ struct MarketTests {
         bytes += Topic.proposals.bytes + [0x4C, 0x04] + [UInt8](repeating: 7, count: 1100)
         Self.inject(&sim, from: 1, to: 0, gossip: bytes)
         sim.run(for: .seconds(1))
-        #expect(sim.instance(0).market.gossip.counters.malformed == 1)
+        #expect(sim.instance(0).gossip.router.counters.malformed == 1)
         #expect(sim.instance(0).marketStatus.proposals == 0)
     }
 
@@ -251,10 +251,10 @@ struct MarketTests {
         }
         sim.run(for: .seconds(2))
         let victim = sim.instance(0)
-        #expect(victim.market.gossip.isGraylisted(ids[1].publicKey))
+        #expect(victim.gossip.router.isGraylisted(ids[1].publicKey))
         #expect(victim.marketStatus.counters.proposalsRejected <= 4, "signatures checked before graylisting")
-        #expect(victim.market.gossip.counters.graylistedDrops >= 190)
-        #expect(!victim.market.gossip.mesh(.proposals).contains(ids[1].publicKey))
+        #expect(victim.gossip.router.counters.graylistedDrops >= 190)
+        #expect(!victim.gossip.router.mesh(.proposals).contains(ids[1].publicKey))
         // The honest provider refreshes; everyone, the victim included, keeps its proposal.
         sim.run(for: .seconds(70))
         for index in 0..<6 { #expect(Self.listed(sim, index) == [ids[5].publicKey], "node \(index)") }

@@ -1,0 +1,80 @@
+// Parts: the node is a router over parts (docs/architecture.md §"Parts"). A part is a value that
+// owns one concern (gossip, the market, and next the ledger and payments), declares the frame
+// channels and gossip topics it owns, and reacts to a small set of events: start, tick, peer up
+// and down, a frame on one of its channels, and typed notices from other parts. It acts only
+// through the kernel it is handed (`NodeKernel`: sessions, the DHT, dial targets, notices,
+// effects for the shell), so a part can be driven alone in a test, event in, effects out.
+//
+// Adding a part: one new file with the part's type, and one registration in
+// NodeInstance+Parts.swift (its stored property and one line in each of the two part lists).
+
+import Gossip
+import Kademlia
+import Proposals
+import UmbraCore
+
+/// What a part reacts to.
+public enum PartEvent: Sendable {
+    /// The node starts (once, before anything else).
+    case start
+    /// Some deadline passed; each part runs what is due by `now`.
+    case tick
+    /// An authenticated session with a peer came up (at this endpoint).
+    case peerUp(PublicKey, Endpoint)
+    /// A session went down (lost) or could not be established (unreachable).
+    case peerDown(PublicKey, unreachable: Bool)
+    /// A frame on a channel this part declared, without its channel byte.
+    case frame(FrameChannel, [UInt8], from: PublicKey)
+    /// A notice from another part (or the kernel).
+    case notice(NodeNotice)
+}
+
+/// A message from one part to the others, delivered in order after the sending part returns.
+public enum NodeNotice: Sendable, Equatable {
+    // The kernel's DHT.
+    case lookupFinished(LookupReport)
+    // Gossip (GossipPart): requests to it...
+    /// Publish `data` on `topic` (a topic the sender registered).
+    case gossipPublish(Topic, [UInt8])
+    /// The owner's verdict on a message it was asked to validate.
+    case gossipVerdict(MessageID, ValidationResult)
+    // ... and what it tells the owners of topics.
+    /// Validate this message (answer with `gossipVerdict`, now or later).
+    case gossipValidate(Topic, [UInt8], MessageID, from: PublicKey)
+    /// A peer joined or left the gossip router.
+    case gossipPeerAdded(PublicKey)
+    case gossipPeerRemoved(PublicKey)
+    /// Our mesh for a topic changed size (`peers`: every gossip peer).
+    case gossipMeshChanged(Topic, meshSize: Int, peers: Int)
+    // The relay side (reachability, reservations).
+    /// How consumers reach this node changed (what a provider's proposal lists).
+    case contactsChanged(ServiceProposal.Contacts)
+}
+
+/// One part of the node.
+public protocol NodePart: Sendable {
+    /// The frame channels whose frames go to this part (and to no other).
+    static var channels: [FrameChannel] { get }
+    /// The gossip topics this part validates (the gossip part subscribes to them and asks this
+    /// part about every message on them, see `NodeNotice.gossipValidate`).
+    static var gossipTopics: [Topic] { get }
+    /// Reacts to one event; acts through `node`.
+    mutating func handle(
+        _ event: PartEvent, node: inout NodeKernel, now: Instant, rng: inout some RandomNumberGenerator)
+    /// The earliest instant at which this part has work for a `tick`.
+    var nextDeadline: Instant? { get }
+}
+
+extension NodePart {
+    public static var gossipTopics: [Topic] { [] }
+}
+
+/// Something done to every part in turn (NodeInstance+Parts.swift lists the parts once).
+protocol PartVisitor {
+    mutating func visit<Part: NodePart>(_ part: inout Part, kernel: inout NodeKernel)
+}
+
+/// Something read from every part in turn.
+protocol PartReader {
+    mutating func read<Part: NodePart>(_ part: Part)
+}
