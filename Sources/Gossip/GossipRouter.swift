@@ -179,6 +179,10 @@ public struct GossipRouter: Sendable {
 
     /// Connected peers, sorted by key.
     public var peers: [GossipPeer] { sorted(peerStates.keys) }
+    /// Whether `peer` is connected to the router (O(1), unlike `peers`).
+    public func hasPeer(_ peer: GossipPeer) -> Bool { peerStates[peer] != nil }
+    /// How many peers are connected.
+    public var peerCount: Int { peerStates.count }
     /// Topics we joined, sorted.
     public var subscriptions: [Topic] { meshes.keys.sorted() }
     /// Our mesh for `topic`, sorted (empty when not joined).

@@ -76,7 +76,7 @@ public struct GossipPart: NodePart {
             addPeer(key, endpoint: endpoint, outbound: true, &node, now: now, rng: &rng)
         case .peerDown(let key, _):
             pendingDials.removeValue(forKey: key)
-            if router.peers.contains(key) {
+            if router.hasPeer(key) {
                 router.removePeer(key, now: now)
                 node.notify(.gossipPeerRemoved(key))
             }
@@ -101,10 +101,10 @@ public struct GossipPart: NodePart {
         _ payload: [UInt8], from key: PublicKey, _ node: inout NodeKernel, now: Instant,
         rng: inout some RandomNumberGenerator
     ) {
-        if !router.peers.contains(key) {
+        if !router.hasPeer(key) {
             addPeer(
                 key, endpoint: node.sessions.snapshot(of: key)?.endpoint, outbound: false, &node, now: now, rng: &rng)
-            guard router.peers.contains(key) else { return }  // refused (peer cap)
+            guard router.hasPeer(key) else { return }  // refused (peer cap)
             node.sessions.setPersistent(key, true)
         }
         var deferred: [(Topic, [UInt8])] = []
@@ -127,11 +127,11 @@ public struct GossipPart: NodePart {
         _ key: PublicKey, endpoint: Endpoint?, outbound: Bool, _ node: inout NodeKernel, now: Instant,
         rng: inout some RandomNumberGenerator
     ) {
-        guard !router.peers.contains(key) else { return }
+        guard !router.hasPeer(key) else { return }
         apply(
             router.addPeer(key, colocationKey: colocationKey(endpoint), outbound: outbound, now: now), &node, now,
             &rng)
-        if router.peers.contains(key) { node.notify(.gossipPeerAdded(key)) }
+        if router.hasPeer(key) { node.notify(.gossipPeerAdded(key)) }
     }
 
     /// Tells the topic owners when a mesh changes size (a provider publishes again as its mesh
@@ -141,7 +141,7 @@ public struct GossipPart: NodePart {
             let size = router.mesh(topic).count
             guard reportedMesh[topic] != size else { continue }
             reportedMesh[topic] = size
-            node.notify(.gossipMeshChanged(topic, meshSize: size, peers: router.peers.count))
+            node.notify(.gossipMeshChanged(topic, meshSize: size, peers: router.peerCount))
         }
     }
 
