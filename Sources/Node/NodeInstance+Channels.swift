@@ -1,6 +1,6 @@
 // Routing of the channels whose payloads other cores decode: the parts' channels go to the part
-// that declared them (NodeInstance+Parts.swift); relay, dialogue and tunnel frames still go to
-// their extensions of the node.
+// that declared them (NodeInstance+Parts.swift); relay frames still go to the relay extensions of
+// the node.
 
 import UmbraCore
 
@@ -10,10 +10,9 @@ extension NodeInstance {
         rng: inout some RandomNumberGenerator, into effects: inout [NodeEffect]
     ) {
         switch channel {
-        case .gossip, .proposalSync: deliverToPart(channel, payload, from: key, now: now, rng: &rng, into: &effects)
+        case .gossip, .proposalSync, .dialogue, .tunnel:
+            deliverToPart(channel, payload, from: key, now: now, rng: &rng, into: &effects)
         case .relay: relayFrame(payload, from: key, now: now, rng: &rng, into: &effects)
-        case .dialogue: dialogueFrame(payload, from: key, now: now, rng: &rng, into: &effects)
-        case .tunnel: tunnelFrame(payload, from: key, now: now, into: &effects)
         case .ping, .pong, .dht:
             counters.framesRejected += 1
             effects.append(.event(.frameRejected(key, reason: "channel \(channel) is not opaque")))

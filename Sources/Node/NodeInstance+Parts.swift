@@ -12,7 +12,9 @@ import UmbraCore
 
 extension NodeInstance {
     /// The part types, for what they declare (channels, gossip topics).
-    static let partTypes: [any NodePart.Type] = [GossipPart.self, MarketPart.self]
+    static let partTypes: [any NodePart.Type] = [
+        GossipPart.self, MarketPart.self, DialoguePart.self, TunnelPart.self,
+    ]
 
     /// Every gossip topic some part owns (the gossip part's validator registry).
     static var gossipTopics: [Topic] { partTypes.flatMap { $0.gossipTopics } }
@@ -21,11 +23,15 @@ extension NodeInstance {
     mutating func visitParts(_ visitor: inout some PartVisitor) {
         visitor.visit(&gossip, kernel: &kernel)
         visitor.visit(&market, kernel: &kernel)
+        visitor.visit(&dialogue, kernel: &kernel)
+        visitor.visit(&tunnel, kernel: &kernel)
     }
 
     func readParts(_ reader: inout some PartReader) {
         reader.read(gossip)
         reader.read(market)
+        reader.read(dialogue)
+        reader.read(tunnel)
     }
 
     // MARK: - Routing

@@ -118,10 +118,10 @@ public struct NodeInstance: Sendable {
     // The parts (NodeInstance+Parts.swift lists them).
     public internal(set) var gossip: GossipPart
     public internal(set) var market: MarketPart
-    // Still written as extensions of the node (relay, dialogue, tunnel); they become parts next.
+    public internal(set) var dialogue: DialoguePart
+    public internal(set) var tunnel: TunnelPart
+    // Still written as extensions of the node (NodeInstance+Relay*.swift); it becomes a part next.
     var relay: RelayState
-    var dialogue: DialogueState
-    var tunnel = TunnelState()
     var publishedPeerRecord: PeerRecordValue?
     /// What the market was last told about how consumers reach us (`NodeNotice.contactsChanged`).
     var announcedContacts: ServiceProposal.Contacts?
@@ -160,7 +160,8 @@ public struct NodeInstance: Sendable {
         self.gossip = GossipPart(identity: identity, config: config.market, topics: Self.gossipTopics)
         self.market = MarketPart(identity: identity, config: config)
         self.relay = RelayState(config: config.relay, now: now)
-        self.dialogue = DialogueState(config: config)
+        self.dialogue = DialoguePart(identity: identity, config: config)
+        self.tunnel = TunnelPart(config: config)
         for target in config.bootstrap where target.publicKey != identity.publicKey {
             kernel.dials[target.publicKey] = Dial(target: target, backoff: config.redialInitial, nextAttempt: nil)
         }
@@ -257,8 +258,6 @@ public struct NodeInstance: Sendable {
         announceContactsIfChanged(now: now, rng: &rng, into: &effects)
         broadcast(.tick, now: now, rng: &rng, into: &effects)
         relayTick(now: now, rng: &rng, into: &effects)
-        dialogueTick(now: now, rng: &rng, into: &effects)
-        tunnelTick(now: now, rng: &rng, into: &effects)
         return effects
     }
 
@@ -311,8 +310,6 @@ public struct NodeInstance: Sendable {
         consider(nextPingRound)
         consider(partsDeadline)
         consider(relayDeadline)
-        consider(dialogueDeadline)
-        consider(tunnelDeadline)
         return earliest
     }
 
@@ -351,7 +348,6 @@ public struct NodeInstance: Sendable {
                 if dials[key] != nil { effects += ping(key, now: now, rng: &rng).effects }
                 broadcast(.peerUp(key, endpoint), now: now, rng: &rng, into: &effects)
                 relayPeerUp(key, endpoint: endpoint, now: now, rng: &rng, into: &effects)
-                dialoguePeerUp(key, now: now)
             case .lost(let key):
                 scheduleRedial(key, now: now, rng: &rng)
                 rtts.removeValue(forKey: key)

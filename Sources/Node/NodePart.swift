@@ -8,6 +8,7 @@
 // Adding a part: one new file with the part's type, and one registration in
 // NodeInstance+Parts.swift (its stored property and one line in each of the two part lists).
 
+import Dialogue
 import Gossip
 import Kademlia
 import Proposals
@@ -49,6 +50,16 @@ public enum NodeNotice: Sendable, Equatable {
     // The relay side (reachability, reservations).
     /// How consumers reach this node changed (what a provider's proposal lists).
     case contactsChanged(ServiceProposal.Contacts)
+    // Dialogue (DialoguePart) and tunnel (TunnelPart).
+    /// A consumer's dialogue with `provider` ended.
+    case dialogueEnded(provider: PublicKey)
+    /// The provider admitted a consumer (its inner address is routed to it) / ended its session.
+    case serving(ServerSession)
+    case serviceEnded(ServerSession)
+    /// What served consumers' tunnels carried since the last report.
+    case tunnelUsage([TunnelUsage])
+    /// The consumer's meters for its tunnel to `provider` (sent to it as a dialogue `status`).
+    case tunnelMeters(provider: PublicKey, StatusReport)
 }
 
 /// One part of the node.
