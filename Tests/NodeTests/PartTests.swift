@@ -1,0 +1,206 @@
+// Each part alone: events in, what it queued in the kernel (notices, frames, events) out.
+
+import Gossip
+import Kademlia
+import Proposals
+import Testing
+import Tunnel
+import UmbraCore
+
+@testable import Dialogue
+@testable import Node
+
+/// One part driven by hand over a real kernel (sessions, DHT) that no network is attached to.
+struct PartBench<Part: NodePart> {
+    var part: Part
+    var kernel: NodeKernel
+    var now = Instant(nanoseconds: 1_700_000_000_000_000_000)
+    var rng = SeededRandom(seed: 7)
+
+    init(identity: Identity, config: NodeConfig, make: (Identity, NodeConfig) -> Part) {
+        var rng = SeededRandom(seed: 1)
+        kernel = NodeKernel(identity: identity, config: config, now: now, rng: &rng)
+        part = make(identity, config)
+    }
+
+    /// Feeds one event; returns the notices the part queued (and drops the rest of the outbox).
+    @discardableResult
+    mutating func feed(_ event: PartEvent) -> [NodeNotice] {
+        part.handle(event, node: &kernel, now: now, rng: &rng)
+        return takeNotices()
+    }
+
+    mutating func takeNotices() -> [NodeNotice] {
+        defer { kernel.pending.removeAll() }
+        return kernel.pending.compactMap { if case .notice(let notice) = $0 { notice } else { nil } }
+    }
+
+    mutating func takeEvents() -> [NodeEvent] {
+        kernel.takeEffects().compactMap { if case .event(let event) = $0 { event } else { nil } }
+    }
+}
+
+private let network = "umbra-main"
+
+private func identities(_ count: Int, seed: UInt64) -> [Identity] {
+    var rng = SeededRandom(seed: seed)
+    return (0..<count).map { _ in Identity.generate(using: &rng) }
+}
+
+@Suite("Parts, each alone")
+struct PartTests {
+    // MARK: - Gossip
+
+    /// A gossip part whose peers 1...3 subscribed to `proposals` and grafted us.
+    static func gossipBench() -> (PartBench<GossipPart>, [Identity]) {
+        let ids = identities(4, seed: 3)
+        var bench = PartBench(identity: ids[0], config: NodeConfig()) {
+            GossipPart(identity: $0, config: $1.market, topics: [.proposals])
+        }
+        bench.feed(.start)
+        for peer in ids[1...] {
+            for message in [GossipMessage.subscribe([.proposals]), .graft(.proposals)] {
+                bench.feed(.frame(.gossip, message.encoded(), from: peer.publicKey))
+            }
+        }
+        return (bench, ids)
+    }
+
+    @Test func gossipHoldsAMessageUntilItsTopicOwnerAnswers() {
+        var (bench, ids) = Self.gossipBench()
+        #expect(bench.part.router.mesh(.proposals).count == 3)
+        let data: [UInt8] = [1, 2, 3]
+        let id = MessageID(topic: .proposals, data: data)
+        let notices = bench.feed(
+            .frame(.gossip, GossipMessage.publish(topic: .proposals, data: data).encoded(), from: ids[1].publicKey))
+        #expect(notices == [.gossipValidate(.proposals, data, id, from: ids[1].publicKey)])
+        #expect(bench.part.router.counters.forwarded == 0, "nothing forwarded before the verdict")
+
+        bench.feed(.notice(.gossipVerdict(id, .accept)))
+        #expect(bench.part.router.counters.forwarded == 2, "to the mesh but the sender")
+        #expect(bench.part.counters.verdicts == 1)
+    }
+
+    @Test func gossipDropsTopicsNobodyOwnsAndPublishesForItsOwners() {
+        var (bench, ids) = Self.gossipBench()
+        let ledger = GossipMessage.publish(topic: .ledger, data: [9]).encoded()
+        #expect(bench.feed(.frame(.gossip, ledger, from: ids[1].publicKey)).isEmpty)
+        #expect(bench.part.router.counters.unsubscribedDrops == 1)
+
+        bench.feed(.notice(.gossipPublish(.proposals, [4, 5])))
+        #expect(bench.part.router.counters.published == 1)
+        #expect(bench.part.router.counters.publishedCopies == 3, "one copy per subscribed peer")
+    }
+
+    // MARK: - Market
+
+    static func marketBench(provide: Bool) -> (PartBench<MarketPart>, [Identity]) {
+        let ids = identities(3, seed: 5)
+        var config = NodeConfig()
+        if provide { config.market.provide = MarketTests.provide("DE", priceGiB: 3) }
+        config.advertisedEndpoints = [Endpoint(address: .v4(0xC000_0201), port: 4000)]
+        let bench = PartBench(identity: ids[0], config: config) { MarketPart(identity: $0, config: $1) }
+        return (bench, ids)
+    }
+
+    @Test func marketValidatesProposalsIntoItsStore() {
+        var (bench, ids) = Self.marketBench(provide: false)
+        let offer = MarketTests.offer(by: ids[1], seq: 1, issued: bench.now).encoded()
+        let id = MessageID(topic: .proposals, data: offer)
+        let first = bench.feed(.notice(.gossipValidate(.proposals, offer, id, from: ids[2].publicKey)))
+        #expect(first == [.gossipVerdict(id, .accept)])
+        #expect(bench.part.store.count == 1)
+        let again = bench.feed(.notice(.gossipValidate(.proposals, offer, id, from: ids[2].publicKey)))
+        #expect(again == [.gossipVerdict(id, .ignore)])
+        var forged = offer
+        forged[forged.count - 1] ^= 1
+        let forgedID = MessageID(topic: .proposals, data: forged)
+        let verdict = bench.feed(.notice(.gossipValidate(.proposals, forged, forgedID, from: ids[2].publicKey)))
+        #expect(verdict == [.gossipVerdict(forgedID, .reject)])
+        #expect(bench.part.counters.proposalsAccepted == 1 && bench.part.counters.proposalsRejected == 1)
+    }
+
+    @Test func providerPublishesItsOfferAndAgainWhenItsContactsChange() throws {
+        var (bench, ids) = Self.marketBench(provide: true)
+        bench.feed(.start)
+        let published = bench.feed(.tick)
+        guard case .gossipPublish(.proposals, let bytes)? = published.first else {
+            Issue.record("no publish: \(published)")
+            return
+        }
+        let offer = try #require(try SignedProposal(decoding: bytes).offer)
+        #expect(offer.provider == ids[0].publicKey)
+        #expect(offer.contacts.direct == [Endpoint(address: .v4(0xC000_0201), port: 4000)])
+
+        let relay = ServiceProposal.Relay(
+            publicKey: ids[2].publicKey, endpoint: Endpoint(address: .v4(0xC000_0202), port: 4001))
+        bench.feed(.notice(.contactsChanged(ServiceProposal.Contacts(direct: [], relays: [relay]))))
+        bench.now = bench.now + .seconds(1)
+        #expect(bench.feed(.tick).isEmpty, "not before the minimum republish interval")
+        bench.now = bench.now + .seconds(2)
+        guard case .gossipPublish(_, let again)? = bench.feed(.tick).first else {
+            Issue.record("no republish after the contacts changed")
+            return
+        }
+        #expect(try SignedProposal(decoding: again).offer?.contacts.relays == [relay])
+    }
+
+    // MARK: - Dialogue and tunnel
+
+    @Test func dialogueServerAdmitsAConsumerAndTellsTheTunnel() throws {
+        let ids = identities(2, seed: 11)
+        var config = NodeConfig()
+        config.market.provide = MarketTests.provide("DE", priceGiB: 1)
+        var bench = PartBench(identity: ids[0], config: config) { DialoguePart(identity: $0, config: $1) }
+        let request = DialogueMessage.request(
+            requestID: 1, serviceType: "ip-tunnel", proposalSeq: 0, mode: .fullTunnel, wantsIPv6: false)
+        let notices = bench.feed(.frame(.dialogue, request.encoded(), from: ids[1].publicKey))
+        guard case .serving(let session)? = notices.first else {
+            Issue.record("not admitted: \(notices)")
+            return
+        }
+        #expect(session.consumer == ids[1].publicKey)
+        #expect(bench.takeEvents() == [.dialogue(.served(session))])
+
+        let usage = TunnelUsage(consumer: ids[1].publicKey, sessionID: session.sessionID, bytesIn: 500, bytesOut: 700)
+        bench.feed(.notice(.tunnelUsage([usage])))
+        let served = try #require(bench.part.server?.session(of: ids[1].publicKey))
+        #expect(served.bytesIn == 500 && served.bytesOut == 700)
+    }
+
+    @Test func tunnelPassesOnlyWhatTheDialogueAdmitted() {
+        let ids = identities(2, seed: 13)
+        var config = NodeConfig()
+        config.market.provide = MarketTests.provide("DE", priceGiB: 1)
+        var bench = PartBench(identity: ids[0], config: config) { TunnelPart(config: $1) }
+        let consumer = ids[1].publicKey
+        let inner: UInt32 = 0x0A07_0002
+        let packet = TestPacket.ipv4(from: inner, to: TestPacket.web)
+        func passes(_ bench: inout PartBench<TunnelPart>, _ bytes: [UInt8]) -> Bool {
+            let now = bench.now
+            return bytes.withUnsafeBytes { bench.part.inbound($0, from: consumer, now: now) } != nil
+        }
+        #expect(!passes(&bench, packet), "not served yet")
+
+        let session = ServerSession(
+            consumer: consumer, source: nil, sessionID: 42, requestID: 1, mode: .fullTunnel,
+            innerIPv4: InterfaceAddress(address: .v4(inner), prefixLength: 24), openedAt: bench.now,
+            lastHeard: bench.now)
+        bench.feed(.notice(.serving(session)))
+        #expect(passes(&bench, packet))
+        #expect(!passes(&bench, TestPacket.ipv4(from: inner + 1, to: TestPacket.web)), "another source: spoofed")
+
+        bench.now = bench.now + .seconds(2)
+        let notices = bench.feed(.tick)
+        #expect(
+            notices == [
+                .tunnelUsage([
+                    TunnelUsage(consumer: consumer, sessionID: 42, bytesIn: UInt64(packet.count), bytesOut: 0)
+                ])
+            ])
+
+        bench.feed(.notice(.serviceEnded(session)))
+        #expect(!passes(&bench, packet), "ended: no longer served")
+        #expect(bench.part.counters.drops[.notServed] == 2)
+    }
+}
