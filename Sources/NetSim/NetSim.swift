@@ -77,6 +77,8 @@ public struct NetSim {
         /// IP packets the node wrote to its (virtual) TUN device, oldest first, at most
         /// `tunnelPacketLimit`.
         var tunnelWritten: [[UInt8]] = []
+        /// Commands completed on this node (`submit`), by id.
+        var completions: [CommandID: CommandResult] = [:]
     }
 
     /// Packets kept per node's virtual TUN device.
@@ -222,6 +224,14 @@ public struct NetSim {
     /// What the node wrote to its TUN device so far.
     public func tunnelPackets(of index: Int) -> [[UInt8]] { nodes[index].tunnelWritten }
 
+    /// Gives node `index` a command (`NodeInstance.submit`); its result shows in `completion`.
+    public mutating func submit(_ command: NodeCommand, id: CommandID, on index: Int) {
+        perform(on: index) { node, now, rng in node.submit(command, id: id, now: now, rng: &rng) }
+    }
+
+    /// How command `id` on node `index` ended (nil: still in flight, or never given).
+    public func completion(of id: CommandID, on index: Int) -> CommandResult? { nodes[index].completions[id] }
+
     public mutating func clearTunnelPackets(of index: Int) { nodes[index].tunnelWritten.removeAll() }
 
     private mutating func recordTunnelPacket(_ packet: [UInt8], at index: Int) {
@@ -323,6 +333,8 @@ public struct NetSim {
                 queue.push(.deliver(datagram: bytes, from: source, to: target), at: at)
             case .tunnelPacket(let packet):
                 recordTunnelPacket(packet, at: index)
+            case .completed(let id, let result):
+                nodes[index].completions[id] = result
             case .event(let event):
                 trace.append(TraceEntry(time: now, node: index, event: event))
                 if trace.count > traceLimit { trace.removeFirst(trace.count - traceLimit) }

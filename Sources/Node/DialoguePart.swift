@@ -141,6 +141,7 @@ public struct DialoguePart: NodePart {
             }
         }
         guard clients.count < config.maximumClientSessions else {
+            node.notify(.dialogueFailed(provider: provider, .cancelled))
             node.emit(.dialogue(.failed(provider: provider, .cancelled)))
             return
         }
@@ -272,8 +273,12 @@ public struct DialoguePart: NodePart {
             switch effect {
             case .send(let message, let peer):
                 node.sendFrame(.dialogue, message.encoded(), to: peer, now: now, rng: &rng)
-            case .opened(let session): node.emit(.dialogue(.opened(session)))
-            case .failed(let failure): node.emit(.dialogue(.failed(provider: provider, failure)))
+            case .opened(let session):
+                node.notify(.dialogueOpened(session))
+                node.emit(.dialogue(.opened(session)))
+            case .failed(let failure):
+                node.notify(.dialogueFailed(provider: provider, failure))
+                node.emit(.dialogue(.failed(provider: provider, failure)))
             case .ended(let code):
                 node.notify(.dialogueEnded(provider: provider))
                 node.emit(.dialogue(.ended(provider: provider, code)))

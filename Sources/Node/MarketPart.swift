@@ -177,7 +177,9 @@ public struct MarketPart: NodePart {
         case .notice(let notice):
             switch notice {
             case .gossipValidate(let topic, let data, let id, _) where topic == .proposals:
-                let verdict = Self.validation(of: store.verifyAndInsert(data, networkID: networkID, now: now))
+                let outcome = store.verifyAndInsert(data, networkID: networkID, now: now)
+                let verdict = Self.validation(of: outcome)
+                noteStored(outcome, data, &node)
                 switch verdict {
                 case .accept: counters.proposalsAccepted += 1
                 case .ignore, .pending: counters.proposalsIgnored += 1
@@ -247,13 +249,27 @@ public struct MarketPart: NodePart {
             if page.isLast { directFetches.removeValue(forKey: page.requestID) }
             for item in page.items {
                 guard (try? SignedProposal(decoding: item))?.provider == key else { continue }
-                countSyncItem(store.verifyAndInsert(item, networkID: networkID, now: now))
+                let outcome = store.verifyAndInsert(item, networkID: networkID, now: now)
+                countSyncItem(outcome)
+                noteStored(outcome, item, &node)
             }
         case .page:
             let (items, syncEffects) = sync.handle(message, from: key, now: now)
             for item in items { countSyncItem(store.verifyAndInsert(item, networkID: networkID, now: now)) }
             apply(syncEffects, &node, now, &rng)
             noteSyncProgress(now: now)
+        }
+    }
+
+    /// Tells the node's commands (a fetch, a discovery, a connect waiting for offers) that an offer
+    /// was stored.
+    private func noteStored(_ outcome: ProposalStore.InsertOutcome, _ bytes: [UInt8], _ node: inout NodeKernel) {
+        switch outcome {
+        case .added, .replaced:
+            guard let offer = try? SignedProposal(decoding: bytes).offer else { return }
+            node.notify(.offerStored(offer.provider, serviceType: offer.serviceType))
+        default:
+            break
         }
     }
 

@@ -68,7 +68,9 @@ extension NodeInstance {
                 switch item {
                 case .session(let effect): absorb([effect], now: now, rng: &rng, into: &effects)
                 case .dht(let effect): absorb([effect], now: now, rng: &rng, into: &effects)
-                case .notice(let notice): broadcast(.notice(notice), now: now, rng: &rng, into: &effects)
+                case .notice(let notice):
+                    broadcast(.notice(notice), now: now, rng: &rng, into: &effects)
+                    commandsNotice(notice, now: now, rng: &rng, into: &effects)
                 }
                 if !kernel.effects.isEmpty { effects += kernel.takeEffects() }
             }

@@ -17,6 +17,8 @@ public enum NodeEffect: Sendable, Equatable {
     case send([UInt8], to: Endpoint)
     /// Write this IP packet to the TUN device (a relayed tunnel packet, or an ICMP reply).
     case tunnelPacket([UInt8])
+    /// A command (`NodeInstance.submit`) is over.
+    case completed(CommandID, CommandResult)
     case event(NodeEvent)
 }
 
@@ -125,6 +127,8 @@ public struct NodeInstance: Sendable {
     var publishedPeerRecord: PeerRecordValue?
     /// What the market was last told about how consumers reach us (`NodeNotice.contactsChanged`).
     var announcedContacts: ServiceProposal.Contacts?
+    /// Commands in flight (NodeInstance+Commands.swift).
+    var commands: [CommandID: CommandFlow] = [:]
     var outstandingPings: [UInt64: (peer: PublicKey, sentAt: Instant)] = [:]
     var pingOrder: [UInt64] = []
     var nextPingRound: Instant?
@@ -258,6 +262,7 @@ public struct NodeInstance: Sendable {
         announceContactsIfChanged(now: now, rng: &rng, into: &effects)
         broadcast(.tick, now: now, rng: &rng, into: &effects)
         relayTick(now: now, rng: &rng, into: &effects)
+        commandsTick(now: now, rng: &rng, into: &effects)
         return effects
     }
 
@@ -309,6 +314,7 @@ public struct NodeInstance: Sendable {
         consider(dht.nextDeadline)
         consider(nextPingRound)
         consider(partsDeadline)
+        consider(commandsDeadline)
         consider(relayDeadline)
         return earliest
     }
@@ -397,8 +403,10 @@ public struct NodeInstance: Sendable {
                 relayLookupFinished(report, now: now, rng: &rng, into: &effects)
                 effects.append(.event(.lookupFinished(report)))
                 broadcast(.notice(.lookupFinished(report)), now: now, rng: &rng, into: &effects)
+                commandsInput(.lookupFinished(report), now: now, rng: &rng, into: &effects)
             case .putFinished(let report):
                 effects.append(.event(.putFinished(report)))
+                commandsInput(.putFinished(report), now: now, rng: &rng, into: &effects)
             case .contactFailed(let contact):
                 // An on-demand session to a contact that does not answer is not worth retrying.
                 if dials[contact.publicKey] == nil, !sessions.isEstablished(contact.publicKey) {
@@ -464,6 +472,7 @@ public struct NodeInstance: Sendable {
             let rtt = now.since(outstanding.sentAt)
             rtts[key] = rtts[key].map { ($0 * 7 + rtt) / 8 } ?? rtt  // smoothed like TCP's SRTT
             effects.append(.event(.pong(key, nonce: nonce, rtt: rtt)))
+            commandsInput(.pong(key, rtt), now: now, rng: &rng, into: &effects)
         case .opaque(let channel, let payload):
             handleChannel(channel, payload, from: key, now: now, rng: &rng, into: &effects)
         }

@@ -50,8 +50,12 @@ public enum NodeNotice: Sendable, Equatable {
     // The relay side (reachability, reservations).
     /// How consumers reach this node changed (what a provider's proposal lists).
     case contactsChanged(ServiceProposal.Contacts)
+    /// The market stored a new offer of `provider` (gossiped or fetched from it).
+    case offerStored(PublicKey, serviceType: String)
     // Dialogue (DialoguePart) and tunnel (TunnelPart).
-    /// A consumer's dialogue with `provider` ended.
+    /// A consumer's dialogue with `provider` opened, failed to open, or ended.
+    case dialogueOpened(ClientSession)
+    case dialogueFailed(provider: PublicKey, DialogueFailure)
     case dialogueEnded(provider: PublicKey)
     /// The provider admitted a consumer (its inner address is routed to it) / ended its session.
     case serving(ServerSession)

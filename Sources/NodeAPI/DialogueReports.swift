@@ -91,12 +91,13 @@ extension ControlRouter {
         let session: ClientSession
         do {
             session = try await host.openDialogue(
-                with: provider, serviceType: service, proposalSeq: proposal.seq, startedAt: startedAt
-            ) { instance, now, rng in
-                instance.reach(provider, contacts: proposal.contacts, now: now, rng: &rng)
-            }
+                DialogueRequest(
+                    provider: provider, serviceType: service, proposalSeq: proposal.seq, contacts: proposal.contacts,
+                    startedAt: startedAt))
         } catch let error as NodeHost.DialogueFailed {
             return (nil, "the session was not opened: \(error.failure)")
+        } catch let error as NodeHost.CommandFailed {
+            return (nil, "the session was not opened: \(error)")
         }
         let report = try await host.withInstance { [host] instance in
             let client = instance.dialogueStatus.clients.first { $0.provider == provider }

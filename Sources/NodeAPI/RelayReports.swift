@@ -231,6 +231,8 @@ extension ControlRouter {
             report.rttMs = rtt.seconds * 1000
         } catch is NodeHost.PingTimeout {
             report.error = "no reply within \(timeout) s"
+        } catch let error as NodeHost.CommandFailed {
+            report.error = "no reply: \(error)"
         }
         report.elapsedMs = host.clock.now.since(started).seconds * 1000
         let (info, code) = try await host.withInstance { ($0.sessionPath(of: key), $0.lastCircuitCode(for: key)) }

@@ -134,74 +134,42 @@ extension ControlRouter {
             return (nil, "this node provides ip-tunnel; run the consumer as a separate node (another data dir)")
         }
 
-        // Candidates: the one named, or the offers for the country, cheapest first.
-        var candidates: [ServiceProposal]
+        // The node chooses: the provider named, or the country's offers cheapest first; it fetches
+        // an offer it lacks, opens a dialogue, and fails over to the next candidate.
+        let target: ConnectRequest.Target
         if let text = query["provider"] {
             guard let provider = try? NodeAddress(parsing: text).publicKey else {
                 return (nil, "provider must be a node address (umbra1…), e.g. from umbra proposals")
             }
-            let named: @Sendable (NodeInstance) -> [ServiceProposal] = { [host] in
-                $0.proposals(serviceType: service, now: host.clock.now).filter { $0.provider == provider }
-            }
-            candidates = try await host.withInstance(named)
-            // Not gossiped to us yet (a node that just started): ask the provider itself.
-            if candidates.isEmpty, try await host.fetchProposal(of: provider, serviceType: service) {
-                candidates = try await host.withInstance(named)
-            }
-            if candidates.isEmpty {
-                return (nil, "no live \(service) proposal from \(text); list them with umbra proposals")
-            }
-        } else if let country = query["country"]?.uppercased(), country.count == 2 {
-            candidates = try await offers(country: country, service: service)
-            if candidates.isEmpty {
-                _ = try? await host.discoverProviders(serviceType: service, country: country)
-                candidates = try await offers(country: country, service: service)
-            }
-            if candidates.isEmpty {
-                return (nil, "no \(service) provider in \(country) is known; try umbra proposals --dht")
-            }
+            target = .provider(provider)
+        } else if let country = query["country"]?.uppercased(), ServiceProposal.isValidCountry(country) {
+            target = .country(country)
         } else {
             return (nil, "name a provider (umbra1…) or a two-letter country code")
         }
 
         // One tunnel at a time: a previous one (and its dialogue) ends first.
         if let previous = await tunnel.disconnect() { try? await host.closeDialogue(with: previous) }
-        var failures: [String] = []
-        for proposal in candidates.prefix(3) {
-            let provider = proposal.provider
-            let session: ClientSession
-            do {
-                let mode: TunnelMode = if case .split = options.routes { .split } else { .fullTunnel }
-                session = try await host.openDialogue(
-                    with: provider, serviceType: service, proposalSeq: proposal.seq, mode: mode, startedAt: startedAt
-                ) { instance, now, rng in
-                    instance.reach(provider, contacts: proposal.contacts, now: now, rng: &rng)
-                }
-            } catch let error as NodeHost.DialogueFailed {
-                failures.append("\(NodeAddress(publicKey: provider)): \(error.failure)")
-                continue
-            }
-            // Nothing the proposal names becomes a route: the node's own socket is marked and only it
-            // bypasses the tunnel (ConsumerNetwork). The current endpoint is only checked against.
-            let endpoint = try await host.withInstance { $0.sessionPath(of: provider)?.endpoint }
-            let underlay = endpoint.flatMap { $0.isRelayPath ? nil : $0.address }
-            do {
-                try await tunnel.connect(session: session, underlay: underlay, options: options)
-            } catch {
-                try? await host.closeDialogue(with: provider)
-                return (nil, "the session opened but the host could not be set up: \(error)")
-            }
-            let connectMs = host.clock.now.since(startedAt).seconds * 1000
-            return (try await tunnelReport(connectMs: connectMs), nil)
+        let mode: TunnelMode = if case .split = options.routes { .split } else { .fullTunnel }
+        let result = try await host.run(
+            .connect(ConnectRequest(target: target, serviceType: service, mode: mode, startedAt: startedAt)))
+        guard case .connected(let session, _) = result else {
+            if case .failed(let failure) = result { return (nil, failure.description) }
+            return (nil, "the connect ended unexpectedly: \(result)")
         }
-        return (nil, "no provider answered: " + failures.joined(separator: "; "))
-    }
-
-    private func offers(country: String, service: String) async throws -> [ServiceProposal] {
-        try await host.withInstance { [host] in
-            $0.proposals(serviceType: service, country: country, now: host.clock.now)
-                .sorted { ($0.pricePerGiB, $0.pricePerMinute) < ($1.pricePerGiB, $1.pricePerMinute) }
+        let provider = session.provider
+        // Nothing the proposal names becomes a route: the node's own socket is marked and only it
+        // bypasses the tunnel (ConsumerNetwork). The current endpoint is only checked against.
+        let endpoint = try await host.withInstance { $0.sessionPath(of: provider)?.endpoint }
+        let underlay = endpoint.flatMap { $0.isRelayPath ? nil : $0.address }
+        do {
+            try await tunnel.connect(session: session, underlay: underlay, options: options)
+        } catch {
+            try? await host.closeDialogue(with: provider)
+            return (nil, "the session opened but the host could not be set up: \(error)")
         }
+        let connectMs = host.clock.now.since(startedAt).seconds * 1000
+        return (try await tunnelReport(connectMs: connectMs), nil)
     }
 
     func tunnelReport(connectMs: Double?) async throws -> TunnelReport {

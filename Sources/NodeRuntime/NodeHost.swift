@@ -43,10 +43,9 @@ public final class NodeHost: @unchecked Sendable {
     private var channel: (any Channel)?
     private var timer: Scheduled<Void>?
     private var timerDeadline: Instant?
-    private var pendingPings: [UInt64: EventLoopPromise<Duration>] = [:]
-    private var pendingLookups: [UInt64: EventLoopPromise<LookupReport>] = [:]
-    private var pendingPuts: [UInt64: EventLoopPromise<PutReport>] = [:]
-    private var pendingDialogues: [PublicKey: EventLoopPromise<ClientSession>] = [:]
+    /// Commands given to the node and not completed yet (`run`).
+    private var pendingCommands: [CommandID: EventLoopPromise<CommandResult>] = [:]
+    private var nextCommandID: UInt64 = 1
     public private(set) var listenEndpoint: Endpoint?
     /// The fwmark on the UDP socket (SO_MARK, set when the process may: CAP_NET_ADMIN), nil if
     /// unmarked. The consumer tunnel's policy rules let only marked packets bypass the tunnel.
@@ -283,14 +282,8 @@ public final class NodeHost: @unchecked Sendable {
             saveTask?.cancel()
             saveTask = nil
             saveRoutingTable()
-            for promise in pendingPings.values { promise.fail(ChannelError.ioOnClosedChannel) }
-            pendingPings.removeAll()
-            for promise in pendingLookups.values { promise.fail(ChannelError.ioOnClosedChannel) }
-            pendingLookups.removeAll()
-            for promise in pendingPuts.values { promise.fail(ChannelError.ioOnClosedChannel) }
-            pendingPuts.removeAll()
-            for promise in pendingDialogues.values { promise.fail(ChannelError.ioOnClosedChannel) }
-            pendingDialogues.removeAll()
+            for promise in pendingCommands.values { promise.fail(ChannelError.ioOnClosedChannel) }
+            pendingCommands.removeAll()
             defer { self.channel = nil }
             return self.channel
         }.get()
@@ -333,156 +326,70 @@ public final class NodeHost: @unchecked Sendable {
         }.get()
     }
 
-    /// Pings a known peer and waits for the pong (or the timeout).
-    public func ping(_ peer: PublicKey, timeout: Duration) async throws -> Duration {
-        let future: EventLoopFuture<Duration> = try await eventLoop.submit { [self] in
-            let promise = eventLoop.makePromise(of: Duration.self)
-            let (nonce, effects) = instance.ping(peer, now: clock.now, rng: &rng)
-            pendingPings[nonce] = promise
-            apply(effects)
+    /// Gives the node a command and waits for its completion (`NodeEffect.completed`).
+    public func run(_ command: NodeCommand) async throws -> CommandResult {
+        let future: EventLoopFuture<CommandResult> = try await eventLoop.submit { [self] in
+            let id = CommandID(nextCommandID)
+            nextCommandID += 1
+            let promise = eventLoop.makePromise(of: CommandResult.self)
+            pendingCommands[id] = promise
+            apply(instance.submit(command, id: id, now: clock.now, rng: &rng))
             flush()
-            eventLoop.scheduleTask(in: .nanoseconds(timeout.nanosecondsClamped)) { [self] in
-                pendingPings.removeValue(forKey: nonce)?.fail(PingTimeout())
-            }
             return promise.futureResult
         }.get()
         return try await future.get()
+    }
+
+    /// Pings a known peer and waits for the pong (or the timeout).
+    public func ping(_ peer: PublicKey, timeout: Duration) async throws -> Duration {
+        switch try await run(.ping(peer, timeout: timeout)) {
+        case .pong(let rtt): return rtt
+        case .failed(.timedOut): throw PingTimeout()
+        case let other: throw CommandFailed(other)
+        }
     }
 
     /// Runs a DHT lookup and waits for its report.
     public func lookup(_ target: Key256, kind: LookupKind) async throws -> LookupReport {
-        let future: EventLoopFuture<LookupReport> = try await eventLoop.submit { [self] in
-            let promise = eventLoop.makePromise(of: LookupReport.self)
-            let (id, effects) = instance.lookup(target, kind: kind, now: clock.now, rng: &rng)
-            pendingLookups[id] = promise
-            apply(effects)
-            flush()
-            return promise.futureResult
-        }.get()
-        return try await future.get()
+        guard case .lookup(let report) = try await run(.lookup(target, kind)) else {
+            throw CommandFailed(.failed(.timedOut))
+        }
+        return report
     }
 
     /// Signs and stores a record of ours in the DHT and waits for the stores to be answered.
     public func publish(kind: SignedRecord.Kind, key: Key256, value: [UInt8]) async throws -> PutReport {
-        let future: EventLoopFuture<PutReport> = try await eventLoop.submit { [self] in
-            let promise = eventLoop.makePromise(of: PutReport.self)
-            let (id, effects) = instance.publish(kind: kind, key: key, value: value, now: clock.now, rng: &rng)
-            pendingPuts[id] = promise
-            apply(effects)
-            flush()
-            return promise.futureResult
-        }.get()
-        return try await future.get()
+        guard case .put(let report) = try await run(.publish(kind, key: key, value: value)) else {
+            throw CommandFailed(.failed(.timedOut))
+        }
+        return report
     }
 
     /// Finds providers of `serviceType` in `country` through the DHT's provider index and fetches
-    /// the offers of those this node does not hold yet, straight from each provider (its endpoint
-    /// from its peer record). Waits up to `timeout` for the answers. Returns (providers indexed,
-    /// offers fetched).
-    public func discoverProviders(
-        serviceType: String, country: String, timeout: Duration = .seconds(2)
-    ) async throws -> (indexed: Int, fetched: Int) {
-        let index = try await lookup(
-            RecordKey.providerIndex(serviceType: serviceType, country: country), kind: .value)
-        let providers = index.records.compactMap { try? ProviderIndexValue.decode($0.value) }
-            .filter { $0.serviceType == serviceType && $0.country == country.uppercased() }.map(\.provider)
-        var missing: [PublicKey] = []
-        for provider in Set(providers).sorted(by: { $0.bytes.lexicographicallyPrecedes($1.bytes) }) {
-            let held = try await withInstance { [clock] in
-                $0.holdsProposal(of: provider, serviceType: serviceType, now: clock.now)
-            }
-            if !held { missing.append(provider) }
-        }
-        for provider in missing {
-            let record = try await lookup(RecordKey.peer(provider), kind: .value)
-            guard
-                let value = record.records.first(where: { $0.publisher == provider }).flatMap({
-                    try? PeerRecordValue.decode($0.value)
-                }), let endpoint = value.endpoints.first ?? value.relays.first?.endpoint
-            else { continue }
-            try await eventLoop.submit { [self] in
-                apply(
-                    instance.fetchProposal(
-                        of: provider, serviceType: serviceType, at: endpoint, now: clock.now, rng: &rng))
-                flush()
-            }.get()
-        }
-        var fetched = 0
-        let deadline = clock.now + timeout
-        while !missing.isEmpty {
-            fetched = 0
-            for provider in missing {
-                let held = try await withInstance { [clock] in
-                    $0.holdsProposal(of: provider, serviceType: serviceType, now: clock.now)
-                }
-                if held { fetched += 1 }
-            }
-            if fetched == missing.count || clock.now >= deadline { break }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        return (Set(providers).count, fetched)
+    /// the offers of those this node does not hold yet (`NodeCommand.discoverProviders`).
+    /// Returns (providers indexed, offers fetched).
+    public func discoverProviders(serviceType: String, country: String) async throws -> (indexed: Int, fetched: Int) {
+        let result = try await run(.discoverProviders(serviceType: serviceType, country: country))
+        guard case .providersDiscovered(let indexed, let fetched) = result else { throw CommandFailed(result) }
+        return (indexed, fetched)
     }
 
-    /// Fetches `provider`'s offer of `serviceType` straight from the provider (its session's direct
-    /// endpoint, else its peer record's), for a consumer that names a provider gossip has not
-    /// brought yet. Waits up to `timeout`; true once the offer is held.
-    public func fetchProposal(
-        of provider: PublicKey, serviceType: String, timeout: Duration = .seconds(2)
-    )
-        async throws -> Bool
-    {
-        let held: @Sendable (NodeInstance) -> Bool = { [clock] in
-            $0.holdsProposal(of: provider, serviceType: serviceType, now: clock.now)
-        }
-        if try await withInstance(held) { return true }
-        var endpoint = try await withInstance { $0.sessions.endpoint(of: provider) }.flatMap {
-            $0.isRelayPath ? nil : $0
-        }
-        if endpoint == nil {
-            let record = try await lookup(RecordKey.peer(provider), kind: .value)
-            endpoint =
-                record.records.first(where: { $0.publisher == provider }).flatMap {
-                    try? PeerRecordValue.decode($0.value)
-                }?.endpoints.first
-        }
-        guard let endpoint else { return false }
-        try await eventLoop.submit { [self] in
-            apply(
-                instance.fetchProposal(of: provider, serviceType: serviceType, at: endpoint, now: clock.now, rng: &rng))
-            flush()
-        }.get()
-        let deadline = clock.now + timeout
-        while clock.now < deadline {
-            if try await withInstance(held) { return true }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        return false
+    /// Fetches `provider`'s offer of `serviceType` straight from the provider
+    /// (`NodeCommand.fetchProposal`); true once the offer is held.
+    public func fetchProposal(of provider: PublicKey, serviceType: String) async throws -> Bool {
+        let result = try await run(.fetchProposal(provider: provider, serviceType: serviceType))
+        guard case .proposalFetched(let held) = result else { throw CommandFailed(result) }
+        return held
     }
 
-    /// Opens a dialogue with `provider` and waits for the accept (or the reject, or the client's
-    /// timeout). `prepare` makes the provider reachable first (e.g. `dial` with its peer record) and
-    /// runs on the event loop with the instance; `startedAt` is when the caller began (lookup).
-    public func openDialogue(
-        with provider: PublicKey, serviceType: String, proposalSeq: UInt64, mode: TunnelMode = .fullTunnel,
-        startedAt: Instant,
-        prepare: @escaping @Sendable (inout NodeInstance, Instant, inout SecureRandomGenerator) -> [NodeEffect]
-    ) async throws -> ClientSession {
-        let future: EventLoopFuture<ClientSession> = try await eventLoop.submit { [self] in
-            let promise = eventLoop.makePromise(of: ClientSession.self)
-            pendingDialogues.removeValue(forKey: provider)?.fail(DialogueFailed(failure: .cancelled))
-            pendingDialogues[provider] = promise
-            let now = clock.now
-            apply(prepare(&instance, now, &rng))
-            apply(
-                instance.openDialogue(
-                    with: provider, serviceType: serviceType, proposalSeq: proposalSeq, mode: mode,
-                    startedAt: startedAt, now: now, rng: &rng))
-            // The caller looked the provider up before this call.
-            instance.markDialogueStage(.lookup, provider: provider, at: now)
-            flush()
-            return promise.futureResult
-        }.get()
-        return try await future.get()
+    /// Reaches a provider and opens a dialogue with it, waiting for the accept (or the reject, or
+    /// the client's timeout).
+    public func openDialogue(_ request: DialogueRequest) async throws -> ClientSession {
+        switch try await run(.openDialogue(request)) {
+        case .dialogueOpened(let session): return session
+        case .failed(.dialogue(let failure)): throw DialogueFailed(failure: failure)
+        case let other: throw CommandFailed(other)
+        }
     }
 
     /// Closes the dialogue with `provider`.
@@ -500,6 +407,15 @@ public final class NodeHost: @unchecked Sendable {
 
     public struct PingTimeout: Error, CustomStringConvertible {
         public var description: String { "no pong within the timeout" }
+    }
+
+    /// A command ended other than the caller expected.
+    public struct CommandFailed: Error, CustomStringConvertible {
+        public var result: CommandResult
+        public init(_ result: CommandResult) { self.result = result }
+        public var description: String {
+            if case .failed(let failure) = result { "\(failure)" } else { "unexpected result \(result)" }
+        }
     }
 
     // MARK: - Event loop side
@@ -552,6 +468,8 @@ public final class NodeHost: @unchecked Sendable {
                 channel.write(AddressedEnvelope(remoteAddress: socketAddress(endpoint), data: buffer), promise: nil)
             case .tunnelPacket(let packet):
                 packet.withUnsafeBytes { writer?.write($0) }
+            case .completed(let id, let result):
+                pendingCommands.removeValue(forKey: id)?.succeed(result)
             case .event(let event):
                 log(event)
             }
@@ -568,26 +486,17 @@ public final class NodeHost: @unchecked Sendable {
             logger.info("peer unreachable", metadata: ["peer.address": "\(key)"])
         case .endpointChanged(let key, let endpoint):
             logger.info("peer roamed", metadata: ["peer.address": "\(key)", "peer.endpoint": "\(endpoint)"])
-        case .pong(_, let nonce, let rtt):
-            pendingPings.removeValue(forKey: nonce)?.succeed(rtt)
+        case .pong(_, _, let rtt):
             logger.trace("pong", metadata: ["rtt.us": "\(rtt.nanosecondsClamped / 1000)"])
         case .frameRejected(let key, let reason):
             logger.debug("frame rejected", metadata: ["peer.address": "\(key)", "reason": "\(reason)"])
         case .lookupFinished(let report):
-            pendingLookups.removeValue(forKey: report.id)?.succeed(report)
             logger.debug("lookup finished", metadata: ["target": "\(report.target)", "found": "\(report.found)"])
         case .putFinished(let report):
-            pendingPuts.removeValue(forKey: report.id)?.succeed(report)
             logger.debug("put finished", metadata: ["key": "\(report.key)", "stored": "\(report.stored)"])
         case .observedAddress(let endpoint, let reporter):
             logger.trace("observed address", metadata: ["endpoint": "\(endpoint)", "peer.address": "\(reporter)"])
         case .dialogue(let dialogueEvent):
-            switch dialogueEvent {
-            case .opened(let session): pendingDialogues.removeValue(forKey: session.provider)?.succeed(session)
-            case .failed(let provider, let failure):
-                pendingDialogues.removeValue(forKey: provider)?.fail(DialogueFailed(failure: failure))
-            case .ended, .served, .serviceEnded: break
-            }
             logger.info("dialogue", metadata: ["event": "\(dialogueEvent)"])
         }
     }

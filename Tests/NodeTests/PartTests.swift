@@ -108,7 +108,7 @@ struct PartTests {
         let offer = MarketTests.offer(by: ids[1], seq: 1, issued: bench.now).encoded()
         let id = MessageID(topic: .proposals, data: offer)
         let first = bench.feed(.notice(.gossipValidate(.proposals, offer, id, from: ids[2].publicKey)))
-        #expect(first == [.gossipVerdict(id, .accept)])
+        #expect(first == [.offerStored(ids[1].publicKey, serviceType: "ip-tunnel"), .gossipVerdict(id, .accept)])
         #expect(bench.part.store.count == 1)
         let again = bench.feed(.notice(.gossipValidate(.proposals, offer, id, from: ids[2].publicKey)))
         #expect(again == [.gossipVerdict(id, .ignore)])

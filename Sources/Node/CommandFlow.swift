@@ -1,0 +1,339 @@
+// The workflows behind commands, as pure state machines: each reads the node through `FlowView`,
+// reacts to inputs (start, a lookup's report, an offer stored, a dialogue opened or failed, a pong,
+// its deadline) and returns actions the node carries out. No clock, no I/O, no polling: a flow that
+// waits has a deadline, and the node calls it when the deadline passes.
+//
+// connect: candidates are the offers held (the named provider's, or the country's cheapest first);
+//   none held: fetch the named provider's offer from the provider (its session's direct endpoint,
+//   else its peer record's, looked up in the DHT), or discover the country's providers through the
+//   DHT's provider index and fetch theirs; then, for up to `maximumCandidates` candidates in order:
+//   reach the provider (its proposal's contacts: direct, else a relay), open a dialogue, and on a
+//   failure go on to the next one.
+
+import Dialogue
+import Kademlia
+import Proposals
+import UmbraCore
+
+/// What flows read of the node.
+protocol FlowView {
+    /// Live offers of `serviceType`, from `provider` or in `country`, cheapest first.
+    func offers(serviceType: String, provider: PublicKey?, country: String?, now: Instant) -> [ServiceProposal]
+    /// The direct (not relayed) endpoint of a session with `peer`, if any.
+    func directEndpoint(of peer: PublicKey) -> Endpoint?
+    var localKey: PublicKey { get }
+}
+
+/// What a flow asks the node to do.
+enum FlowAction: Sendable, Equatable {
+    case ping(PublicKey)
+    case lookup(Key256, LookupKind)
+    case publish(SignedRecord.Kind, key: Key256, value: [UInt8])
+    case fetchOffer(PublicKey, serviceType: String, at: Endpoint)
+    case reach(PublicKey, ServiceProposal.Contacts)
+    case openDialogue(DialogueRequest)
+    case complete(CommandResult)
+}
+
+/// What a flow reacts to.
+enum FlowInput: Sendable {
+    case start
+    case lookupFinished(LookupReport)
+    case putFinished(PutReport)
+    case offerStored(PublicKey, serviceType: String)
+    case dialogueOpened(ClientSession)
+    case dialogueFailed(PublicKey, DialogueFailure)
+    case pong(PublicKey, Duration)
+    /// The flow's deadline passed.
+    case deadline
+}
+
+struct CommandFlow: Sendable {
+    /// How long a fetched offer is waited for, once asked of its provider.
+    static let fetchWait: Duration = .seconds(2)
+    /// The longest any step waits for an answer the node itself bounds (DHT lookups, dialogue
+    /// timeouts): a safety net, not a schedule.
+    static let stepLimit: Duration = .seconds(60)
+
+    enum State: Sendable {
+        case new
+        case pinging(PublicKey)
+        case lookingUp(Key256)
+        case publishing(Key256)
+        /// Waiting for the provider's peer record (`endpoint == nil`) or its offer.
+        case fetching(provider: PublicKey, recordLookup: Bool)
+        /// Waiting for the index, then for the providers' records, then for their offers.
+        case discovering(index: Bool, records: Set<PublicKey>, missing: [PublicKey], indexed: Int)
+        /// Trying `candidates[current]`.
+        case opening(candidates: [ServiceProposal], current: Int, attempts: [ConnectAttempt])
+        case dialogue(PublicKey)
+        case done
+    }
+
+    let command: NodeCommand
+    private(set) var state = State.new
+    private(set) var deadline: Instant?
+
+    init(_ command: NodeCommand) { self.command = command }
+
+    var isDone: Bool { if case .done = state { true } else { false } }
+
+    // MARK: - Inputs
+
+    mutating func advance(_ input: FlowInput, view: some FlowView, now: Instant) -> [FlowAction] {
+        if case .deadline = input, let deadline, deadline > now { return [] }
+        switch (state, input) {
+        case (.done, _):
+            return []
+        case (.new, .start):
+            return start(view: view, now: now)
+        case (.new, _):
+            return []
+
+        case (.pinging(let peer), .pong(let from, let rtt)) where from == peer:
+            return finish(.pong(rtt))
+        case (.pinging, .deadline):
+            return finish(.failed(.timedOut))
+
+        case (.lookingUp(let target), .lookupFinished(let report)) where report.target == target:
+            return finish(.lookup(report))
+        case (.publishing(let key), .putFinished(let report)) where report.key == key:
+            return finish(.put(report))
+        case (.lookingUp, .deadline), (.publishing, .deadline):
+            return finish(.failed(.timedOut))
+
+        case (.fetching(let provider, true), .lookupFinished(let report))
+        where report.target == RecordKey.peer(provider):
+            let endpoint = report.records.first { $0.publisher == provider }
+                .flatMap { try? PeerRecordValue.decode($0.value) }?.endpoints.first { !$0.isRelayPath }
+            guard let endpoint else { return fetchEnded(view: view, now: now) }
+            state = .fetching(provider: provider, recordLookup: false)
+            deadline = now + Self.fetchWait
+            return [.fetchOffer(provider, serviceType: serviceType, at: endpoint)]
+        case (.fetching(let provider, false), .offerStored(let stored, let type))
+        where stored == provider && type == serviceType:
+            return fetchEnded(view: view, now: now)
+        case (.fetching, .deadline):
+            return fetchEnded(view: view, now: now)
+
+        case (.discovering(true, _, _, _), .lookupFinished(let report)) where report.target == indexKey:
+            return indexFound(report, view: view, now: now)
+        case (.discovering(false, var records, let missing, let indexed), .lookupFinished(let report)):
+            guard let provider = records.first(where: { RecordKey.peer($0) == report.target }) else { return [] }
+            records.remove(provider)
+            var actions: [FlowAction] = []
+            if let endpoint = report.records.first(where: { $0.publisher == provider })
+                .flatMap({ try? PeerRecordValue.decode($0.value) })
+                .flatMap({ $0.endpoints.first { !$0.isRelayPath } ?? $0.relays.first?.endpoint })
+            {
+                actions.append(.fetchOffer(provider, serviceType: serviceType, at: endpoint))
+            }
+            state = .discovering(index: false, records: records, missing: missing, indexed: indexed)
+            if records.isEmpty { deadline = now + Self.fetchWait }
+            return actions + discoveryProgress(view: view, now: now)
+        case (.discovering(false, _, _, _), .offerStored):
+            return discoveryProgress(view: view, now: now)
+        case (.discovering, .deadline):
+            return discoveryEnded(view: view, now: now)
+
+        case (.opening(let candidates, let current, _), .dialogueOpened(let session))
+        where session.provider == candidates[current].provider:
+            return finish(.connected(session, candidates[current]))
+        case (.opening(let candidates, let current, var attempts), .dialogueFailed(let provider, let failure))
+        where provider == candidates[current].provider:
+            attempts.append(ConnectAttempt(provider: provider, failure: failure))
+            return open(candidates, at: current + 1, attempts: attempts, now: now)
+        case (.opening(let candidates, let current, var attempts), .deadline):
+            attempts.append(ConnectAttempt(provider: candidates[current].provider, failure: .timeout))
+            return open(candidates, at: current + 1, attempts: attempts, now: now)
+
+        case (.dialogue(let provider), .dialogueOpened(let session)) where session.provider == provider:
+            return finish(.dialogueOpened(session))
+        case (.dialogue(let provider), .dialogueFailed(let failed, let failure)) where failed == provider:
+            return finish(.failed(.dialogue(failure)))
+        case (.dialogue, .deadline):
+            return finish(.failed(.dialogue(.timeout)))
+
+        default:
+            return []
+        }
+    }
+
+    // MARK: - Steps
+
+    private var serviceType: String {
+        switch command {
+        case .fetchProposal(_, let serviceType), .discoverProviders(let serviceType, _): serviceType
+        case .connect(let request): request.serviceType
+        case .openDialogue(let request): request.serviceType
+        case .ping, .lookup, .publish: ""
+        }
+    }
+
+    /// The provider index key a discovery looks up (nil: the command discovers nothing).
+    private var indexKey: Key256? {
+        switch command {
+        case .discoverProviders(let serviceType, let country):
+            RecordKey.providerIndex(serviceType: serviceType, country: country.uppercased())
+        case .connect(let request):
+            if case .country(let country) = request.target {
+                RecordKey.providerIndex(serviceType: request.serviceType, country: country.uppercased())
+            } else {
+                nil
+            }
+        default: nil
+        }
+    }
+
+    private mutating func start(view: some FlowView, now: Instant) -> [FlowAction] {
+        switch command {
+        case .ping(let peer, let timeout):
+            state = .pinging(peer)
+            deadline = now + timeout
+            return [.ping(peer)]
+        case .lookup(let target, let kind):
+            state = .lookingUp(target)
+            deadline = now + Self.stepLimit
+            return [.lookup(target, kind)]
+        case .publish(let kind, let key, let value):
+            state = .publishing(key)
+            deadline = now + Self.stepLimit
+            return [.publish(kind, key: key, value: value)]
+        case .fetchProposal(let provider, let serviceType):
+            guard view.offers(serviceType: serviceType, provider: provider, country: nil, now: now).isEmpty else {
+                return finish(.proposalFetched(held: true))
+            }
+            return fetch(provider, view: view, now: now)
+        case .discoverProviders(_, _):
+            return discover(now: now)
+        case .openDialogue(let request):
+            guard request.provider != view.localKey else { return finish(.failed(.invalid("that is this node"))) }
+            state = .dialogue(request.provider)
+            deadline = now + Self.stepLimit
+            var actions: [FlowAction] = []
+            if let contacts = request.contacts { actions.append(.reach(request.provider, contacts)) }
+            return actions + [.openDialogue(request)]
+        case .connect(let request):
+            let candidates = connectCandidates(view: view, now: now)
+            if !candidates.isEmpty { return open(candidates, at: 0, attempts: [], now: now) }
+            switch request.target {
+            case .provider(let provider):
+                guard provider != view.localKey else { return finish(.failed(.invalid("that is this node"))) }
+                return fetch(provider, view: view, now: now)
+            case .country:
+                return discover(now: now)
+            }
+        }
+    }
+
+    private mutating func fetch(_ provider: PublicKey, view: some FlowView, now: Instant) -> [FlowAction] {
+        if let endpoint = view.directEndpoint(of: provider) {
+            state = .fetching(provider: provider, recordLookup: false)
+            deadline = now + Self.fetchWait
+            return [.fetchOffer(provider, serviceType: serviceType, at: endpoint)]
+        }
+        state = .fetching(provider: provider, recordLookup: true)
+        deadline = now + Self.stepLimit
+        return [.lookup(RecordKey.peer(provider), .value)]
+    }
+
+    /// The fetch got its answer or its time is up: a fetch command completes; a connect goes on.
+    private mutating func fetchEnded(view: some FlowView, now: Instant) -> [FlowAction] {
+        guard case .fetching(let provider, _) = state else { return [] }
+        let held = !view.offers(serviceType: serviceType, provider: provider, country: nil, now: now).isEmpty
+        guard case .connect = command else { return finish(.proposalFetched(held: held)) }
+        let candidates = connectCandidates(view: view, now: now)
+        guard !candidates.isEmpty else {
+            return finish(.failed(.noOffer(provider: provider, serviceType: serviceType)))
+        }
+        return open(candidates, at: 0, attempts: [], now: now)
+    }
+
+    private mutating func discover(now: Instant) -> [FlowAction] {
+        guard let indexKey else { return finish(.failed(.invalid("no country to discover providers in"))) }
+        state = .discovering(index: true, records: [], missing: [], indexed: 0)
+        deadline = now + Self.stepLimit
+        return [.lookup(indexKey, .value)]
+    }
+
+    private mutating func indexFound(_ report: LookupReport, view: some FlowView, now: Instant) -> [FlowAction] {
+        let country = self.country
+        let providers = Set(
+            report.records.compactMap { try? ProviderIndexValue.decode($0.value) }
+                .filter { $0.serviceType == serviceType && $0.country == country }.map(\.provider)
+        ).sorted(by: NodeKernel.keyOrder)
+        let missing = providers.filter {
+            $0 != view.localKey && view.offers(serviceType: serviceType, provider: $0, country: nil, now: now).isEmpty
+        }
+        state = .discovering(index: false, records: Set(missing), missing: missing, indexed: providers.count)
+        guard !missing.isEmpty else { return discoveryEnded(view: view, now: now) }
+        deadline = now + Self.stepLimit
+        return missing.map { .lookup(RecordKey.peer($0), .value) }
+    }
+
+    /// Every missing offer came: the discovery is over early.
+    private mutating func discoveryProgress(view: some FlowView, now: Instant) -> [FlowAction] {
+        guard case .discovering(false, let records, let missing, _) = state, records.isEmpty else { return [] }
+        let stillMissing = missing.filter {
+            view.offers(serviceType: serviceType, provider: $0, country: nil, now: now).isEmpty
+        }
+        return stillMissing.isEmpty ? discoveryEnded(view: view, now: now) : []
+    }
+
+    private mutating func discoveryEnded(view: some FlowView, now: Instant) -> [FlowAction] {
+        guard case .discovering(_, _, let missing, let indexed) = state else { return [] }
+        let fetched = missing.filter {
+            !view.offers(serviceType: serviceType, provider: $0, country: nil, now: now).isEmpty
+        }.count
+        guard case .connect = command else { return finish(.providersDiscovered(indexed: indexed, fetched: fetched)) }
+        let candidates = connectCandidates(view: view, now: now)
+        guard !candidates.isEmpty else {
+            return finish(.failed(.noProvider(country: country, serviceType: serviceType)))
+        }
+        return open(candidates, at: 0, attempts: [], now: now)
+    }
+
+    private var country: String {
+        switch command {
+        case .discoverProviders(_, let country): country.uppercased()
+        case .connect(let request):
+            if case .country(let country) = request.target { country.uppercased() } else { "" }
+        default: ""
+        }
+    }
+
+    private func connectCandidates(view: some FlowView, now: Instant) -> [ServiceProposal] {
+        guard case .connect(let request) = command else { return [] }
+        let offers: [ServiceProposal]
+        switch request.target {
+        case .provider(let provider):
+            offers = view.offers(serviceType: request.serviceType, provider: provider, country: nil, now: now)
+        case .country(let country):
+            offers = view.offers(
+                serviceType: request.serviceType, provider: nil, country: country.uppercased(), now: now)
+        }
+        return Array(offers.filter { $0.provider != view.localKey }.prefix(max(1, request.maximumCandidates)))
+    }
+
+    /// Tries `candidates[index]`: reach it, open a dialogue; past the last one, the connect fails.
+    private mutating func open(
+        _ candidates: [ServiceProposal], at index: Int, attempts: [ConnectAttempt], now: Instant
+    ) -> [FlowAction] {
+        guard case .connect(let request) = command, index < candidates.count else {
+            return finish(.failed(.noneAnswered(attempts)))
+        }
+        let proposal = candidates[index]
+        state = .opening(candidates: candidates, current: index, attempts: attempts)
+        deadline = now + Self.stepLimit
+        let dialogue = DialogueRequest(
+            provider: proposal.provider, serviceType: request.serviceType, proposalSeq: proposal.seq,
+            mode: request.mode, contacts: proposal.contacts, startedAt: request.startedAt)
+        return [.reach(proposal.provider, proposal.contacts), .openDialogue(dialogue)]
+    }
+
+    private mutating func finish(_ result: CommandResult) -> [FlowAction] {
+        state = .done
+        deadline = nil
+        return [.complete(result)]
+    }
+}

@@ -1,0 +1,147 @@
+// Commands: every action the CLI or the API asks of a node is a command given to the pure node
+// with an id (`NodeInstance.submit`); the node completes it with `NodeEffect.completed(id, result)`
+// — at once, or later, when the answer, a timeout or the last failover comes. The shell keeps one
+// promise per id and nothing else: no polling, no matching of events.
+//
+// The workflows behind commands (fetch a provider's offer, discover providers through the DHT,
+// open a dialogue, connect with failover) are pure state machines with deadlines
+// (`CommandFlow`, CommandFlow.swift), driven by the node's inputs like every part.
+
+import Dialogue
+import Kademlia
+import Proposals
+import UmbraCore
+
+/// Names a command in flight (chosen by the shell, unique among its commands).
+public struct CommandID: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public var value: UInt64
+    public init(_ value: UInt64) { self.value = value }
+    public static func < (lhs: CommandID, rhs: CommandID) -> Bool { lhs.value < rhs.value }
+    public var description: String { "#\(value)" }
+}
+
+/// What a node can be asked to do.
+public enum NodeCommand: Sendable, Equatable {
+    /// Pings a peer (handshaking first if needed); fails after `timeout`.
+    case ping(PublicKey, timeout: Duration)
+    /// A DHT lookup of a node or a value.
+    case lookup(Key256, LookupKind)
+    /// Signs and stores a record of ours in the DHT.
+    case publish(SignedRecord.Kind, key: Key256, value: [UInt8])
+    /// Fetches `provider`'s offer of `serviceType` from the provider itself (its session's direct
+    /// endpoint, else its peer record's), for a provider gossip has not brought yet.
+    case fetchProposal(provider: PublicKey, serviceType: String)
+    /// Finds the providers of `serviceType` in `country` through the DHT's provider index and
+    /// fetches the offers of those whose offer this node does not hold.
+    case discoverProviders(serviceType: String, country: String)
+    /// Makes a provider reachable (its proposal's contacts) and opens a dialogue with it.
+    case openDialogue(DialogueRequest)
+    /// Chooses a provider (named, or by country and cheapest first), fetches a missing offer,
+    /// opens a dialogue, and fails over to the next candidate.
+    case connect(ConnectRequest)
+}
+
+public struct DialogueRequest: Sendable, Equatable {
+    public var provider: PublicKey
+    public var serviceType: String
+    public var proposalSeq: UInt64
+    public var mode: TunnelMode
+    /// How to reach the provider (its proposal's contacts); nil: it is reachable already.
+    public var contacts: ServiceProposal.Contacts?
+    /// When the caller began (the dialogue's timings count from here).
+    public var startedAt: Instant?
+
+    public init(
+        provider: PublicKey, serviceType: String = "ip-tunnel", proposalSeq: UInt64 = 0,
+        mode: TunnelMode = .fullTunnel, contacts: ServiceProposal.Contacts? = nil, startedAt: Instant? = nil
+    ) {
+        self.provider = provider
+        self.serviceType = serviceType
+        self.proposalSeq = proposalSeq
+        self.mode = mode
+        self.contacts = contacts
+        self.startedAt = startedAt
+    }
+}
+
+public struct ConnectRequest: Sendable, Equatable {
+    public enum Target: Sendable, Equatable {
+        case provider(PublicKey)
+        /// An ISO 3166 two-letter code; the cheapest live offers there are tried first.
+        case country(String)
+    }
+
+    public var target: Target
+    public var serviceType: String
+    public var mode: TunnelMode
+    /// Candidates tried at most (each until its dialogue opens or fails).
+    public var maximumCandidates: Int
+    public var startedAt: Instant?
+
+    public init(
+        target: Target, serviceType: String = "ip-tunnel", mode: TunnelMode = .fullTunnel, maximumCandidates: Int = 3,
+        startedAt: Instant? = nil
+    ) {
+        self.target = target
+        self.serviceType = serviceType
+        self.mode = mode
+        self.maximumCandidates = maximumCandidates
+        self.startedAt = startedAt
+    }
+}
+
+/// One candidate a connect tried and why it failed.
+public struct ConnectAttempt: Sendable, Equatable, CustomStringConvertible {
+    public var provider: PublicKey
+    public var failure: DialogueFailure
+    public var description: String { "\(NodeAddress(publicKey: provider)): \(failure)" }
+}
+
+/// Why a command failed.
+public enum CommandFailure: Sendable, Equatable, CustomStringConvertible {
+    /// No answer within the command's time.
+    case timedOut
+    /// More commands in flight than the node keeps (`maximumCommands`).
+    case busy
+    /// The node holds no live offer of `serviceType` from the provider, and none came when asked.
+    case noOffer(provider: PublicKey, serviceType: String)
+    /// No provider of `serviceType` in `country` is known, in the store or the DHT's index.
+    case noProvider(country: String, serviceType: String)
+    /// The dialogue was not opened.
+    case dialogue(DialogueFailure)
+    /// Every candidate was tried; none opened a dialogue.
+    case noneAnswered([ConnectAttempt])
+    /// The command names this node itself, or a peer this node cannot reach.
+    case invalid(String)
+
+    public var description: String {
+        switch self {
+        case .timedOut: "no answer in time"
+        case .busy: "the node is busy with other commands; try again"
+        case .noOffer(let provider, let serviceType):
+            "no live \(serviceType) proposal from \(NodeAddress(publicKey: provider)); list them with umbra proposals"
+        case .noProvider(let country, let serviceType):
+            "no \(serviceType) provider in \(country) is known; try umbra proposals --dht"
+        case .dialogue(let failure): "the session was not opened: \(failure)"
+        case .noneAnswered(let attempts):
+            "no provider answered: " + attempts.map(\.description).joined(separator: "; ")
+        case .invalid(let reason): reason
+        }
+    }
+}
+
+/// How a command ended.
+public enum CommandResult: Sendable, Equatable {
+    case pong(Duration)
+    case lookup(LookupReport)
+    case put(PutReport)
+    /// `fetchProposal`: whether the offer is held now.
+    case proposalFetched(held: Bool)
+    /// `discoverProviders`: providers the index named, offers fetched of those not held before.
+    case providersDiscovered(indexed: Int, fetched: Int)
+    /// `openDialogue`.
+    case dialogueOpened(ClientSession)
+    /// `connect`: the session and the offer it was opened on.
+    case connected(ClientSession, ServiceProposal)
+    case failed(CommandFailure)
+}

@@ -1,0 +1,134 @@
+// The node's side of commands (Commands.swift): flows in flight, the inputs they react to, the
+// actions they ask for, and `.completed` effects.
+
+import Dialogue
+import Kademlia
+import Proposals
+import UmbraCore
+
+extension NodeInstance: FlowView {
+    /// Commands in flight at most; beyond it a command completes at once with `busy`.
+    public static let maximumCommands = 256
+
+    /// Starts `command`; it completes with `.completed(id, result)` in these effects or later ones.
+    /// An id already in flight, or more than `maximumCommands`, completes at once with `busy`.
+    public mutating func submit(
+        _ command: NodeCommand, id: CommandID, now: Instant, rng: inout some RandomNumberGenerator
+    ) -> [NodeEffect] {
+        guard commands[id] == nil, commands.count < Self.maximumCommands else {
+            return [.completed(id, .failed(.busy))]
+        }
+        var effects: [NodeEffect] = []
+        commands[id] = CommandFlow(command)
+        advance(id, .start, now: now, rng: &rng, into: &effects)
+        return effects
+    }
+
+    /// Commands in flight, with what each was.
+    public var commandsInFlight: [(id: CommandID, command: NodeCommand)] {
+        commands.keys.sorted().map { ($0, commands[$0]!.command) }
+    }
+
+    // MARK: - FlowView
+
+    func offers(serviceType: String, provider: PublicKey?, country: String?, now: Instant) -> [ServiceProposal] {
+        let found = proposals(serviceType: serviceType, country: country, now: now)
+        let matching = provider.map { key in found.filter { $0.provider == key } } ?? found
+        // Cheapest first (per GiB, then per minute); the store's order (RTT) breaks ties.
+        return matching.enumerated().sorted {
+            ($0.element.pricePerGiB, $0.element.pricePerMinute, $0.offset)
+                < ($1.element.pricePerGiB, $1.element.pricePerMinute, $1.offset)
+        }.map(\.element)
+    }
+
+    func directEndpoint(of peer: PublicKey) -> Endpoint? {
+        sessions.endpoint(of: peer).flatMap { $0.isRelayPath ? nil : $0 }
+    }
+
+    var localKey: PublicKey { identity.publicKey }
+
+    // MARK: - Inputs
+
+    /// Hands an input to every flow in flight (by id, so the order replays).
+    mutating func commandsInput(
+        _ input: FlowInput, now: Instant, rng: inout some RandomNumberGenerator, into effects: inout [NodeEffect]
+    ) {
+        guard !commands.isEmpty else { return }
+        for id in commands.keys.sorted() { advance(id, input, now: now, rng: &rng, into: &effects) }
+    }
+
+    /// The inputs flows take from notices.
+    mutating func commandsNotice(
+        _ notice: NodeNotice, now: Instant, rng: inout some RandomNumberGenerator, into effects: inout [NodeEffect]
+    ) {
+        guard !commands.isEmpty else { return }
+        switch notice {
+        case .dialogueOpened(let session):
+            commandsInput(.dialogueOpened(session), now: now, rng: &rng, into: &effects)
+        case .dialogueFailed(let provider, let failure):
+            commandsInput(.dialogueFailed(provider, failure), now: now, rng: &rng, into: &effects)
+        case .offerStored(let provider, let serviceType):
+            commandsInput(.offerStored(provider, serviceType: serviceType), now: now, rng: &rng, into: &effects)
+        default:
+            break
+        }
+    }
+
+    mutating func commandsTick(now: Instant, rng: inout some RandomNumberGenerator, into effects: inout [NodeEffect]) {
+        guard !commands.isEmpty else { return }
+        for id in commands.keys.sorted() {
+            guard let deadline = commands[id]?.deadline, deadline <= now else { continue }
+            advance(id, .deadline, now: now, rng: &rng, into: &effects)
+        }
+    }
+
+    /// The earliest deadline of a flow (commands come from the node's own operator, at most
+    /// `maximumCommands` of them).
+    var commandsDeadline: Instant? {
+        guard !commands.isEmpty else { return nil }
+        return commands.values.compactMap(\.deadline).min()
+    }
+
+    // MARK: - Actions
+
+    private mutating func advance(
+        _ id: CommandID, _ input: FlowInput, now: Instant, rng: inout some RandomNumberGenerator,
+        into effects: inout [NodeEffect]
+    ) {
+        guard var flow = commands[id] else { return }
+        let actions = flow.advance(input, view: self, now: now)
+        if flow.isDone { commands.removeValue(forKey: id) } else { commands[id] = flow }
+        for action in actions { perform(action, for: id, now: now, rng: &rng, into: &effects) }
+    }
+
+    private mutating func perform(
+        _ action: FlowAction, for id: CommandID, now: Instant, rng: inout some RandomNumberGenerator,
+        into effects: inout [NodeEffect]
+    ) {
+        switch action {
+        case .ping(let peer):
+            guard sessions.snapshot(of: peer) != nil || sessions.isEstablished(peer) else {
+                // Unknown peer: nothing to send the ping to.
+                commands.removeValue(forKey: id)
+                effects.append(.completed(id, .failed(.invalid("no session with that peer; connect to it first"))))
+                return
+            }
+            effects += ping(peer, now: now, rng: &rng).effects
+        case .lookup(let key, let kind):
+            effects += lookup(key, kind: kind, now: now, rng: &rng).effects
+        case .publish(let kind, let key, let value):
+            effects += publish(kind: kind, key: key, value: value, now: now, rng: &rng).effects
+        case .fetchOffer(let provider, let serviceType, let endpoint):
+            effects += fetchProposal(of: provider, serviceType: serviceType, at: endpoint, now: now, rng: &rng)
+        case .reach(let provider, let contacts):
+            effects += reach(provider, contacts: contacts, now: now, rng: &rng)
+        case .openDialogue(let request):
+            effects += openDialogue(
+                with: request.provider, serviceType: request.serviceType, proposalSeq: request.proposalSeq,
+                mode: request.mode, startedAt: request.startedAt, now: now, rng: &rng)
+            markDialogueStage(.lookup, provider: request.provider, at: now)
+        case .complete(let result):
+            effects.append(.completed(id, result))
+        }
+    }
+}
