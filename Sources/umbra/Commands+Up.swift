@@ -127,6 +127,7 @@ struct Up: AsyncParsableCommand {
                         + "and NAT, or --tunnel-device none to only advertise: \(error)")
             }
         }
+        let shutdown = ShutdownTrigger()
         let node = NodeService(
             host: host, listenHost: listenEndpoint.address.description, listenPort: Int(listenEndpoint.port),
             logger: logger, tunnel: tunnel)
@@ -135,10 +136,11 @@ struct Up: AsyncParsableCommand {
             router: ControlRouter(
                 host: host, tunnel: tunnel,
                 requestShutdown: {
-                    // Same path as a signal, a moment later so the HTTP answer goes out first.
+                    // The service group's graceful shutdown, as SIGTERM triggers it; a moment later so
+                    // the HTTP answer goes out first.
                     Task {
                         try? await Task.sleep(for: .milliseconds(50))
-                        kill(getpid(), SIGTERM)
+                        await shutdown.trigger()
                     }
                 }),
             group: group, logger: logger)
@@ -152,6 +154,7 @@ struct Up: AsyncParsableCommand {
             configuration: .init(
                 services: [.init(service: node), .init(service: control)],
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        await shutdown.attach(services)
         do { try await services.run() } catch { throw CLIError("umbra up: \(error)") }
         logger.info("stopped")
     }
@@ -213,5 +216,22 @@ struct Down: AsyncParsableCommand {
             throw CLIError("umbra down: the node accepted the request but still answers after 10 s; check its log")
         }
         print("stopped")
+    }
+}
+
+/// Lets `POST /v1/shutdown` (`umbra down`) stop the node through the service group's graceful
+/// shutdown, the path SIGTERM takes.
+actor ShutdownTrigger {
+    private var group: ServiceGroup?
+    private var requested = false
+
+    func attach(_ group: ServiceGroup) async {
+        self.group = group
+        if requested { await group.triggerGracefulShutdown() }
+    }
+
+    func trigger() async {
+        requested = true
+        await group?.triggerGracefulShutdown()
     }
 }
