@@ -82,13 +82,13 @@ public struct NodeConfig: Sendable {
     public var dhtSeeds: [DialTarget] = []
     /// Endpoints this node is reachable at, published in its peer record (empty: none published).
     public var advertisedEndpoints: [Endpoint] = []
-    /// Gossip, proposals and the provider role (NodeInstance+Market.swift).
+    /// Gossip, proposals and the provider role (GossipPart.swift, MarketPart.swift).
     public var market = MarketConfig()
     /// Relaying, reservations, reachability and hole punching (NodeInstance+Relay.swift).
     public var relay = RelayNodeConfig()
-    /// The consumer↔provider dialogue (NodeInstance+Dialogue.swift).
+    /// The consumer↔provider dialogue (DialoguePart.swift).
     public var dialogue = DialogueNodeConfig()
-    /// The tunnel data plane (NodeInstance+Tunnel.swift).
+    /// The tunnel data plane (TunnelPart.swift).
     public var tunnel = TunnelNodeConfig()
 
     public init() {}
