@@ -1,6 +1,8 @@
-// NodeInstance: one Umbra node as a pure value. It composes the protocol cores (today the session
-// layer; the DHT, gossip, dialogue, relay and tunnel cores plug in as frame channels) and routes
-// frames between them. Two shells drive it: NodeRuntime (real UDP) and NetSim (virtual links).
+// NodeInstance: one Umbra node as a pure value. A router over parts (NodePart.swift): the kernel
+// (sessions, the DHT, dial targets, pings) and the gossip, market, dialogue and tunnel parts, plus
+// the relay extensions; frames go to the part that declared their channel, and commands
+// (Commands.swift) complete with `.completed`. Two shells drive it: NodeRuntime (real UDP) and
+// NetSim (virtual links).
 //
 // Each call takes `now` and an RNG and returns `[NodeEffect]`; after every call the shell re-arms
 // one timer at `nextDeadline` and calls `tick` when it fires.
