@@ -53,10 +53,13 @@ let package = Package(
             swiftSettings: strict),
 
         // MARK: - Shells
+        // The host's network for the tunnel: TUN devices, `ip`/`nft`/`sysctl` as child processes,
+        // the journal that undoes them. No NIO, no node: the shells call it.
+        .target(name: "HostNetwork", dependencies: ["UmbraCore", "UmbraCrypto"], swiftSettings: strict),
         .target(
             name: "NodeRuntime",
             dependencies: [
-                "Node", "Kademlia", "UmbraCore", "Sessions", "UmbraCrypto", "Dialogue", "Tunnel",
+                "Node", "Kademlia", "UmbraCore", "Sessions", "UmbraCrypto", "Dialogue", "Tunnel", "HostNetwork",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -85,8 +88,8 @@ let package = Package(
         .executableTarget(
             name: "umbra",
             dependencies: [
-                "NodeAPI", "NodeRuntime", "NetSim", "Node", "Kademlia", "Sessions", "UmbraCore", "UmbraCrypto",
-                "Proposals", "Relay", "Dialogue", "Tunnel",
+                "NodeAPI", "NodeRuntime", "HostNetwork", "NetSim", "Node", "Kademlia", "Sessions", "UmbraCore",
+                "UmbraCrypto", "Proposals", "Relay", "Dialogue", "Tunnel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -116,7 +119,8 @@ let package = Package(
         .testTarget(name: "TunnelTests", dependencies: ["Tunnel", "UmbraCore"], swiftSettings: strict),
         .testTarget(
             name: "SessionsTests", dependencies: ["Sessions", "UmbraCore", "UmbraCrypto"], swiftSettings: strict),
-        .testTarget(name: "HostNetworkTests", dependencies: ["NodeRuntime", "UmbraCore"], swiftSettings: strict),
+        .testTarget(
+            name: "HostNetworkTests", dependencies: ["HostNetwork", "NodeRuntime", "UmbraCore"], swiftSettings: strict),
         .testTarget(
             name: "NodeTests",
             dependencies: [

@@ -60,7 +60,9 @@ public struct ControlRouter: Sendable {
                 let snapshot = try await host.snapshot()
                 return try json(PeersReport(peers: snapshot.peers.map { PeerReport($0, now: snapshot.now) }))
             case (.GET, "/v1/dht"):
-                return try json(DHTStatusReport(try await host.withInstance { $0.dht }))
+                // Built on the event loop: a copy of the DHT taken out would make the loop copy the
+                // whole table and record store at its next write.
+                return try json(try await host.withInstance { DHTStatusReport($0.dht) })
             case (.GET, "/v1/dht/lookup"):
                 guard let text = request.query["target"], let target = Self.parseTarget(text) else {
                     return try json(

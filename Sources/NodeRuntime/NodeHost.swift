@@ -4,6 +4,7 @@
 // Threading: every method that touches `instance` runs on the channel's event loop. The control API
 // reaches in through `withInstance`, which hops onto that loop; nothing else shares the state.
 
+import HostNetwork
 import Dialogue
 import Kademlia
 import Logging

@@ -1,3 +1,4 @@
+import HostNetwork
 import ArgumentParser
 import Foundation
 import Logging

@@ -3,6 +3,7 @@
 // exactly as it was (routes, rules, addresses, nftables ruleset, ip_forward, resolv.conf). Only
 // packets carrying the node's fwmark bypass the tunnel; no destination does.
 
+import HostNetwork
 import NodeRuntime
 import Testing
 import UmbraCore

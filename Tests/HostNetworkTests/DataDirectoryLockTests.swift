@@ -2,6 +2,7 @@
 // takes before anything else), the identity file's durability, and a clock that re-reads the wall
 // clock without ever going backwards.
 
+import HostNetwork
 import Foundation
 import Glibc
 import NodeRuntime

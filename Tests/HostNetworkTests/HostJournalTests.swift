@@ -1,6 +1,7 @@
 // The undo journal, the command runner and the rule builders without privileges: file restores are
 // the one undo action that needs no root, so they stand in for the rest here.
 
+import HostNetwork
 import Foundation
 import Glibc
 import NodeRuntime

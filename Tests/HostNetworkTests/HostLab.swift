@@ -9,6 +9,7 @@
 //
 // IPv6 is disabled in both, so no link-local address or DAD state changes between snapshots.
 
+import HostNetwork
 import Glibc
 import NodeRuntime
 import Testing

@@ -291,11 +291,6 @@ public final class HostJournal: Sendable {
         self.entries = Mutex(try Self.load(path, key: key))
     }
 
-    /// The journal in a node's data directory.
-    public convenience init(in directory: DataDirectory, key: HostJournalKey) throws(HostJournalError) {
-        try self.init(path: directory.path + "/" + Self.fileName, key: key)
-    }
-
     /// Sysctls an undo may set: the provider only ever changes IP forwarding.
     public static let restorableSysctls: Set<String> = ["net.ipv4.ip_forward"]
 
