@@ -4,8 +4,8 @@
 // Threading: every method that touches `instance` runs on the channel's event loop. The control API
 // reaches in through `withInstance`, which hops onto that loop; nothing else shares the state.
 
-import HostNetwork
 import Dialogue
+import HostNetwork
 import Kademlia
 import Logging
 import NIOCore

@@ -10,8 +10,8 @@
 // Every change is journalled (HostJournal) before it is made, one journal per role in the data
 // dir, so a node that starts after a crash first undoes what the dead process left behind.
 
-import HostNetwork
 import Dialogue
+import HostNetwork
 import Logging
 import Node
 import UmbraCore

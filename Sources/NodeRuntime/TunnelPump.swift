@@ -21,9 +21,9 @@
 // that NodeHost.receive cuts apart; and the packets a read batch delivers are coalesced per TCP
 // flow (GROCoalescer) before they are written to the TUN device.
 
-import HostNetwork
 import Dispatch
 import Foundation
+import HostNetwork
 import NIOConcurrencyHelpers
 import Tunnel
 import UmbraCore

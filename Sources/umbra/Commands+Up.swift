@@ -1,6 +1,6 @@
-import HostNetwork
 import ArgumentParser
 import Foundation
+import HostNetwork
 import Logging
 import NIOPosix
 import Node

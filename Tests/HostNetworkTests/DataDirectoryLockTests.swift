@@ -2,9 +2,9 @@
 // takes before anything else), the identity file's durability, and a clock that re-reads the wall
 // clock without ever going backwards.
 
-import HostNetwork
 import Foundation
 import Glibc
+import HostNetwork
 import NodeRuntime
 import Synchronization
 import Testing

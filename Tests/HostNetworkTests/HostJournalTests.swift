@@ -1,9 +1,9 @@
 // The undo journal, the command runner and the rule builders without privileges: file restores are
 // the one undo action that needs no root, so they stand in for the rest here.
 
-import HostNetwork
 import Foundation
 import Glibc
+import HostNetwork
 import NodeRuntime
 import Testing
 import UmbraCore

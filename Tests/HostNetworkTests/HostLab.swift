@@ -9,8 +9,8 @@
 //
 // IPv6 is disabled in both, so no link-local address or DAD state changes between snapshots.
 
-import HostNetwork
 import Glibc
+import HostNetwork
 import NodeRuntime
 import Testing
 import UmbraCore

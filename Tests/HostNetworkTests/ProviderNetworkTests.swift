@@ -3,9 +3,9 @@
 // destinations and inbound connections are dropped, and `down` / crash recovery restore the
 // namespace exactly (including net.ipv4.ip_forward).
 
-import HostNetwork
 import Foundation
 import Glibc
+import HostNetwork
 import NodeRuntime
 import Testing
 import UmbraCore

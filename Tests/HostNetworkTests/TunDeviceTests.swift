@@ -1,9 +1,9 @@
 // The TUN device on its own: created inside a namespace from a dedicated thread, numbered by the
 // kernel, gone with its fd, and safe to close while another thread waits on it.
 
-import HostNetwork
 import Dispatch
 import Glibc
+import HostNetwork
 import NodeRuntime
 import Testing
 
