@@ -346,9 +346,7 @@ public struct NetSim {
 
     private mutating func armTimer(_ index: Int) {
         guard nodes[index].isUp, let deadline = nodes[index].instance.nextDeadline else { return }
-        // A deadline already due fires 1 ms from now: a core that keeps reporting a past deadline
-        // must not stall virtual time.
-        let at = deadline.nanoseconds > now.nanoseconds ? deadline.nanoseconds : now.nanoseconds + 1_000_000
+        let at = TimerRule.fireTime(for: deadline, now: now).nanoseconds
         if let armed = nodes[index].armedDeadline, armed <= at { return }
         nodes[index].timerGeneration += 1
         nodes[index].armedDeadline = at

@@ -512,8 +512,7 @@ public final class NodeHost: @unchecked Sendable {
         if let armed = timerDeadline, armed <= deadline, timer != nil { return }
         timer?.cancel()
         let now = clock.now
-        // A deadline already due fires after 1 ms so a core cannot spin the loop.
-        let delay = deadline > now ? deadline.since(now) : .milliseconds(1)
+        let delay = TimerRule.fireTime(for: deadline, now: now).since(now)
         timerDeadline = deadline
         timer = eventLoop.scheduleTask(in: .nanoseconds(delay.nanosecondsClamped)) { [self] in fire() }
     }
