@@ -1,0 +1,112 @@
+// The command flows alone: inputs in, actions out, over a fixed view of the node.
+
+import Dialogue
+import Proposals
+import Testing
+import UmbraCore
+
+@testable import Kademlia
+@testable import Node
+
+/// A node as a flow sees it: a fixed set of offers and direct endpoints.
+private struct FixedView: FlowView {
+    var offersHeld: [ServiceProposal] = []
+    var endpoints: [PublicKey: Endpoint] = [:]
+    var localKey: PublicKey
+
+    func offers(serviceType: String, provider: PublicKey?, country: String?, now: Instant) -> [ServiceProposal] {
+        offersHeld.filter {
+            $0.serviceType == serviceType && (provider == nil || $0.provider == provider)
+                && (country == nil || $0.location.country == country)
+        }.sorted { $0.pricePerGiB < $1.pricePerGiB }
+    }
+
+    func directEndpoint(of peer: PublicKey) -> Endpoint? { endpoints[peer] }
+}
+
+@Suite("Command flows, alone")
+struct CommandFlowTests {
+    static let now = Instant(nanoseconds: 1_700_000_000_000_000_000)
+    static let ids: [Identity] = {
+        var rng = SeededRandom(seed: 21)
+        return (0..<4).map { _ in Identity.generate(using: &rng) }
+    }()
+
+    static func offer(_ index: Int, country: String, price: UInt64) -> ServiceProposal {
+        ServiceProposal(
+            provider: ids[index].publicKey, seq: 1, issuedAt: now, expiresAt: now + .seconds(180),
+            serviceType: "ip-tunnel", location: .init(country: country), pricePerGiB: price, pricePerMinute: 0,
+            capacity: 8,
+            contacts: .init(direct: [Endpoint(address: .v4(0xC612_0000 + UInt32(index)), port: 7000)]))
+    }
+
+    @Test func connectTriesCandidatesCheapestFirstAndFailsOver() {
+        let view = FixedView(
+            offersHeld: [Self.offer(2, country: "DE", price: 9), Self.offer(1, country: "DE", price: 3)],
+            localKey: Self.ids[0].publicKey)
+        var flow = CommandFlow(.connect(ConnectRequest(target: .country("de"))))
+        let first = flow.advance(.start, view: view, now: Self.now)
+        #expect(first.count == 2)
+        guard case .reach(let reached, _) = first.first, case .openDialogue(let request) = first.last else {
+            Issue.record("\(first)")
+            return
+        }
+        #expect(reached == Self.ids[1].publicKey && request.provider == Self.ids[1].publicKey, "cheapest first")
+        // Unrelated inputs change nothing.
+        #expect(flow.advance(.dialogueFailed(Self.ids[3].publicKey, .timeout), view: view, now: Self.now).isEmpty)
+        let next = flow.advance(.dialogueFailed(Self.ids[1].publicKey, .timeout), view: view, now: Self.now)
+        guard case .openDialogue(let second)? = next.last else {
+            Issue.record("\(next)")
+            return
+        }
+        #expect(second.provider == Self.ids[2].publicKey)
+        let last = flow.advance(
+            .dialogueFailed(Self.ids[2].publicKey, .rejected(.noCapacity, reason: "")), view: view, now: Self.now)
+        guard case .complete(.failed(.noneAnswered(let attempts)))? = last.first else {
+            Issue.record("\(last)")
+            return
+        }
+        #expect(attempts.map(\.provider) == [Self.ids[1].publicKey, Self.ids[2].publicKey])
+        #expect(flow.isDone)
+    }
+
+    @Test func connectToANamedProviderFetchesItsOfferFirst() {
+        var view = FixedView(localKey: Self.ids[0].publicKey)
+        let provider = Self.ids[3].publicKey
+        var flow = CommandFlow(.connect(ConnectRequest(target: .provider(provider))))
+        // No session with it: its peer record is looked up first.
+        #expect(flow.advance(.start, view: view, now: Self.now) == [.lookup(RecordKey.peer(provider), .value)])
+        // The lookup found nothing usable: no offer, and it says so.
+        let report = LookupReport(
+            id: 1, target: RecordKey.peer(provider), kind: .value, targetContact: nil, records: [], closest: [],
+            hops: 1, queries: 1, responses: 1, failures: 0, latency: .milliseconds(5), duration: .milliseconds(5))
+        let ended = flow.advance(.lookupFinished(report), view: view, now: Self.now)
+        #expect(ended == [.complete(.failed(.noOffer(provider: provider, serviceType: "ip-tunnel")))])
+
+        // With a direct session the offer is asked of the provider at once, and waited for 2 s.
+        let endpoint = Endpoint(address: .v4(0xC612_0003), port: 7000)
+        view.endpoints[provider] = endpoint
+        flow = CommandFlow(.connect(ConnectRequest(target: .provider(provider))))
+        #expect(
+            flow.advance(.start, view: view, now: Self.now) == [
+                .fetchOffer(provider, serviceType: "ip-tunnel", at: endpoint)
+            ])
+        #expect(flow.deadline == Self.now + .seconds(2))
+        #expect(flow.advance(.deadline, view: view, now: Self.now + .seconds(1)).isEmpty, "not due yet")
+        view.offersHeld = [Self.offer(3, country: "NL", price: 1)]
+        let opened = flow.advance(.offerStored(provider, serviceType: "ip-tunnel"), view: view, now: Self.now)
+        guard case .openDialogue(let request)? = opened.last else {
+            Issue.record("\(opened)")
+            return
+        }
+        #expect(request.provider == provider)
+    }
+
+    @Test func pingTimesOutAtItsDeadline() {
+        let view = FixedView(localKey: Self.ids[0].publicKey)
+        var flow = CommandFlow(.ping(Self.ids[1].publicKey, timeout: .seconds(3)))
+        #expect(flow.advance(.start, view: view, now: Self.now) == [.ping(Self.ids[1].publicKey)])
+        #expect(flow.advance(.pong(Self.ids[2].publicKey, .milliseconds(3)), view: view, now: Self.now).isEmpty)
+        #expect(flow.advance(.deadline, view: view, now: Self.now + .seconds(3)) == [.complete(.failed(.timedOut))])
+    }
+}
