@@ -17,6 +17,8 @@ public enum NodeEffect: Sendable, Equatable {
     /// Write this IP packet to the TUN device (a relayed tunnel packet, or an ICMP reply).
     case tunnelPacket([UInt8])
     case event(NodeEvent)
+    /// Perform this storage request and answer it through `storageCompleted` (NodeInstance+Storage.swift).
+    case storage(StorageRequest)
 }
 
 /// Things worth logging or tracing. They carry no obligations for the shell.
@@ -87,6 +89,8 @@ public struct NodeConfig: Sendable {
     public var dialogue = DialogueNodeConfig()
     /// The tunnel data plane (NodeInstance+Tunnel.swift).
     public var tunnel = TunnelNodeConfig()
+    /// Persistence of DHT records and routing table through storage requests (NodeInstance+Storage.swift).
+    public var storage = StorageNodeConfig()
 
     public init() {}
 }
@@ -140,6 +144,7 @@ public struct NodeInstance: Sendable {
     var relay: RelayState
     var dialogue: DialogueState
     var tunnel = TunnelState()
+    var storage = StorageState()
 
     public init(identity: Identity, config: NodeConfig, now: Instant = .zero, rng: inout some RandomNumberGenerator) {
         self.identity = identity
@@ -169,6 +174,7 @@ public struct NodeInstance: Sendable {
             NodeContact(publicKey: $0.publicKey, endpoint: $0.endpoint)
         }
         absorb(dht.bootstrap(seeds, now: now, rng: &rng), now: now, rng: &rng, into: &effects)
+        storageStart(now: now, into: &effects)
         marketStart(now: now, rng: &rng, into: &effects)
         relayStart(now: now, rng: &rng, into: &effects)
         return effects
@@ -308,6 +314,7 @@ public struct NodeInstance: Sendable {
         consider(relayDeadline)
         consider(dialogueDeadline)
         consider(tunnelDeadline)
+        consider(storageDeadline)
         return earliest
     }
 
@@ -407,6 +414,7 @@ public struct NodeInstance: Sendable {
                 relayObservedAddress(endpoint, reporter: reporter, now: now, rng: &rng, into: &effects)
             }
         }
+        storageAbsorbDHT(now: now, into: &effects)
     }
 
     /// The frames a node sends as 0-RTT early data, and so the only ones it accepts that way: DHT

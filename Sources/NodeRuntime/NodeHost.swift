@@ -554,6 +554,9 @@ public final class NodeHost: @unchecked Sendable {
                 packet.withUnsafeBytes { writer?.write($0) }
             case .event(let event):
                 log(event)
+            case .storage:
+                // The runtime's nodes run with storage off (`NodeConfig.storage`) until it has a store.
+                break
             }
         }
     }
