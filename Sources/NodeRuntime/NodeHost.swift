@@ -198,8 +198,19 @@ public final class NodeHost: @unchecked Sendable {
                 logger.error("a storage request failed", metadata: ["error": "\(reason)"])
             }
             guard channel != nil else { return }  // stopped: the node is gone
+            let wasReady = instance.storageIsReady
             apply(instance.storageCompleted(completion, now: clock.now, rng: &rng))
             flush()
+            if !wasReady, instance.storageIsReady {
+                let counters = instance.storageCounters
+                logger.info(
+                    "loaded the node store",
+                    metadata: [
+                        "records.restored": "\(counters.recordsRestored)",
+                        "records.rejected": "\(counters.recordsRejected)",
+                        "contacts": "\(counters.contactsLoaded)", "failures": "\(counters.failures)",
+                    ])
+            }
         }
     }
 
