@@ -220,6 +220,25 @@ public struct DHTNode: Sendable {
         config.isServer = isServer
     }
 
+    // MARK: - Persistence hooks
+
+    /// Turns the record store's change log on (a node that persists the records it holds).
+    public mutating func trackRecordChanges() { store.tracksChanges = true }
+
+    /// The record store's changes since the last call (see `RecordStore.tracksChanges`).
+    public mutating func drainRecordChanges() -> [RecordChange] { store.drainChanges() }
+
+    /// Puts a record read back from disk into the store. It goes through every check a STORE from
+    /// the network goes through (signature, expiry, key and value rules, seq, quotas, and the caps
+    /// of `source`): the disk is trusted no more than the network.
+    public mutating func restoreRecord(
+        _ record: SignedRecord, source: Endpoint?, now: Instant
+    )
+        -> RecordStore.StoreResult
+    {
+        store.store(record, now: now, source: source)
+    }
+
     /// Whether a join lookup (our own id) is running.
     public var isJoining: Bool { lookups.values.contains { $0.purpose == .bootstrap } }
 

@@ -40,6 +40,15 @@ public enum RecordRefusal: String, Error, CaseIterable, Sendable, Codable {
     case storeFull = "store_full"
 }
 
+/// A change to what a store holds, reported to a persistence layer (`RecordStore.tracksChanges`).
+public enum RecordChange: Sendable, Equatable {
+    /// Stored or replaced: the record now held for its (key, publisher), and the source it is charged
+    /// to (nil: none; a relayed STORE reports `RecordStore.relayedSource`).
+    case held(SignedRecord, source: Endpoint?)
+    /// Expired or evicted: nothing is held for (key, publisher) any more.
+    case dropped(key: Key256, publisher: PublicKey)
+}
+
 /// The caps of a `RecordStore`.
 public struct RecordStoreConfig: Sendable {
     public var maximumRecords = 50_000
@@ -84,6 +93,11 @@ public struct RecordStore: Sendable {
     public private(set) var evictions: UInt64 = 0
     /// Refusals counted per reason.
     public private(set) var refusals: [RecordRefusal: UInt64] = [:]
+    /// Whether stores, replacements, expiries and evictions are logged in `changes` (off: nothing is
+    /// kept). A persistence layer turns it on and drains the log after every call.
+    public var tracksChanges = false
+    /// Changes since the last `drainChanges`, oldest first (only while `tracksChanges`).
+    public private(set) var changes: [RecordChange] = []
 
     private var recordsByKey: [Key256: [PublicKey: SignedRecord]] = [:]
     private var usageByPublisher: [PublicKey: Usage] = [:]
@@ -170,7 +184,16 @@ public struct RecordStore: Sendable {
             discardSupersededTop()
             compactIfNeeded()
         }
+        if tracksChanges {
+            changes.append(.held(record, source: source.map { $0.isRelayPath ? Self.relayedSource : $0 }))
+        }
         return existing == nil ? .stored : .replaced
+    }
+
+    /// Returns the logged changes and empties the log.
+    public mutating func drainChanges() -> [RecordChange] {
+        defer { changes.removeAll() }
+        return changes
     }
 
     // MARK: Sources
@@ -314,6 +337,7 @@ public struct RecordStore: Sendable {
         usage.bytes -= record.encodedSize
         usageByPublisher[record.publisher] = usage.records > 0 ? usage : nil
         count -= 1
+        if tracksChanges { changes.append(.dropped(key: record.key, publisher: record.publisher)) }
     }
 
     /// Keeps the invariant that the heap's top is a stored record.

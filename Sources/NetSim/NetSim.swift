@@ -2,6 +2,11 @@
 // over virtual time and simulated links (latency, loss, partitions, NAT boxes), all driven by one
 // seeded RNG. Same seed, same trace: a failing run replays exactly.
 //
+// Disks (SimDisk.swift): a node whose config has `storage.isEnabled` gets a simulated disk that
+// answers its `.storage` requests after a seeded latency. The disk outlives the node: `restart`
+// of a running node lets queued writes land first (a clean shutdown); `kill` loses or tears the
+// writes in flight (a crash); a restarted node loads from what is on its disk.
+//
 // NAT boxes (`addNode(…, nat:)`): a node behind one has a LAN endpoint nobody can reach; what it
 // sends leaves from a mapping on its box's public address 198.19.0.N (`NATKind.endpointIndependent`:
 // one port for every destination; `.symmetric`: a fresh port per destination), and a datagram to a
@@ -65,6 +70,7 @@ public struct NetSim {
     private enum Event {
         case deliver(datagram: [UInt8], from: Endpoint, to: Int)
         case timer(node: Int, generation: UInt64)
+        case storage(node: Int, incarnation: UInt64)
     }
 
     private struct SimNode {
@@ -79,6 +85,10 @@ public struct NetSim {
         var tunnelWritten: [[UInt8]] = []
         /// Commands completed on this node (`submit`), by id.
         var completions: [CommandID: CommandResult] = [:]
+        /// The node's disk (nil: the node does not persist), and which life of the node its
+        /// queued requests belong to.
+        var disk: SimDisk?
+        var incarnation: UInt64 = 0
     }
 
     /// Packets kept per node's virtual TUN device.
@@ -87,6 +97,9 @@ public struct NetSim {
     public private(set) var now = Instant.zero
     public private(set) var trace: [TraceEntry] = []
     public private(set) var statistics = NetSimStatistics()
+    public private(set) var diskStatistics = DiskStatistics()
+    /// How the nodes' simulated disks behave.
+    public var disk = DiskModel()
     public var link: LinkModel
     /// Keep at most this many trace entries (the oldest are dropped first).
     public var traceLimit = 1_000_000
@@ -165,7 +178,8 @@ public struct NetSim {
         if config.relay.interfaceEndpoints.isEmpty { config.relay.interfaceEndpoints = [endpoint] }
         let instance = NodeInstance(identity: identity, config: config, now: now, rng: &rng)
         let box = nat.map { NATBox(kind: $0, address: Self.natAddress(forNode: index)) }
-        nodes.append(SimNode(instance: instance, endpoint: endpoint, nat: box))
+        nodes.append(
+            SimNode(instance: instance, endpoint: endpoint, nat: box, disk: config.storage.isEnabled ? SimDisk() : nil))
         if box != nil {
             natByAddress[Self.natAddress(forNode: index)] = index
         } else {
@@ -182,8 +196,17 @@ public struct NetSim {
 
     public func endpoint(of index: Int) -> Endpoint { nodes[index].endpoint }
 
-    /// Stops a node: it receives nothing and its timers no longer fire.
+    /// What node `index` has on its simulated disk (empty for a node without one).
+    public func diskImage(of index: Int) -> StorageImage { nodes[index].disk?.image ?? StorageImage() }
+
+    /// The storage requests node `index` issued that its disk has not completed, oldest first.
+    public func storageInFlight(of index: Int) -> [StorageRequest] { nodes[index].disk?.queue.map(\.request) ?? [] }
+
+    /// Stops a node as a crash does: it receives nothing, its timers no longer fire, and the writes
+    /// in flight on its disk are lost or torn (SimDisk.swift).
     public mutating func kill(_ index: Int) {
+        if nodes[index].isUp { nodes[index].disk?.crash(model: disk, statistics: &diskStatistics, rng: &rng) }
+        nodes[index].incarnation += 1
         nodes[index].isUp = false
         nodes[index].timerGeneration += 1
         nodes[index].armedDeadline = nil
@@ -241,11 +264,16 @@ public struct NetSim {
 
     // MARK: - Running
 
-    /// Restarts a killed node with a fresh instance (same identity and config, empty state), as
-    /// after a crash and a restart.
-    public mutating func restart(_ index: Int) {
+    /// Restarts a node with a fresh instance (same identity and config, empty state but what it
+    /// loads from its disk): a killed node as after a crash, a running one as after a clean stop
+    /// (its queued writes land first).
+    /// `config` replaces the node's config (e.g. an operator dropping the bootstrap list).
+    public mutating func restart(_ index: Int, config: NodeConfig? = nil) {
+        if nodes[index].isUp { nodes[index].disk?.flush(statistics: &diskStatistics) }
+        nodes[index].incarnation += 1
         let old = nodes[index].instance
-        nodes[index].instance = NodeInstance(identity: old.identity, config: old.config, now: now, rng: &rng)
+        nodes[index].instance = NodeInstance(
+            identity: old.identity, config: config ?? old.config, now: now, rng: &rng)
         nodes[index].isUp = true
         nodes[index].timerGeneration += 1
         nodes[index].armedDeadline = nil
@@ -277,6 +305,12 @@ public struct NetSim {
                 guard nodes[index].isUp, nodes[index].timerGeneration == generation else { continue }
                 nodes[index].armedDeadline = nil
                 let effects = nodes[index].instance.tick(now: now, rng: &rng)
+                apply(effects, from: index)
+            case .storage(let index, let incarnation):
+                guard nodes[index].isUp, nodes[index].incarnation == incarnation,
+                    let completion = nodes[index].disk?.completeNext(statistics: &diskStatistics)
+                else { continue }
+                let effects = nodes[index].instance.storageCompleted(completion, now: now, rng: &rng)
                 apply(effects, from: index)
             }
         }
@@ -339,6 +373,10 @@ public struct NetSim {
                 trace.append(TraceEntry(time: now, node: index, event: event))
                 if trace.count > traceLimit { trace.removeFirst(trace.count - traceLimit) }
                 observer?(index, event)
+            case .storage(let request):
+                guard nodes[index].disk != nil else { continue }  // a node without a disk: never answered
+                let at = nodes[index].disk!.submit(request, now: now.nanoseconds, model: disk, rng: &rng)
+                queue.push(.storage(node: index, incarnation: nodes[index].incarnation), at: at)
             }
         }
         armTimer(index)

@@ -22,6 +22,8 @@ public enum NodeEffect: Sendable, Equatable {
     /// A command (`NodeInstance.submit`) is over.
     case completed(CommandID, CommandResult)
     case event(NodeEvent)
+    /// Perform this storage request and answer it through `storageCompleted` (NodeInstance+Storage.swift).
+    case storage(StorageRequest)
 }
 
 /// Things worth logging or tracing. They carry no obligations for the shell.
@@ -92,6 +94,8 @@ public struct NodeConfig: Sendable {
     public var dialogue = DialogueNodeConfig()
     /// The tunnel data plane (TunnelPart.swift).
     public var tunnel = TunnelNodeConfig()
+    /// Persistence of DHT records and routing table through storage requests (NodeInstance+Storage.swift).
+    public var storage = StorageNodeConfig()
 
     public init() {}
 }
@@ -134,6 +138,8 @@ public struct NodeInstance: Sendable {
     var outstandingPings: [UInt64: (peer: PublicKey, sentAt: Instant)] = [:]
     var pingOrder: [UInt64] = []
     var nextPingRound: Instant?
+    /// Persistence of the DHT (NodeInstance+Storage.swift).
+    var storage = StorageState()
 
     public typealias DialKind = NodeKernel.DialKind
     typealias Dial = NodeKernel.Dial
@@ -187,6 +193,7 @@ public struct NodeInstance: Sendable {
             NodeContact(publicKey: $0.publicKey, endpoint: $0.endpoint)
         }
         absorb(dht.bootstrap(seeds, now: now, rng: &rng), now: now, rng: &rng, into: &effects)
+        storageStart(now: now, into: &effects)
         broadcast(.start, now: now, rng: &rng, into: &effects)
         relayStart(now: now, rng: &rng, into: &effects)
         return effects
@@ -318,6 +325,7 @@ public struct NodeInstance: Sendable {
         consider(partsDeadline)
         consider(commandsDeadline)
         consider(relayDeadline)
+        consider(storageDeadline)
         return earliest
     }
 
@@ -419,6 +427,7 @@ public struct NodeInstance: Sendable {
                 relayObservedAddress(endpoint, reporter: reporter, now: now, rng: &rng, into: &effects)
             }
         }
+        storageAbsorbDHT(now: now, into: &effects)
     }
 
     /// The frames a node sends as 0-RTT early data, and so the only ones it accepts that way: DHT

@@ -3,6 +3,8 @@
 //
 // Threading: every method that touches `instance` runs on the channel's event loop. The control API
 // reaches in through `withInstance`, which hops onto that loop; nothing else shares the state.
+// Storage requests go to the `NodeStore` (SQLite on its own queue); their completions hop back
+// onto the event loop and into the node (`storageCompleted`).
 
 import Dialogue
 import HostNetwork
@@ -70,19 +72,18 @@ public final class NodeHost: @unchecked Sendable {
     static let maximumSegments = 64
     static let maximumSegmentedBytes = 65_000
 
-    /// Where the routing table is saved (every 30 s and at stop); nil: not saved.
-    private let dataDirectory: DataDirectory?
-    private var saveTask: RepeatedTask?
+    /// Performs the node's `.storage` requests (nil: the node must run with storage off).
+    private let store: NodeStore?
 
     public init(
         instance: NodeInstance, eventLoop: any EventLoop, logger: Logger, clock: RuntimeClock = RuntimeClock(),
-        dataDirectory: DataDirectory? = nil
+        store: NodeStore? = nil
     ) {
         self.instance = instance
         self.eventLoop = eventLoop
         self.logger = logger
         self.clock = clock
-        self.dataDirectory = dataDirectory
+        self.store = store
     }
 
     deinit { scratch.deallocate() }
@@ -190,13 +191,26 @@ public final class NodeHost: @unchecked Sendable {
         return address
     }
 
-    /// Saves the DHT routing table to the data dir (event loop only).
-    private func saveRoutingTable() {
-        guard let dataDirectory else { return }
-        let contacts = instance.dht.table.contacts
-        guard !contacts.isEmpty else { return }
-        do { try RoutingTableFile.save(contacts, in: dataDirectory, now: clock.now) } catch {
-            logger.warning("could not save the routing table", metadata: ["error": "\(error)"])
+    /// A storage request finished on the store's queue: hand it to the node on the event loop.
+    private func storageCompleted(_ completion: StorageCompletion) {
+        eventLoop.execute { [self] in
+            if case .failed(let reason) = completion.outcome {
+                logger.error("a storage request failed", metadata: ["error": "\(reason)"])
+            }
+            guard channel != nil else { return }  // stopped: the node is gone
+            let wasReady = instance.storageIsReady
+            apply(instance.storageCompleted(completion, now: clock.now, rng: &rng))
+            flush()
+            if !wasReady, instance.storageIsReady {
+                let counters = instance.storageCounters
+                logger.info(
+                    "loaded the node store",
+                    metadata: [
+                        "records.restored": "\(counters.recordsRestored)",
+                        "records.rejected": "\(counters.recordsRejected)",
+                        "contacts": "\(counters.contactsLoaded)", "failures": "\(counters.failures)",
+                    ])
+            }
         }
     }
 
@@ -256,11 +270,6 @@ public final class NodeHost: @unchecked Sendable {
             let effects = instance.start(now: now, rng: &rng)
             apply(effects)
             flush()
-            if dataDirectory != nil {
-                saveTask = eventLoop.scheduleRepeatedTask(initialDelay: .seconds(5), delay: .seconds(30)) {
-                    [self] _ in saveRoutingTable()
-                }
-            }
         }.get()
     }
 
@@ -280,15 +289,14 @@ public final class NodeHost: @unchecked Sendable {
         let channel: (any Channel)? = try? await eventLoop.submit { [self] in
             timer?.cancel()
             timer = nil
-            saveTask?.cancel()
-            saveTask = nil
-            saveRoutingTable()
             for promise in pendingCommands.values { promise.fail(ChannelError.ioOnClosedChannel) }
             pendingCommands.removeAll()
             defer { self.channel = nil }
             return self.channel
         }.get()
         try? await channel?.close()
+        // Every write the node issued lands before the process exits.
+        await store?.close()
     }
 
     /// Runs `body` on the event loop with the node state (for status queries and commands).
@@ -473,6 +481,12 @@ public final class NodeHost: @unchecked Sendable {
                 pendingCommands.removeValue(forKey: id)?.succeed(result)
             case .event(let event):
                 log(event)
+            case .storage(let request):
+                guard let store else {
+                    logger.error("the node issued a storage request but runs without a store")
+                    continue
+                }
+                store.submit(request) { [self] completion in storageCompleted(completion) }
             }
         }
     }

@@ -81,11 +81,19 @@ struct Up: AsyncParsableCommand {
         var config = NodeConfig()
         config.sessions.networkID = networkId
         config.bootstrap = try loadBootstrap(logger: logger, own: identity.publicKey)
-        // The routing table saved by the last run: DHT seeds, so a restart needs no bootstrap list.
-        config.dhtSeeds = RoutingTableFile.load(from: directory).filter { $0.publicKey != identity.publicKey }
-        if !config.dhtSeeds.isEmpty {
-            logger.info("loaded the saved routing table", metadata: ["contacts": "\(config.dhtSeeds.count)"])
-        }
+        // The node's disk: the DHT records it holds and its routing table, loaded by the node at start
+        // (so a restart needs no bootstrap list) and written as they change.
+        let store: NodeStore
+        do {
+            let (opened, imported) = try NodeStore.open(in: directory)
+            store = opened
+            if imported > 0 {
+                logger.notice(
+                    "imported the routing table file of an older umbra into the node store",
+                    metadata: ["contacts": "\(imported)", "file": "\(opened.path)"])
+            }
+        } catch { throw CLIError("umbra up: \(error)") }
+        config.storage.isEnabled = true
         // A specific listen address is published in our peer record; 0.0.0.0 / :: is not an address.
         if listenEndpoint.address != .v4(0), listenEndpoint.address != .v6(high: 0, low: 0) {
             config.advertisedEndpoints = [listenEndpoint]
@@ -105,7 +113,7 @@ struct Up: AsyncParsableCommand {
         let clock = RuntimeClock()
         let host = NodeHost(
             instance: NodeInstance(identity: identity, config: config, now: clock.now, rng: &rng),
-            eventLoop: group.next(), logger: logger, clock: clock, dataDirectory: directory)
+            eventLoop: group.next(), logger: logger, clock: clock, store: store)
         // The tunnel's host changes: first undo what a crashed run left, then (provider) set up.
         let tunnel = TunnelController(
             host: host, directory: directory, journalKey: HostJournalKey(identity: identity), logger: logger)

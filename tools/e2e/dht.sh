@@ -3,7 +3,7 @@
 # NODES (default 50) nodes start with default flags from a bootstrap list naming only the first
 # three; every node finds every other node's address by lookup; a record put on one node is read on
 # every node; a node
-# restarted with its data dir and no bootstrap list rejoins from its saved routing table.
+# restarted with its data dir and no bootstrap list rejoins from the routing table in its node.sqlite.
 # Prints "N passed, M failed"; exit 1 on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -80,7 +80,8 @@ check "a bad lookup target is refused with what to give" grep -q "umbra1" <<< "$
 # Restart node 13 from its data dir with an empty bootstrap list.
 "$UMBRA" down --data-dir "$CLUSTER_DIR/node13" > /dev/null
 wait "${CLUSTER_PIDS[13]}" 2>/dev/null
-check "the stopped node saved its routing table" test -s "$CLUSTER_DIR/node13/routing-table.txt"
+saved=$(sqlite3 "$CLUSTER_DIR/node13/node.sqlite" "SELECT count(*) FROM entry WHERE namespace = 'dht.contacts'" 2>/dev/null)
+check "the stopped node saved its routing table (${saved:-0} contacts in node.sqlite)" test "${saved:-0}" -ge 8
 : > "$CLUSTER_DIR/empty-bootstrap.txt"
 "$UMBRA" up --data-dir "$CLUSTER_DIR/node13" --listen "127.0.0.1:$((CLUSTER_BASE_PORT + 13))" \
     --bootstrap "$CLUSTER_DIR/empty-bootstrap.txt" >> "$CLUSTER_DIR/node13.log" 2>&1 &
