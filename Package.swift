@@ -5,6 +5,8 @@
 import PackageDescription
 
 let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+/// The one priority queue (docs/architecture.md, "Shared pieces"): swift-collections' `Heap`, pure and I/O-free.
+let heap: Target.Dependency = .product(name: "HeapModule", package: "swift-collections")
 
 let package = Package(
     name: "Umbra",
@@ -28,6 +30,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
     ],
     targets: [
         // MARK: - Crypto (libsodium)
@@ -40,10 +43,10 @@ let package = Package(
 
         // MARK: - Pure protocol cores (no I/O, no clock, no unseeded randomness)
         .target(name: "UmbraCore", dependencies: ["UmbraCrypto"], swiftSettings: strict),
-        .target(name: "Sessions", dependencies: ["UmbraCore", "UmbraCrypto"], swiftSettings: strict),
-        .target(name: "Kademlia", dependencies: ["UmbraCore", "UmbraCrypto"], swiftSettings: strict),
+        .target(name: "Sessions", dependencies: ["UmbraCore", "UmbraCrypto", heap], swiftSettings: strict),
+        .target(name: "Kademlia", dependencies: ["UmbraCore", "UmbraCrypto", heap], swiftSettings: strict),
         .target(name: "Gossip", dependencies: ["UmbraCore", "UmbraCrypto"], swiftSettings: strict),
-        .target(name: "Proposals", dependencies: ["UmbraCore", "UmbraCrypto"], swiftSettings: strict),
+        .target(name: "Proposals", dependencies: ["UmbraCore", "UmbraCrypto", heap], swiftSettings: strict),
         .target(name: "Relay", dependencies: ["UmbraCore"], swiftSettings: strict),
         .target(name: "Dialogue", dependencies: ["UmbraCore"], swiftSettings: strict),
         .target(name: "Tunnel", dependencies: ["UmbraCore"], swiftSettings: strict),
@@ -67,7 +70,7 @@ let package = Package(
         ),
         .target(
             name: "NetSim",
-            dependencies: ["Node", "Kademlia", "Gossip", "Proposals", "UmbraCore", "Sessions", "Relay"],
+            dependencies: ["Node", "Kademlia", "Gossip", "Proposals", "UmbraCore", "Sessions", "Relay", heap],
             swiftSettings: strict),
         .target(
             name: "NodeAPI",
