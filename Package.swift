@@ -104,27 +104,34 @@ let package = Package(
         ),
 
         // MARK: - Tests
+        // The fixtures the test targets share (seeded identities, fixed keys, endpoints, the start instant).
+        .target(name: "UmbraTestKit", dependencies: ["UmbraCore"], path: "Tests/UmbraTestKit", swiftSettings: strict),
         .testTarget(
             name: "UmbraCryptoTests", dependencies: ["UmbraCrypto"], resources: [.copy("Fixtures")],
             swiftSettings: strict),
         .testTarget(name: "UmbraCoreTests", dependencies: ["UmbraCore"], swiftSettings: strict),
         .testTarget(
-            name: "KademliaTests", dependencies: ["Kademlia", "UmbraCore", "UmbraCrypto"], swiftSettings: strict),
+            name: "KademliaTests", dependencies: ["Kademlia", "UmbraCore", "UmbraCrypto", "UmbraTestKit"],
+            swiftSettings: strict),
         .testTarget(
-            name: "GossipTests", dependencies: ["Gossip", "UmbraCore", "UmbraCrypto"], swiftSettings: strict),
+            name: "GossipTests", dependencies: ["Gossip", "UmbraCore", "UmbraCrypto", "UmbraTestKit"],
+            swiftSettings: strict),
         .testTarget(
-            name: "ProposalsTests", dependencies: ["Proposals", "UmbraCore", "UmbraCrypto"], swiftSettings: strict),
-        .testTarget(name: "RelayTests", dependencies: ["Relay", "UmbraCore"], swiftSettings: strict),
-        .testTarget(name: "DialogueTests", dependencies: ["Dialogue", "UmbraCore"], swiftSettings: strict),
+            name: "ProposalsTests", dependencies: ["Proposals", "UmbraCore", "UmbraCrypto", "UmbraTestKit"],
+            swiftSettings: strict),
+        .testTarget(name: "RelayTests", dependencies: ["Relay", "UmbraCore", "UmbraTestKit"], swiftSettings: strict),
+        .testTarget(
+            name: "DialogueTests", dependencies: ["Dialogue", "UmbraCore", "UmbraTestKit"], swiftSettings: strict),
         .testTarget(name: "TunnelTests", dependencies: ["Tunnel", "UmbraCore"], swiftSettings: strict),
         .testTarget(
-            name: "SessionsTests", dependencies: ["Sessions", "UmbraCore", "UmbraCrypto"], swiftSettings: strict),
+            name: "SessionsTests", dependencies: ["Sessions", "UmbraCore", "UmbraCrypto", "UmbraTestKit"],
+            swiftSettings: strict),
         .testTarget(name: "HostNetworkTests", dependencies: ["NodeRuntime", "UmbraCore"], swiftSettings: strict),
         .testTarget(
             name: "NodeTests",
             dependencies: [
                 "Node", "NetSim", "NodeRuntime", "NodeAPI", "Kademlia", "UmbraCore", "Sessions", "Relay", "Dialogue",
-                "Tunnel",
+                "Tunnel", "UmbraTestKit",
             ],
             swiftSettings: strict
         ),
