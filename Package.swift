@@ -5,6 +5,8 @@
 import PackageDescription
 
 let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+/// The one priority queue (docs/architecture.md, "Shared pieces"): swift-collections' `Heap`, pure and I/O-free.
+let heap: Target.Dependency = .product(name: "HeapModule", package: "swift-collections")
 
 let package = Package(
     name: "Umbra",
@@ -29,6 +31,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
     ],
     targets: [
         // MARK: - Crypto (libsodium)
@@ -41,10 +44,10 @@ let package = Package(
 
         // MARK: - Pure protocol cores (no I/O, no clock, no unseeded randomness)
         .target(name: "UmbraCore", dependencies: ["UmbraCrypto"], swiftSettings: strict),
-        .target(name: "Sessions", dependencies: ["UmbraCore", "UmbraCrypto"], swiftSettings: strict),
-        .target(name: "Kademlia", dependencies: ["UmbraCore", "UmbraCrypto"], swiftSettings: strict),
+        .target(name: "Sessions", dependencies: ["UmbraCore", "UmbraCrypto", heap], swiftSettings: strict),
+        .target(name: "Kademlia", dependencies: ["UmbraCore", "UmbraCrypto", heap], swiftSettings: strict),
         .target(name: "Gossip", dependencies: ["UmbraCore", "UmbraCrypto"], swiftSettings: strict),
-        .target(name: "Proposals", dependencies: ["UmbraCore", "UmbraCrypto"], swiftSettings: strict),
+        .target(name: "Proposals", dependencies: ["UmbraCore", "UmbraCrypto", heap], swiftSettings: strict),
         .target(name: "Relay", dependencies: ["UmbraCore"], swiftSettings: strict),
         .target(name: "Dialogue", dependencies: ["UmbraCore"], swiftSettings: strict),
         .target(name: "Tunnel", dependencies: ["UmbraCore"], swiftSettings: strict),
@@ -72,7 +75,7 @@ let package = Package(
         ),
         .target(
             name: "NetSim",
-            dependencies: ["Node", "Kademlia", "Gossip", "Proposals", "UmbraCore", "Sessions", "Relay"],
+            dependencies: ["Node", "Kademlia", "Gossip", "Proposals", "UmbraCore", "Sessions", "Relay", heap],
             swiftSettings: strict),
         .target(
             name: "NodeAPI",
@@ -106,28 +109,35 @@ let package = Package(
         ),
 
         // MARK: - Tests
+        // The fixtures the test targets share (seeded identities, fixed keys, endpoints, the start instant).
+        .target(name: "UmbraTestKit", dependencies: ["UmbraCore"], path: "Tests/UmbraTestKit", swiftSettings: strict),
         .testTarget(
             name: "UmbraCryptoTests", dependencies: ["UmbraCrypto"], resources: [.copy("Fixtures")],
             swiftSettings: strict),
         .testTarget(name: "UmbraCoreTests", dependencies: ["UmbraCore"], swiftSettings: strict),
         .testTarget(
-            name: "KademliaTests", dependencies: ["Kademlia", "UmbraCore", "UmbraCrypto"], swiftSettings: strict),
+            name: "KademliaTests", dependencies: ["Kademlia", "UmbraCore", "UmbraCrypto", "UmbraTestKit"],
+            swiftSettings: strict),
         .testTarget(
-            name: "GossipTests", dependencies: ["Gossip", "UmbraCore", "UmbraCrypto"], swiftSettings: strict),
+            name: "GossipTests", dependencies: ["Gossip", "UmbraCore", "UmbraCrypto", "UmbraTestKit"],
+            swiftSettings: strict),
         .testTarget(
-            name: "ProposalsTests", dependencies: ["Proposals", "UmbraCore", "UmbraCrypto"], swiftSettings: strict),
-        .testTarget(name: "RelayTests", dependencies: ["Relay", "UmbraCore"], swiftSettings: strict),
-        .testTarget(name: "DialogueTests", dependencies: ["Dialogue", "UmbraCore"], swiftSettings: strict),
+            name: "ProposalsTests", dependencies: ["Proposals", "UmbraCore", "UmbraCrypto", "UmbraTestKit"],
+            swiftSettings: strict),
+        .testTarget(name: "RelayTests", dependencies: ["Relay", "UmbraCore", "UmbraTestKit"], swiftSettings: strict),
+        .testTarget(
+            name: "DialogueTests", dependencies: ["Dialogue", "UmbraCore", "UmbraTestKit"], swiftSettings: strict),
         .testTarget(name: "TunnelTests", dependencies: ["Tunnel", "UmbraCore"], swiftSettings: strict),
         .testTarget(
-            name: "SessionsTests", dependencies: ["Sessions", "UmbraCore", "UmbraCrypto"], swiftSettings: strict),
+            name: "SessionsTests", dependencies: ["Sessions", "UmbraCore", "UmbraCrypto", "UmbraTestKit"],
+            swiftSettings: strict),
         .testTarget(
             name: "HostNetworkTests", dependencies: ["HostNetwork", "NodeRuntime", "UmbraCore"], swiftSettings: strict),
         .testTarget(
             name: "NodeTests",
             dependencies: [
                 "Node", "NetSim", "NodeRuntime", "NodeAPI", "Kademlia", "UmbraCore", "Sessions", "Relay", "Dialogue",
-                "Tunnel",
+                "Tunnel", "UmbraTestKit",
             ],
             swiftSettings: strict
         ),

@@ -15,6 +15,7 @@
 // is always a stored record (so `nextExpiry` is exact and `expire` pops only what it removes, plus
 // superseded entries; the heap is rebuilt when superseded entries outnumber stored records).
 
+import HeapModule
 import UmbraCore
 
 /// Why a store refused a record. The raw values are the metric/report labels.
@@ -360,10 +361,11 @@ public struct RecordStore: Sendable {
 
 // MARK: - Expiry heap
 
-/// A binary min-heap of record expiries. Entries are not removed when a record is replaced; they are
+/// A min-heap of record expiries over swift-collections' `Heap` (the project's one priority queue),
+/// named for the store's lazy deletion. Entries are not removed when a record is replaced; they are
 /// recognised as superseded by their seq and expiry.
 struct ExpiryHeap: Sendable {
-    struct Entry: Sendable {
+    struct Entry: Sendable, Comparable {
         var expiresAt: Instant
         var key: Key256
         var publisher: PublicKey
@@ -377,49 +379,29 @@ struct ExpiryHeap: Sendable {
         }
 
         func matches(_ record: SignedRecord) -> Bool { record.seq == seq && record.expiresAt == expiresAt }
+
+        /// Expiry first; key, publisher and seq break ties, so the order is total and deterministic.
+        static func < (lhs: Entry, rhs: Entry) -> Bool {
+            if lhs.expiresAt != rhs.expiresAt { return lhs.expiresAt < rhs.expiresAt }
+            if lhs.key != rhs.key { return lhs.key < rhs.key }
+            if lhs.publisher != rhs.publisher {
+                return lhs.publisher.bytes.lexicographicallyPrecedes(rhs.publisher.bytes)
+            }
+            return lhs.seq < rhs.seq
+        }
     }
 
-    private var entries: [Entry] = []
+    private var entries = Heap<Entry>()
 
     init() {}
 
-    init(_ entries: [Entry]) {
-        self.entries = entries
-        for index in stride(from: entries.count / 2 - 1, through: 0, by: -1) { siftDown(index) }
-    }
+    /// Builds the heap in one O(n) pass.
+    init(_ entries: [Entry]) { self.entries = Heap(entries) }
 
     var count: Int { entries.count }
-    var top: Entry? { entries.first }
+    var top: Entry? { entries.min }
 
-    mutating func push(_ entry: Entry) {
-        entries.append(entry)
-        var child = entries.count - 1
-        while child > 0 {
-            let parent = (child - 1) / 2
-            guard entries[child].expiresAt < entries[parent].expiresAt else { break }
-            entries.swapAt(child, parent)
-            child = parent
-        }
-    }
+    mutating func push(_ entry: Entry) { entries.insert(entry) }
 
-    mutating func popTop() {
-        guard !entries.isEmpty else { return }
-        entries.swapAt(0, entries.count - 1)
-        entries.removeLast()
-        siftDown(0)
-    }
-
-    private mutating func siftDown(_ start: Int) {
-        var parent = start
-        while true {
-            let left = 2 * parent + 1
-            let right = left + 1
-            var smallest = parent
-            if left < entries.count, entries[left].expiresAt < entries[smallest].expiresAt { smallest = left }
-            if right < entries.count, entries[right].expiresAt < entries[smallest].expiresAt { smallest = right }
-            if smallest == parent { return }
-            entries.swapAt(parent, smallest)
-            parent = smallest
-        }
-    }
+    mutating func popTop() { _ = entries.popMin() }
 }

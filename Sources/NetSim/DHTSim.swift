@@ -9,6 +9,9 @@
 // refresh runs before the lookups: dead contacts stay in tables and must be routed around); then
 // `lookups` node lookups, each from a random live node for a random live target, one after another
 // in overlapping waves. A lookup succeeds when the target's contact is found.
+//
+// Links: NetSim's (`SimLinks`, Links.swift): a stable one-way base latency per directed pair, jitter,
+// loss, FIFO per directed pair unless `link.reordering` is set.
 
 import Kademlia
 import UmbraCore
@@ -71,7 +74,7 @@ public struct DHTSim {
     private var byKey: [PublicKey: Int] = [:]
     private var queue = EventQueue<Event>()
     private var now = Instant.zero
-    private var baseLatency: [UInt64: UInt64] = [:]
+    private var links: SimLinks
     private var reports: [UInt64: LookupReport] = [:]
     private var measured: Set<UInt64> = []
     private var sent: UInt64 = 0
@@ -80,6 +83,7 @@ public struct DHTSim {
     public init(config: DHTSimConfig) {
         self.config = config
         self.rng = SeededRandom(seed: config.seed)
+        self.links = SimLinks(model: config.link)
         var keys = SeededRandom(seed: config.seed ^ 0x00D7_5EED)
         for index in 0..<config.nodes {
             let identity = Identity.generate(using: &keys)
@@ -186,11 +190,11 @@ public struct DHTSim {
             case .send(let message, let contact):
                 sent += 1
                 guard let target = byKey[contact.publicKey] else { continue }
-                if config.link.lossRate > 0, Double.random(in: 0..<1, using: &rng) < config.link.lossRate {
+                guard let at = links.transmit(from: index, to: target, now: now.nanoseconds, rng: &rng) else {
                     lost += 1
                     continue
                 }
-                queue.push(.deliver(message, from: index, to: target), at: now.nanoseconds + latency(index, target))
+                queue.push(.deliver(message, from: index, to: target), at: at)
             case .lookupFinished(let report):
                 if measured.contains(report.id) { reports[report.id] = report }
             case .putFinished, .contactFailed, .observedAddress:
@@ -198,23 +202,6 @@ public struct DHTSim {
             }
         }
         arm(index)
-    }
-
-    /// One-way delay: a stable base per unordered pair (uniform in the link range) plus jitter.
-    private mutating func latency(_ a: Int, _ b: Int) -> UInt64 {
-        let key = UInt64(min(a, b)) << 32 | UInt64(max(a, b))
-        let base: UInt64
-        if let known = baseLatency[key] {
-            base = known
-        } else {
-            let low = UInt64(max(0, config.link.minimumLatency.nanosecondsClamped))
-            let high = max(low, UInt64(max(0, config.link.maximumLatency.nanosecondsClamped)))
-            base = UInt64.random(in: low...high, using: &rng)
-            baseLatency[key] = base
-        }
-        let jitter =
-            config.link.jitter > 0 ? UInt64(Double(base) * Double.random(in: 0..<config.link.jitter, using: &rng)) : 0
-        return base + jitter
     }
 
     private mutating func arm(_ index: Int) {

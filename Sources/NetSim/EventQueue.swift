@@ -1,50 +1,36 @@
+import HeapModule
+
 /// A min-heap of timed events with a sequence number as tie-breaker, so events at the same
 /// virtual instant run in the order they were scheduled (the simulator must be deterministic).
+/// The heap is swift-collections' `Heap`, the project's one priority queue.
 struct EventQueue<Payload> {
-    private struct Entry {
+    private struct Entry: Comparable {
         var time: UInt64
         var sequence: UInt64
         var payload: Payload
 
-        func precedes(_ other: Entry) -> Bool {
-            time != other.time ? time < other.time : sequence < other.sequence
+        /// Time first, then scheduling order; sequence numbers are unique, so the order is total.
+        static func < (lhs: Entry, rhs: Entry) -> Bool {
+            lhs.time != rhs.time ? lhs.time < rhs.time : lhs.sequence < rhs.sequence
         }
+
+        static func == (lhs: Entry, rhs: Entry) -> Bool { lhs.time == rhs.time && lhs.sequence == rhs.sequence }
     }
 
-    private var heap: [Entry] = []
+    private var heap = Heap<Entry>()
     private var nextSequence: UInt64 = 0
 
     var count: Int { heap.count }
     var isEmpty: Bool { heap.isEmpty }
-    var nextTime: UInt64? { heap.first?.time }
+    var nextTime: UInt64? { heap.min?.time }
 
     mutating func push(_ payload: Payload, at time: UInt64) {
-        heap.append(Entry(time: time, sequence: nextSequence, payload: payload))
+        heap.insert(Entry(time: time, sequence: nextSequence, payload: payload))
         nextSequence += 1
-        var child = heap.count - 1
-        while child > 0 {
-            let parent = (child - 1) / 2
-            guard heap[child].precedes(heap[parent]) else { break }
-            heap.swapAt(child, parent)
-            child = parent
-        }
     }
 
     mutating func pop() -> (time: UInt64, payload: Payload)? {
-        guard !heap.isEmpty else { return nil }
-        heap.swapAt(0, heap.count - 1)
-        let top = heap.removeLast()
-        var parent = 0
-        while true {
-            let left = 2 * parent + 1
-            let right = left + 1
-            var smallest = parent
-            if left < heap.count, heap[left].precedes(heap[smallest]) { smallest = left }
-            if right < heap.count, heap[right].precedes(heap[smallest]) { smallest = right }
-            if smallest == parent { break }
-            heap.swapAt(parent, smallest)
-            parent = smallest
-        }
+        guard let top = heap.popMin() else { return nil }
         return (top.time, top.payload)
     }
 }

@@ -36,8 +36,9 @@
 //   seq wins; older or equal is stale, ignored). A node asked for a sync page builds a real
 //   `ProposalStore` from the offers it actually accepted, at that moment. Joining nodes keep a real
 //   store and verify everything themselves.
-// - Links: a stable one-way base latency per unordered pair (uniform in the link range), plus
-//   jitter, FIFO per direction; `lossRate` per datagram in both directions, sync pages included.
+// - Links: NetSim's (`SimLinks`, Links.swift): a stable one-way base latency per directed pair
+//   (uniform in the link range), plus jitter, FIFO per directed pair; `lossRate` per datagram in
+//   both directions, sync pages included. A dial's handshake takes the pair's base round trip.
 
 import Gossip
 import Proposals
@@ -255,8 +256,7 @@ public struct GossipSim {
     private var generation: [UInt64] = []
 
     // Links.
-    private var baseLatency: [UInt64: UInt64] = [:]
-    private var lastDelivery: [UInt64: UInt64] = [:]
+    private var links: SimLinks
     private var sent: UInt64 = 0
     private var lost: UInt64 = 0
 
@@ -290,6 +290,7 @@ public struct GossipSim {
         precondition(config.nodes >= 2 && config.providers >= 1 && config.providers <= config.nodes)
         self.config = config
         self.rng = SeededRandom(seed: config.seed)
+        self.links = SimLinks(model: config.link)
         var keyRNG = SeededRandom(seed: config.seed ^ 0x0060_5519)
         let total = config.nodes + config.joiners
         for index in 0..<total {
@@ -410,7 +411,7 @@ public struct GossipSim {
         }
         for target in targets.sorted() {
             // A node not started yet is reached once it is up; the handshake takes one round trip.
-            let at = max(now, startTime[target]).nanoseconds + 2 * pairLatency(node, target)
+            let at = max(now, startTime[target]).nanoseconds + links.roundTrip(node, target, rng: &rng)
             queue.push(.connect(dialer: node, listener: target), at: at)
         }
     }
@@ -581,7 +582,8 @@ public struct GossipSim {
             targets.insert(Int.random(in: 0..<config.nodes, using: &rng))
         }
         for target in targets.sorted() {
-            queue.push(.connect(dialer: node, listener: target), at: now.nanoseconds + 2 * pairLatency(node, target))
+            let at = now.nanoseconds + links.roundTrip(node, target, rng: &rng)
+            queue.push(.connect(dialer: node, listener: target), at: at)
         }
     }
 
@@ -663,31 +665,14 @@ public struct GossipSim {
 
     // MARK: - Links
 
-    /// Sends one datagram: lost with `lossRate`, else delivered after the pair's latency, in order.
+    /// Sends one datagram over the links: lost with `lossRate`, else delivered in order.
     private mutating func transmit(_ event: Event, from: Int, to: Int) {
         sent += 1
-        if config.link.lossRate > 0, Double.random(in: 0..<1, using: &rng) < config.link.lossRate {
+        guard let at = links.transmit(from: from, to: to, now: now.nanoseconds, rng: &rng) else {
             lost += 1
             return
         }
-        let base = pairLatency(from, to)
-        let jitter =
-            config.link.jitter > 0 ? UInt64(Double(base) * Double.random(in: 0..<config.link.jitter, using: &rng)) : 0
-        let direction = UInt64(from) << 32 | UInt64(to)
-        let at = max(now.nanoseconds + base + jitter, (lastDelivery[direction] ?? 0) + 1)
-        lastDelivery[direction] = at
         queue.push(event, at: at)
-    }
-
-    /// The stable one-way base latency of an unordered pair, drawn on first use.
-    private mutating func pairLatency(_ a: Int, _ b: Int) -> UInt64 {
-        let key = UInt64(min(a, b)) << 32 | UInt64(max(a, b))
-        if let known = baseLatency[key] { return known }
-        let low = UInt64(max(0, config.link.minimumLatency.nanosecondsClamped))
-        let high = max(low, UInt64(max(0, config.link.maximumLatency.nanosecondsClamped)))
-        let base = UInt64.random(in: low...high, using: &rng)
-        baseLatency[key] = base
-        return base
     }
 
     private mutating func countOut(_ size: Int, at node: Int) {

@@ -7,6 +7,12 @@
 // of a running node lets queued writes land first (a clean shutdown); `kill` loses or tears the
 // writes in flight (a crash); a restarted node loads from what is on its disk.
 //
+// Links (Links.swift, shared with DHTSim and GossipSim): a datagram is lost with `lossRate`; else it
+// takes its directed pair's stable one-way base latency (drawn uniformly from [minimumLatency,
+// maximumLatency] on first use, each direction on its own) plus jitter in [0, jitter × base); a
+// directed pair delivers in order (FIFO, like UDP over one path) unless `reordering` is set.
+// Partitions and NAT filtering are checked here first, and cost no random draw.
+//
 // NAT boxes (`addNode(…, nat:)`): a node behind one has a LAN endpoint nobody can reach; what it
 // sends leaves from a mapping on its box's public address 198.19.0.N (`NATKind.endpointIndependent`:
 // one port for every destination; `.symmetric`: a fresh port per destination), and a datagram to a
@@ -15,27 +21,6 @@
 
 import Node
 import UmbraCore
-
-/// How simulated links behave. Each directed pair of nodes gets a one-way base latency drawn
-/// uniformly from [minimum, maximum] the first time it is used (a path has a stable delay, as on
-/// the real internet), plus up to `jitter` × base per datagram; a pair delivers in order (FIFO).
-public struct LinkModel: Sendable {
-    public var minimumLatency: Duration = .milliseconds(20)
-    public var maximumLatency: Duration = .milliseconds(200)
-    /// Probability in [0, 1] that a datagram is lost.
-    public var lossRate: Double = 0.01
-    /// Per-datagram extra delay, as a fraction of the pair's base latency.
-    public var jitter: Double = 0.05
-
-    public init(
-        minimumLatency: Duration = .milliseconds(20), maximumLatency: Duration = .milliseconds(200),
-        lossRate: Double = 0.01
-    ) {
-        self.minimumLatency = minimumLatency
-        self.maximumLatency = maximumLatency
-        self.lossRate = lossRate
-    }
-}
 
 /// One line of the simulation trace.
 public struct TraceEntry: Sendable, Equatable, CustomStringConvertible {
@@ -100,7 +85,11 @@ public struct NetSim {
     public private(set) var diskStatistics = DiskStatistics()
     /// How the nodes' simulated disks behave.
     public var disk = DiskModel()
-    public var link: LinkModel
+    /// The links' parameters (Links.swift); a change applies to datagrams sent from then on.
+    public var link: LinkModel {
+        get { links.model }
+        set { links.model = newValue }
+    }
     /// Keep at most this many trace entries (the oldest are dropped first).
     public var traceLimit = 1_000_000
 
@@ -109,8 +98,7 @@ public struct NetSim {
     private var byEndpoint: [Endpoint: Int] = [:]
     private var queue = EventQueue<Event>()
     private var partitions: Set<Pair> = []
-    private var baseLatency: [DirectedPair: UInt64] = [:]
-    private var lastDelivery: [DirectedPair: UInt64] = [:]
+    private var links: SimLinks
 
     /// A NAT box: mappings (external port -> the remote endpoints let in) and the ports in use.
     private struct NATBox {
@@ -138,10 +126,6 @@ public struct NetSim {
 
     private var natByAddress: [IPAddress: Int] = [:]
 
-    private struct DirectedPair: Hashable {
-        let from: Int
-        let to: Int
-    }
     /// Called for every node event, after it is traced (tests hook pongs and the like here).
     public var observer: ((Int, NodeEvent) -> Void)?
 
@@ -153,7 +137,7 @@ public struct NetSim {
 
     public init(seed: UInt64, link: LinkModel = LinkModel()) {
         self.rng = SeededRandom(seed: seed)
-        self.link = link
+        self.links = SimLinks(model: link)
     }
 
     // MARK: - Building the network
@@ -346,24 +330,10 @@ public struct NetSim {
                     statistics.datagramsPartitioned += 1
                     continue
                 }
-                if link.lossRate > 0, Double.random(in: 0..<1, using: &rng) < link.lossRate {
+                guard let at = links.transmit(from: index, to: target, now: now.nanoseconds, rng: &rng) else {
                     statistics.datagramsLost += 1
                     continue
                 }
-                let pair = DirectedPair(from: index, to: target)
-                let base: UInt64
-                if let known = baseLatency[pair] {
-                    base = known
-                } else {
-                    let low = UInt64(max(0, link.minimumLatency.nanosecondsClamped))
-                    let high = max(low, UInt64(max(0, link.maximumLatency.nanosecondsClamped)))
-                    base = UInt64.random(in: low...high, using: &rng)
-                    baseLatency[pair] = base
-                }
-                let jitter =
-                    link.jitter > 0 ? UInt64(Double(base) * Double.random(in: 0..<link.jitter, using: &rng)) : 0
-                let at = max(now.nanoseconds + base + jitter, (lastDelivery[pair] ?? 0) + 1)
-                lastDelivery[pair] = at
                 queue.push(.deliver(datagram: bytes, from: source, to: target), at: at)
             case .tunnelPacket(let packet):
                 recordTunnelPacket(packet, at: index)

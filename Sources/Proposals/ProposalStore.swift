@@ -9,6 +9,7 @@
 // expiries with lazy deletion whose top is always a stored entry (expiry and eviction), rebuilt when
 // superseded heap entries outnumber the stored ones.
 
+import HeapModule
 import UmbraCore
 
 /// The caps of a `ProposalStore`.
@@ -346,56 +347,35 @@ public struct ProposalStore: Sendable {
 
 // MARK: - Expiry heap
 
-/// A binary min-heap of entry expiries. Entries are not removed when a proposal is replaced; they are
+/// A min-heap of entry expiries over swift-collections' `Heap` (the project's one priority queue),
+/// named for the store's lazy deletion. Entries are not removed when a proposal is replaced; they are
 /// recognised as superseded by their generation.
 struct ProposalExpiryHeap: Sendable {
-    struct Element: Sendable {
+    struct Element: Sendable, Comparable {
         var expiresAt: Instant
         var key: Key256
         var generation: UInt64
+
+        /// Expiry first; the sync key and generation break ties, so the order (and with it which
+        /// entry a full store evicts) is total and deterministic.
+        static func < (lhs: Element, rhs: Element) -> Bool {
+            if lhs.expiresAt != rhs.expiresAt { return lhs.expiresAt < rhs.expiresAt }
+            if lhs.key != rhs.key { return lhs.key < rhs.key }
+            return lhs.generation < rhs.generation
+        }
     }
 
-    private var elements: [Element] = []
+    private var elements = Heap<Element>()
 
     init() {}
 
-    init(_ elements: [Element]) {
-        self.elements = elements
-        for index in stride(from: elements.count / 2 - 1, through: 0, by: -1) { siftDown(index) }
-    }
+    /// Builds the heap in one O(n) pass.
+    init(_ elements: [Element]) { self.elements = Heap(elements) }
 
     var count: Int { elements.count }
-    var top: Element? { elements.first }
+    var top: Element? { elements.min }
 
-    mutating func push(_ element: Element) {
-        elements.append(element)
-        var child = elements.count - 1
-        while child > 0 {
-            let parent = (child - 1) / 2
-            guard elements[child].expiresAt < elements[parent].expiresAt else { break }
-            elements.swapAt(child, parent)
-            child = parent
-        }
-    }
+    mutating func push(_ element: Element) { elements.insert(element) }
 
-    mutating func popTop() {
-        guard !elements.isEmpty else { return }
-        elements.swapAt(0, elements.count - 1)
-        elements.removeLast()
-        siftDown(0)
-    }
-
-    private mutating func siftDown(_ start: Int) {
-        var parent = start
-        while true {
-            let left = 2 * parent + 1
-            let right = left + 1
-            var smallest = parent
-            if left < elements.count, elements[left].expiresAt < elements[smallest].expiresAt { smallest = left }
-            if right < elements.count, elements[right].expiresAt < elements[smallest].expiresAt { smallest = right }
-            if smallest == parent { return }
-            elements.swapAt(parent, smallest)
-            parent = smallest
-        }
-    }
+    mutating func popTop() { _ = elements.popMin() }
 }

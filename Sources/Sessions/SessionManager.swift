@@ -287,7 +287,7 @@ public struct SessionManager: Sendable, CustomReflectable {
         // many of its entries surface), then run them in deadline order.
         var due: [PublicKey] = []
         while let top = timers.min, top.due <= now {
-            timers.popMin()
+            _ = timers.popMin()
             guard peers[top.key]?.timerDue == top.due else { continue }  // stale
             peers[top.key]!.timerDue = nil
             due.append(top.key)
@@ -1000,17 +1000,17 @@ public struct SessionManager: Sendable, CustomReflectable {
             return (due, peer.publicKey)
         }
         guard let armed else { return }
-        timers.push(TimerHeap.Entry(due: armed.due, key: armed.key))
+        timers.insert(TimerEntry(due: armed.due, key: armed.key))
         // Superseded entries stay until they surface; rebuild when they outnumber the live ones.
         if timers.count > 2 * peers.count + 64 {
-            timers.rebuild(
-                peers.values.compactMap { peer in peer.timerDue.map { TimerHeap.Entry(due: $0, key: peer.publicKey) } })
+            timers = TimerHeap(
+                peers.values.compactMap { peer in peer.timerDue.map { TimerEntry(due: $0, key: peer.publicKey) } })
         }
     }
 
     /// Pops stale entries off the top, so `nextDeadline` is exactly the earliest live entry.
     private mutating func dropStaleTimers() {
-        while let top = timers.min, peers[top.key]?.timerDue != top.due { timers.popMin() }
+        while let top = timers.min, peers[top.key]?.timerDue != top.due { _ = timers.popMin() }
     }
 
     // MARK: - Helpers

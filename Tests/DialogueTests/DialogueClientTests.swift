@@ -5,6 +5,7 @@
 
 import Testing
 import UmbraCore
+import UmbraTestKit
 
 @testable import Dialogue
 

@@ -6,6 +6,7 @@
 
 import Testing
 import UmbraCore
+import UmbraTestKit
 
 @testable import Dialogue
 

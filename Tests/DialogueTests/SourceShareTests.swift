@@ -4,6 +4,7 @@
 
 import Testing
 import UmbraCore
+import UmbraTestKit
 
 @testable import Dialogue
 

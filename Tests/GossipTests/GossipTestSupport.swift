@@ -1,11 +1,11 @@
-// Shared fixtures: peer keys, a single router driven by hand (`Bench`), and effect helpers.
+// Fixtures of the gossip tests: peer keys, a single router driven by hand (`Bench`), and effect
+// helpers (`t0` comes from UmbraTestKit).
 
 import Testing
 import UmbraCore
+import UmbraTestKit
 
 @testable import Gossip
-
-let t0 = Instant(nanoseconds: 1_700_000_000_000_000_000)
 
 /// A peer key whose first byte is `number` (keys sort by number).
 func peerKey(_ number: Int) -> PublicKey {

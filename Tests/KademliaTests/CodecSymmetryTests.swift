@@ -5,10 +5,9 @@
 
 import Testing
 import UmbraCore
+import UmbraTestKit
 
 @testable import Kademlia
-
-private let network = "umbra-test"
 
 /// Endpoints of every kind a contact list may meet: good ones and ones nobody may dial.
 private func randomEndpoint(_ rng: inout SeededRandom) -> Endpoint {
@@ -27,8 +26,7 @@ private func randomEndpoint(_ rng: inout SeededRandom) -> Endpoint {
 }
 
 private func randomContact(_ rng: inout SeededRandom) -> NodeContact {
-    guard let key = try? PublicKey(bytes: rng.bytes(PublicKey.byteCount)) else { preconditionFailure("32 bytes") }
-    return NodeContact(publicKey: key, endpoint: randomEndpoint(&rng))
+    NodeContact(publicKey: randomKey(&rng), endpoint: randomEndpoint(&rng))
 }
 
 private let records: [SignedRecord] = {

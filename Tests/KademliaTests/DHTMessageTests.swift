@@ -4,12 +4,11 @@
 
 import Testing
 import UmbraCore
+import UmbraTestKit
 
 @testable import Kademlia
 
 // MARK: - Fixtures
-
-private let network = "umbra-test"
 
 private func contact(_ byte: UInt8, _ endpoint: Endpoint) -> NodeContact {
     guard let key = try? PublicKey(bytes: [UInt8](repeating: byte, count: PublicKey.byteCount)) else {

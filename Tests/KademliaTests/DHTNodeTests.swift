@@ -6,13 +6,12 @@
 
 import Testing
 import UmbraCore
+import UmbraTestKit
 
 @testable import Kademlia
 
 // MARK: - Fixtures
 
-private let t0 = Instant(nanoseconds: 1_700_000_000_000_000_000)
-private let network = "umbra-test"
 /// One-way delay of every simulated link.
 private let latency = Duration.milliseconds(10)
 

@@ -5,23 +5,21 @@
 
 import Testing
 import UmbraCore
+import UmbraTestKit
 
 @testable import Kademlia
 
 // MARK: - Fixtures
 
-private let t0 = Instant(nanoseconds: 1_700_000_000_000_000_000)
 private let softTimeout = Duration.milliseconds(500)
 private let hardTimeout = Duration.milliseconds(1500)
-private let network = "umbra-test"
 
 /// The same soft and hard timeout for every contact.
 private func fixedTimeouts(_: NodeID) -> (soft: Duration, hard: Duration) { (softTimeout, hardTimeout) }
 
 /// A contact with a random key (`PublicKey` checks only the length) at a private endpoint.
 private func randomContact(_ rng: inout SeededRandom, number: Int) -> NodeContact {
-    guard let key = try? PublicKey(bytes: rng.bytes(PublicKey.byteCount)) else { preconditionFailure("32 bytes") }
-    return NodeContact(publicKey: key, endpoint: Endpoint(address: .v4(0x0A00_0000 | UInt32(number)), port: 4747))
+    NodeContact(publicKey: randomKey(&rng), endpoint: endpoint(UInt32(number)))
 }
 
 private func config(

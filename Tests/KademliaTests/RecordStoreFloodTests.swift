@@ -4,11 +4,11 @@
 
 import Testing
 import UmbraCore
+import UmbraTestKit
 
 @testable import Kademlia
 
-private let network = "umbra-test"
-private let start = Instant(nanoseconds: 1_700_000_000_000_000_000)
+private let start = t0
 private let hour = Duration.seconds(3600)
 
 private func peerRecord(_ rng: inout SeededRandom, expiresAt: Instant = start + hour) -> SignedRecord {

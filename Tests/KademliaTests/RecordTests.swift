@@ -1,26 +1,18 @@
 import Testing
 import UmbraCore
 import UmbraCrypto
+import UmbraTestKit
 
 @testable import Kademlia
 
 // MARK: - Fixtures
 
-private let network = "umbra-test"
-private let start = Instant(nanoseconds: 1_700_000_000_000_000_000)
+private let start = t0
 private let hour = Duration.seconds(3600)
-
-private func identity(_ byte: UInt8) -> Identity {
-    do { return try Identity(seed: [UInt8](repeating: byte, count: 32)) } catch { fatalError("\(error)") }
-}
 
 private let alice = identity(1)
 private let bob = identity(2)
 private let carol = identity(3)
-
-private func endpoint(_ last: UInt32, port: UInt16 = 4747) -> Endpoint {
-    Endpoint(address: .v4(0x0A00_0000 | last), port: port)
-}
 
 private func peerRecord(
     _ who: Identity, seq: UInt64 = 1, expiresAt: Instant = start + hour, endpoints: [Endpoint] = [endpoint(1)],

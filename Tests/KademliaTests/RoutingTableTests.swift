@@ -5,6 +5,7 @@
 import Kademlia
 import Testing
 import UmbraCore
+import UmbraTestKit
 
 // MARK: - Helpers
 
@@ -26,8 +27,7 @@ private func privateEndpoint(_ n: Int) -> Endpoint {
 
 /// A contact with a random key. `PublicKey` checks only the length, so random bytes are a key.
 private func randomContact(_ rng: inout SeededRandom, at endpoint: Endpoint) -> NodeContact {
-    guard let key = try? PublicKey(bytes: rng.bytes(PublicKey.byteCount)) else { preconditionFailure("32 bytes") }
-    return NodeContact(publicKey: key, endpoint: endpoint)
+    NodeContact(publicKey: randomKey(&rng), endpoint: endpoint)
 }
 
 /// `count` distinct contacts whose ids fall in bucket `index` of `localID` (shallow buckets only:

@@ -5,17 +5,12 @@
 
 import Testing
 import UmbraCore
+import UmbraTestKit
 
 @testable import Kademlia
 
-private let t0 = Instant(nanoseconds: 1_700_000_000_000_000_000)
-private let network = "umbra-test"
-
 private func contact(_ byte: UInt8, _ endpoint: Endpoint) -> NodeContact {
-    guard let key = try? PublicKey(bytes: [UInt8](repeating: byte, count: PublicKey.byteCount)) else {
-        preconditionFailure("32 bytes")
-    }
-    return NodeContact(publicKey: key, endpoint: endpoint)
+    NodeContact(publicKey: key(byte), endpoint: endpoint)
 }
 
 private func v4(_ value: UInt32, port: UInt16 = 4747) -> Endpoint { Endpoint(address: .v4(value), port: port) }

@@ -9,17 +9,12 @@ import Relay
 import Sessions
 import Testing
 import UmbraCore
+import UmbraTestKit
 
 @testable import Node
 
 @Suite("Forged relay frames in NetSim")
 struct ForgedRelayTests {
-    private func fakeKey(_ byte: UInt8) -> PublicKey {
-        guard let key = try? PublicKey(bytes: [UInt8](repeating: byte, count: PublicKey.byteCount)) else {
-            preconditionFailure("32 bytes")
-        }
-        return key
-    }
 
     @Test(arguments: [1, 2] as [UInt64])
     func aPeerThatIsNotOurRelayCannotDeliver(seed: UInt64) {
@@ -38,11 +33,11 @@ struct ForgedRelayTests {
             var effects: [NodeEffect] = []
             for byte in 1...8 as ClosedRange<UInt8> {
                 node.sendFrame(
-                    .relay, RelayMessage.deliver(peer: fakeKey(byte), bytes: [1, 2, 3, byte]).encoded(), to: victimKey,
+                    .relay, RelayMessage.deliver(peer: key(byte), bytes: [1, 2, 3, byte]).encoded(), to: victimKey,
                     now: now, rng: &rng, into: &effects)
             }
             node.sendFrame(
-                .relay, RelayMessage.circuitStatus(peer: fakeKey(9), code: .targetGone).encoded(), to: victimKey,
+                .relay, RelayMessage.circuitStatus(peer: key(9), code: .targetGone).encoded(), to: victimKey,
                 now: now, rng: &rng, into: &effects)
             return effects
         }

@@ -4,6 +4,7 @@ import Proposals
 import Sessions
 import Testing
 import UmbraCore
+import UmbraTestKit
 
 @testable import Node
 
@@ -17,7 +18,7 @@ struct MarketTests {
         nodes count: Int, providers: [Int: ProvideConfig] = [:], seed: UInt64 = 7, loss: Double = 0
     ) -> (NetSim, [Identity]) {
         var sim = NetSim(seed: seed, link: LinkModel(lossRate: loss))
-        let identities = Scenario.identities(count, seed: seed)
+        let identities = identities(count, seed: seed)
         for (index, identity) in identities.enumerated() {
             var config = NodeConfig()
             config.bootstrap = identities.indices.map {

@@ -2,17 +2,13 @@ import NetSim
 import Node
 import Testing
 import UmbraCore
+import UmbraTestKit
 
 /// The handshake-and-ping scenario, shared by the simulator and the real-UDP tests.
 enum Scenario {
-    static func identities(_ count: Int, seed: UInt64) -> [Identity] {
-        var rng = SeededRandom(seed: seed)
-        return (0..<count).map { _ in Identity.generate(using: &rng) }
-    }
-
     static func meshSimulation(nodes count: Int, seed: UInt64, link: LinkModel = LinkModel()) -> NetSim {
         var sim = NetSim(seed: seed, link: link)
-        let identities = identities(count, seed: seed ^ 0xABCD)
+        let identities = UmbraTestKit.identities(count, seed: seed ^ 0xABCD)
         var config = NodeConfig()
         config.bootstrap = identities.indices.map {
             DialTarget(publicKey: identities[$0].publicKey, endpoint: NetSim.endpoint(forNode: $0))

@@ -3,6 +3,7 @@ import Node
 import Relay
 import Testing
 import UmbraCore
+import UmbraTestKit
 
 /// The reachability rule with default flags (no forced mode anywhere) in each kind of topology:
 /// public nodes in front of NATed homes, homes behind endpoint-independent and symmetric NATs, and
@@ -13,7 +14,7 @@ enum ReachabilityScenario {
         var sim = NetSim(
             seed: seed,
             link: LinkModel(minimumLatency: .milliseconds(5), maximumLatency: .milliseconds(30), lossRate: 0))
-        let identities = Scenario.identities(nats.count, seed: seed ^ 0xA11CE)
+        let identities = identities(nats.count, seed: seed ^ 0xA11CE)
         var base = NodeConfig()
         base.bootstrap = bootstrap.map {
             DialTarget(publicKey: identities[$0].publicKey, endpoint: NetSim.endpoint(forNode: $0))

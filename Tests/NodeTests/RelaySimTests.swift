@@ -5,6 +5,7 @@ import Relay
 import Sessions
 import Testing
 import UmbraCore
+import UmbraTestKit
 
 /// A small network with NAT boxes: node 0 relays, node 1 is a plain public node (both forced
 /// public: too few nodes for dial-backs by strangers), nodes 2 and 3 sit behind endpoint-independent
@@ -20,7 +21,7 @@ enum RelayScenario {
         var sim = NetSim(
             seed: seed,
             link: LinkModel(minimumLatency: .milliseconds(10), maximumLatency: .milliseconds(40), lossRate: 0))
-        let identities = Scenario.identities(6, seed: seed ^ 0x5EED)
+        let identities = identities(6, seed: seed ^ 0x5EED)
         var base = NodeConfig()
         base.bootstrap = [0, 1].map {
             DialTarget(publicKey: identities[$0].publicKey, endpoint: NetSim.endpoint(forNode: $0))

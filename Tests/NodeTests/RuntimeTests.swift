@@ -4,6 +4,7 @@ import Node
 import NodeRuntime
 import Testing
 import UmbraCore
+import UmbraTestKit
 
 #if canImport(Glibc)
 import Glibc
@@ -16,7 +17,7 @@ struct LiveNode {
     var endpoint: Endpoint
 
     static func start(seed: UInt64) async throws -> LiveNode {
-        let identity = Scenario.identities(1, seed: seed)[0]
+        let identity = identities(1, seed: seed)[0]
         var logger = Logger(label: "test")
         logger.logLevel = .warning
         var rng = SeededRandom(seed: seed)

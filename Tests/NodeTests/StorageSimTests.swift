@@ -3,6 +3,7 @@ import NetSim
 import Node
 import Testing
 import UmbraCore
+import UmbraTestKit
 
 /// A node with a simulated disk is killed while a write is in flight and restarted from its disk
 /// with no bootstrap list: it holds the records it held (but those whose writes were in flight) and
@@ -35,7 +36,7 @@ struct StorageSimTests {
         var sim = NetSim(
             seed: seed,
             link: LinkModel(minimumLatency: .milliseconds(10), maximumLatency: .milliseconds(40), lossRate: 0))
-        let identities = Scenario.identities(nodes, seed: seed ^ 0xD15C)
+        let identities = UmbraTestKit.identities(nodes, seed: seed ^ 0xD15C)
         var config = NodeConfig()
         config.storage.isEnabled = true
         config.bootstrap = [0, 1].map {
@@ -135,7 +136,7 @@ struct StorageSimTests {
 
     @Test func aCleanRestartLosesNoWrite() {
         var sim = NetSim(seed: 5, link: LinkModel(lossRate: 0))
-        let identities = Scenario.identities(3, seed: 0xC1EA)
+        let identities = UmbraTestKit.identities(3, seed: 0xC1EA)
         var config = NodeConfig()
         config.storage.isEnabled = true
         config.bootstrap = [DialTarget(publicKey: identities[0].publicKey, endpoint: NetSim.endpoint(forNode: 0))]

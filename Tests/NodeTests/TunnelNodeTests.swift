@@ -4,6 +4,7 @@ import Proposals
 import Testing
 import Tunnel
 import UmbraCore
+import UmbraTestKit
 
 @testable import Node
 
@@ -250,7 +251,7 @@ struct RelayedTunnelTests {
 
 extension ClientSession {
     static let placeholder = ClientSession(
-        provider: (try! Identity(seed: [UInt8](repeating: 7, count: 32))).publicKey, requestID: 0, sessionID: 0,
+        provider: identity(7).publicKey, requestID: 0, sessionID: 0,
         mode: .fullTunnel,
         grant: SessionGrant(
             innerIPv4: InterfaceAddress(address: .v4(0), prefixLength: 32), gateway: .v4(0), dnsServers: [], mtu: 1420,

@@ -1,29 +1,17 @@
 import Proposals
 import UmbraCore
+import UmbraTestKit
 
 // MARK: - Fixtures shared by the proposal tests
 
-let network = "umbra-test"
-let start = Instant(nanoseconds: 1_700_000_000_000_000_000)
+// `network`, `identity(_:)`, `identity(index:)` and `endpoint(_:port:)` come from UmbraTestKit.
 
-func identity(_ byte: UInt8) -> Identity {
-    do { return try Identity(seed: [UInt8](repeating: byte, count: 32)) } catch { fatalError("\(error)") }
-}
-
-/// A distinct identity per index (for the large sets of the sync tests).
-func identity(index: Int) -> Identity {
-    var seed = [UInt8](repeating: 0xA5, count: 32)
-    withUnsafeBytes(of: UInt64(index).littleEndian) { for (offset, byte) in $0.enumerated() { seed[offset] = byte } }
-    do { return try Identity(seed: seed) } catch { fatalError("\(error)") }
-}
+/// When the proposals are issued: the kit's `t0`.
+let start = t0
 
 let alice = identity(1)
 let bob = identity(2)
 let carol = identity(3)
-
-func endpoint(_ last: UInt32, port: UInt16 = 4747) -> Endpoint {
-    Endpoint(address: .v4(0x0A00_0000 | last), port: port)
-}
 
 func offer(
     _ who: Identity, service: String = "ip-tunnel", country: String = "DE", seq: UInt64 = 1,

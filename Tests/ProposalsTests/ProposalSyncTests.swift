@@ -1,5 +1,6 @@
 import Testing
 import UmbraCore
+import UmbraTestKit
 
 @testable import Proposals
 

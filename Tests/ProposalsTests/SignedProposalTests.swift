@@ -1,6 +1,7 @@
 import Testing
 import UmbraCore
 import UmbraCrypto
+import UmbraTestKit
 
 @testable import Proposals
 

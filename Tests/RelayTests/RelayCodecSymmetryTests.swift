@@ -4,13 +4,9 @@
 
 import Testing
 import UmbraCore
+import UmbraTestKit
 
 @testable import Relay
-
-private func randomKey(_ rng: inout SeededRandom) -> PublicKey {
-    guard let key = try? PublicKey(bytes: rng.bytes(PublicKey.byteCount)) else { preconditionFailure("32 bytes") }
-    return key
-}
 
 private func randomEndpoint(_ rng: inout SeededRandom, allowUnsendable: Bool) -> Endpoint {
     let port = UInt16.random(in: 1...UInt16.max, using: &rng)

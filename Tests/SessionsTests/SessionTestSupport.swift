@@ -1,4 +1,5 @@
 import UmbraCore
+import UmbraTestKit
 
 @testable import Sessions
 
@@ -9,7 +10,7 @@ struct Pair {
     var b: SessionManager
     var aEndpoint = Endpoint(address: .v4(0x7F00_0001), port: 1000)
     var bEndpoint = Endpoint(address: .v4(0x7F00_0001), port: 2000)
-    var now = Instant(nanoseconds: 1_700_000_000_000_000_000)
+    var now = t0
     var rng = SeededRandom(seed: 42)
     var delivered: [(to: String, frame: [UInt8])] = []
     var events: [(String, SessionEffect)] = []

@@ -9,18 +9,18 @@ struct TimerHeapTests {
     func theHeapPopsInTheOrderOfASortedList(seed: UInt64) {
         var rng = SeededRandom(seed: seed)
         var heap = TimerHeap()
-        var model: [TimerHeap.Entry] = []
+        var model: [TimerEntry] = []
         var keys = SeededRandom(seed: seed + 100)
         let pool = (0..<8).map { _ in Identity.generate(using: &keys).publicKey }
         for _ in 0..<2000 {
             if Bool.random(using: &rng) || model.isEmpty {
-                let entry = TimerHeap.Entry(
+                let entry = TimerEntry(
                     due: Instant(nanoseconds: UInt64.random(in: 0..<50, using: &rng)),
                     key: pool.randomElement(using: &rng)!)
-                heap.push(entry)
+                heap.insert(entry)
                 model.append(entry)
             } else {
-                model.sort(by: TimerHeap.Entry.precedes)
+                model.sort()
                 #expect(heap.popMin() == model.removeFirst())
             }
             #expect(heap.count == model.count)
