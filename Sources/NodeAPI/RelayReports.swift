@@ -157,6 +157,9 @@ public struct PingReport: Codable, Sendable, Equatable {
     public var reply: Bool
     /// direct, relayed or hole-punched (at the time of the reply, or of the timeout).
     public var path: String?
+    /// The session's path when the ping was sent (a relayed session may be hole-punched by the
+    /// time the reply is read).
+    public var pathAtSend: String?
     public var rttMs: Double?
     /// From the request to the reply: record lookup, dial, handshake(s) and the ping itself.
     public var elapsedMs: Double
@@ -223,7 +226,9 @@ extension ControlRouter {
             }
         }
         let dialRecord = record
-        try await host.perform { instance, now, rng in ((), instance.dial(key, record: dialRecord, now: now, rng: &rng))
+        report.pathAtSend = try await host.perform { instance, now, rng in
+            let effects = instance.dial(key, record: dialRecord, now: now, rng: &rng)
+            return (instance.sessionPath(of: key)?.path.rawValue, effects)
         }
         do {
             let rtt = try await host.ping(key, timeout: .milliseconds(Int64(timeout * 1000)))
