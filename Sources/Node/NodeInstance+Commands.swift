@@ -33,12 +33,8 @@ extension NodeInstance: FlowView {
 
     func offers(serviceType: String, provider: PublicKey?, country: String?, now: Instant) -> [ServiceProposal] {
         let found = proposals(serviceType: serviceType, country: country, now: now)
-        let matching = provider.map { key in found.filter { $0.provider == key } } ?? found
-        // Cheapest first (per GiB, then per minute); the store's order (RTT) breaks ties.
-        return matching.enumerated().sorted {
-            ($0.element.pricePerGiB, $0.element.pricePerMinute, $0.offset)
-                < ($1.element.pricePerGiB, $1.element.pricePerMinute, $1.offset)
-        }.map(\.element)
+        // The store's order: cheapest per GiB, then per minute, then by measured RTT.
+        return provider.map { key in found.filter { $0.provider == key } } ?? found
     }
 
     func directEndpoint(of peer: PublicKey) -> Endpoint? {
