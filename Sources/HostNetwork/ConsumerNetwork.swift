@@ -14,7 +14,7 @@
 //                 host cannot leave around the tunnel either (and stay cut off if the node dies)
 //                                                                   undo: nft delete table inet umbra_killswitch
 //   3. overlay bypass (full routes), as wg-quick does: the node's UDP socket carries the fwmark
-//      BYPASS (SO_MARK, NodeHost), table 4747 gets today's default route, and two rules steer
+//      BYPASS (SO_MARK, NodeDriver), table 4747 gets today's default route, and two rules steer
 //      marked packets only:
 //        ip rule add priority 4746 fwmark BYPASS lookup main suppress_prefixlength 1
 //           (the host's own specific routes — LAN, host routes — but not /0 and not the tunnel's /1s)

@@ -56,6 +56,7 @@ public struct NetSim {
         case deliver(datagram: [UInt8], from: Endpoint, to: Int)
         case timer(node: Int, generation: UInt64)
         case storage(node: Int, incarnation: UInt64)
+        case host(node: Int, incarnation: UInt64, HostToken)
     }
 
     private struct SimNode {
@@ -74,6 +75,10 @@ public struct NetSim {
         /// queued requests belong to.
         var disk: SimDisk?
         var incarnation: UInt64 = 0
+        /// The host changes the node asked for, oldest first, as its simulated host performed them.
+        var hostLog: [HostRequest] = []
+        /// Set: the node's host fails every request with this reason (no CAP_NET_ADMIN, say).
+        var hostFailure: String?
     }
 
     /// Packets kept per node's virtual TUN device.
@@ -92,6 +97,8 @@ public struct NetSim {
     }
     /// Keep at most this many trace entries (the oldest are dropped first).
     public var traceLimit = 1_000_000
+    /// How long a node's simulated host takes to answer a host request (HostRequests.swift).
+    public var hostLatency: Duration = .milliseconds(30)
 
     private var rng: SeededRandom
     private var nodes: [SimNode] = []
@@ -241,6 +248,12 @@ public struct NetSim {
 
     public mutating func clearTunnelPackets(of index: Int) { nodes[index].tunnelWritten.removeAll() }
 
+    /// The host requests node `index` issued, oldest first (answered or not).
+    public func hostRequests(of index: Int) -> [HostRequest] { nodes[index].hostLog }
+
+    /// Makes node `index`'s host fail every request from now on with `reason` (nil: succeed).
+    public mutating func failHostRequests(of index: Int, reason: String?) { nodes[index].hostFailure = reason }
+
     private mutating func recordTunnelPacket(_ packet: [UInt8], at index: Int) {
         nodes[index].tunnelWritten.append(packet)
         if nodes[index].tunnelWritten.count > tunnelPacketLimit { nodes[index].tunnelWritten.removeFirst() }
@@ -296,6 +309,11 @@ public struct NetSim {
                 else { continue }
                 let effects = nodes[index].instance.storageCompleted(completion, now: now, rng: &rng)
                 apply(effects, from: index)
+            case .host(let index, let incarnation, let token):
+                guard nodes[index].isUp, nodes[index].incarnation == incarnation else { continue }
+                let outcome: HostOutcome = nodes[index].hostFailure.map { .failed($0) } ?? .done
+                let effects = nodes[index].instance.hostCompleted(token, outcome, now: now, rng: &rng)
+                apply(effects, from: index)
             }
         }
         if now < deadline { now = deadline }
@@ -347,6 +365,12 @@ public struct NetSim {
                 guard nodes[index].disk != nil else { continue }  // a node without a disk: never answered
                 let at = nodes[index].disk!.submit(request, now: now.nanoseconds, model: disk, rng: &rng)
                 queue.push(.storage(node: index, incarnation: nodes[index].incarnation), at: at)
+            case .host(let request):
+                // One host, answering in the order asked (the queue keeps insertion order at equal times).
+                nodes[index].hostLog.append(request)
+                queue.push(
+                    .host(node: index, incarnation: nodes[index].incarnation, request.token),
+                    at: (now + hostLatency).nanoseconds)
             }
         }
         armTimer(index)

@@ -8,7 +8,13 @@
 //   else its peer record's, looked up in the DHT), or discover the country's providers through the
 //   DHT's provider index and fetch theirs; then, for up to `maximumCandidates` candidates in order:
 //   reach the provider (its proposal's contacts: direct, else a relay), open a dialogue, and on a
-//   failure go on to the next one.
+//   failure go on to the next one. With host options, the open dialogue is followed by a host
+//   request (HostRequests.swift): the shell sets up the TUN device and routes, and the connect
+//   completes when it answers. A host set-up that fails ends the dialogue and the connect (the
+//   failure is the host's, not the provider's: the next candidate would fail the same way).
+//   A tunnel up before is torn down first.
+// disconnect: stop the data plane, end the dialogue, ask the shell to undo the host's changes,
+//   complete when it answers.
 
 import Dialogue
 import Kademlia
@@ -22,6 +28,10 @@ protocol FlowView {
     /// The direct (not relayed) endpoint of a session with `peer`, if any.
     func directEndpoint(of peer: PublicKey) -> Endpoint?
     var localKey: PublicKey { get }
+    /// What the host holds for the consumer's tunnel.
+    var consumerHost: ConsumerHost { get }
+    /// Whether a dialogue of ours with `provider` is open (or opening).
+    func hasDialogue(with provider: PublicKey) -> Bool
 }
 
 /// What a flow asks the node to do.
@@ -32,6 +42,9 @@ enum FlowAction: Sendable, Equatable {
     case fetchOffer(PublicKey, serviceType: String, at: Endpoint)
     case reach(PublicKey, ServiceProposal.Contacts)
     case openDialogue(DialogueRequest)
+    case closeDialogue(PublicKey)
+    case setUpTunnel(ClientSession, ConsumerTunnelOptions)
+    case tearDownTunnel
     case complete(CommandResult)
 }
 
@@ -44,6 +57,7 @@ enum FlowInput: Sendable {
     case dialogueOpened(ClientSession)
     case dialogueFailed(PublicKey, DialogueFailure)
     case pong(PublicKey, Duration)
+    case hostCompleted(HostRequest, HostOutcome)
     /// The flow's deadline passed.
     case deadline
 }
@@ -67,6 +81,10 @@ struct CommandFlow: Sendable {
         /// Trying `candidates[current]`.
         case opening(candidates: [ServiceProposal], current: Int, attempts: [ConnectAttempt])
         case dialogue(PublicKey)
+        /// Waiting for the shell to set up the host for the session opened with `proposal`.
+        case settingUpHost(ClientSession, ServiceProposal)
+        /// Waiting for the shell to tear the tunnel to `provider` down.
+        case tearingDown(provider: PublicKey?)
         case done
     }
 
@@ -138,7 +156,30 @@ struct CommandFlow: Sendable {
 
         case (.opening(let candidates, let current, _), .dialogueOpened(let session))
         where session.provider == candidates[current].provider:
-            return finish(.connected(session, candidates[current]))
+            guard case .connect(let request) = command, let options = request.host else {
+                return finish(.connected(session, candidates[current]))
+            }
+            state = .settingUpHost(session, candidates[current])
+            deadline = nil  // the shell answers every host request
+            return [.setUpTunnel(session, options)]
+
+        case (.settingUpHost(let session, let proposal), .hostCompleted(let request, let outcome)):
+            guard case .setUpConsumerTunnel(let plan) = request.action, plan.session == session else { return [] }
+            switch outcome {
+            case .done:
+                guard view.consumerHost == .up(plan) else {
+                    return finish(.failed(.invalid("disconnected while the host was being set up")))
+                }
+                return finish(.connected(session, proposal))
+            case .failed(let reason):
+                return [.closeDialogue(session.provider)] + finish(.failed(.host(reason)))
+            }
+
+        case (.tearingDown(let provider), .hostCompleted(let request, let outcome)):
+            guard request.action == .tearDownConsumerTunnel else { return [] }
+            if case .failed(let reason) = outcome { return finish(.failed(.host(reason))) }
+            guard case .connect = command else { return finish(.disconnected(provider: provider)) }
+            return startConnect(view: view, now: now)
         case (.opening(let candidates, let current, var attempts), .dialogueFailed(let provider, let failure))
         where provider == candidates[current].provider:
             attempts.append(ConnectAttempt(provider: provider, failure: failure))
@@ -166,7 +207,7 @@ struct CommandFlow: Sendable {
         case .fetchProposal(_, let serviceType), .discoverProviders(let serviceType, _): serviceType
         case .connect(let request): request.serviceType
         case .openDialogue(let request): request.serviceType
-        case .ping, .lookup, .publish: ""
+        case .ping, .lookup, .publish, .disconnect, .closeDialogue: ""
         }
     }
 
@@ -213,16 +254,48 @@ struct CommandFlow: Sendable {
             var actions: [FlowAction] = []
             if let contacts = request.contacts { actions.append(.reach(request.provider, contacts)) }
             return actions + [.openDialogue(request)]
-        case .connect(let request):
-            let candidates = connectCandidates(view: view, now: now)
-            if !candidates.isEmpty { return open(candidates, at: 0, attempts: [], now: now) }
-            switch request.target {
-            case .provider(let provider):
-                guard provider != view.localKey else { return finish(.failed(.invalid("that is this node"))) }
-                return fetch(provider, view: view, now: now)
-            case .country:
-                return discover(now: now)
+        case .connect:
+            // One tunnel at a time: the one up before goes first.
+            switch view.consumerHost {
+            case .none:
+                return startConnect(view: view, now: now)
+            case .settingUp:
+                return finish(
+                    .failed(.invalid("another connect is setting up the host; wait for it, or run umbra disconnect")))
+            case .up(let plan):
+                state = .tearingDown(provider: plan.provider)
+                return [.tearDownTunnel]
+            case .tearingDown(_, let provider):
+                state = .tearingDown(provider: provider)
+                return []
             }
+        case .disconnect:
+            switch view.consumerHost {
+            case .none:
+                return finish(.disconnected(provider: nil))
+            case .settingUp(_, let plan), .up(let plan):
+                state = .tearingDown(provider: plan.provider)
+                return [.tearDownTunnel]
+            case .tearingDown(_, let provider):
+                state = .tearingDown(provider: provider)
+                return []
+            }
+        case .closeDialogue(let provider):
+            let existed = view.hasDialogue(with: provider)
+            return [.closeDialogue(provider)] + finish(.dialogueClosed(existed: existed))
+        }
+    }
+
+    private mutating func startConnect(view: some FlowView, now: Instant) -> [FlowAction] {
+        guard case .connect(let request) = command else { return [] }
+        let candidates = connectCandidates(view: view, now: now)
+        if !candidates.isEmpty { return open(candidates, at: 0, attempts: [], now: now) }
+        switch request.target {
+        case .provider(let provider):
+            guard provider != view.localKey else { return finish(.failed(.invalid("that is this node"))) }
+            return fetch(provider, view: view, now: now)
+        case .country:
+            return discover(now: now)
         }
     }
 

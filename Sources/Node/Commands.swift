@@ -37,8 +37,16 @@ public enum NodeCommand: Sendable, Equatable {
     /// Makes a provider reachable (its proposal's contacts) and opens a dialogue with it.
     case openDialogue(DialogueRequest)
     /// Chooses a provider (named, or by country and cheapest first), fetches a missing offer,
-    /// opens a dialogue, and fails over to the next candidate.
+    /// opens a dialogue, and fails over to the next candidate; then (with `host` options) has the
+    /// shell set up the host and routes packets through the tunnel. A tunnel up before is torn
+    /// down first (one tunnel at a time).
     case connect(ConnectRequest)
+    /// Tears the consumer tunnel down: packets stop, the host's changes are undone, the dialogue
+    /// with its provider ends.
+    case disconnect
+    /// Ends the dialogue with a provider (its tunnel carries nothing more; routes stay until a
+    /// disconnect).
+    case closeDialogue(PublicKey)
 }
 
 public struct DialogueRequest: Sendable, Equatable {
@@ -77,16 +85,19 @@ public struct ConnectRequest: Sendable, Equatable {
     /// Candidates tried at most (each until its dialogue opens or fails).
     public var maximumCandidates: Int
     public var startedAt: Instant?
+    /// How to set the host up once the dialogue is open (nil: open the dialogue only).
+    public var host: ConsumerTunnelOptions?
 
     public init(
         target: Target, serviceType: String = "ip-tunnel", mode: TunnelMode = .fullTunnel, maximumCandidates: Int = 3,
-        startedAt: Instant? = nil
+        startedAt: Instant? = nil, host: ConsumerTunnelOptions? = nil
     ) {
         self.target = target
         self.serviceType = serviceType
         self.mode = mode
         self.maximumCandidates = maximumCandidates
         self.startedAt = startedAt
+        self.host = host
     }
 }
 
@@ -111,8 +122,11 @@ public enum CommandFailure: Sendable, Equatable, CustomStringConvertible {
     case dialogue(DialogueFailure)
     /// Every candidate was tried; none opened a dialogue.
     case noneAnswered([ConnectAttempt])
-    /// The command names this node itself, or a peer this node cannot reach.
+    /// The command names this node itself, or a peer this node cannot reach, or conflicts with
+    /// another command in flight.
     case invalid(String)
+    /// The shell could not change the host as asked (nothing was left changed).
+    case host(String)
 
     public var description: String {
         switch self {
@@ -126,6 +140,7 @@ public enum CommandFailure: Sendable, Equatable, CustomStringConvertible {
         case .noneAnswered(let attempts):
             "no provider answered: " + attempts.map(\.description).joined(separator: "; ")
         case .invalid(let reason): reason
+        case .host(let reason): "the host could not be changed: \(reason)"
         }
     }
 }
@@ -143,5 +158,9 @@ public enum CommandResult: Sendable, Equatable {
     case dialogueOpened(ClientSession)
     /// `connect`: the session and the offer it was opened on.
     case connected(ClientSession, ServiceProposal)
+    /// `disconnect`: the provider the tunnel went to (nil: no tunnel was up).
+    case disconnected(provider: PublicKey?)
+    /// `closeDialogue`: whether a dialogue with that provider was open.
+    case dialogueClosed(existed: Bool)
     case failed(CommandFailure)
 }

@@ -43,6 +43,13 @@ extension NodeInstance: FlowView {
 
     var localKey: PublicKey { identity.publicKey }
 
+    var consumerHost: ConsumerHost { tunnel.host }
+
+    func hasDialogue(with provider: PublicKey) -> Bool {
+        guard let phase = dialogue.clients[provider]?.phase else { return false }
+        return phase != .closed
+    }
+
     // MARK: - Inputs
 
     /// Hands an input to every flow in flight (by id, so the order replays).
@@ -65,6 +72,8 @@ extension NodeInstance: FlowView {
             commandsInput(.dialogueFailed(provider, failure), now: now, rng: &rng, into: &effects)
         case .offerStored(let provider, let serviceType):
             commandsInput(.offerStored(provider, serviceType: serviceType), now: now, rng: &rng, into: &effects)
+        case .hostCompleted(let request, let outcome):
+            commandsInput(.hostCompleted(request, outcome), now: now, rng: &rng, into: &effects)
         default:
             break
         }
@@ -123,6 +132,17 @@ extension NodeInstance: FlowView {
                 with: request.provider, serviceType: request.serviceType, proposalSeq: request.proposalSeq,
                 mode: request.mode, startedAt: request.startedAt, now: now, rng: &rng)
             markDialogueStage(.lookup, provider: request.provider, at: now)
+        case .closeDialogue(let provider):
+            effects += closeDialogue(with: provider, now: now, rng: &rng)
+        case .setUpTunnel(let session, let options):
+            let underlay = directEndpoint(of: session.provider)?.address
+            tunnel.setUpHost(ConsumerTunnelPlan(session: session, options: options, underlay: underlay), &kernel)
+            drain(now: now, rng: &rng, into: &effects)
+        case .tearDownTunnel:
+            if let provider = tunnel.tearDownHost(&kernel) {
+                effects += closeDialogue(with: provider, now: now, rng: &rng)
+            }
+            drain(now: now, rng: &rng, into: &effects)
         case .complete(let result):
             effects.append(.completed(id, result))
         }

@@ -79,6 +79,22 @@ extension NodeInstance {
         tunnel.detach()
     }
 
+    /// The shell finished a `.host` request (HostRequests.swift). An unknown token is ignored.
+    public mutating func hostCompleted(
+        _ token: HostToken, _ outcome: HostOutcome, now: Instant, rng: inout some RandomNumberGenerator
+    ) -> [NodeEffect] {
+        guard let request = kernel.hostRequests.removeValue(forKey: token) else { return [] }
+        var effects: [NodeEffect] = []
+        kernel.notify(.hostCompleted(request, outcome))
+        drain(now: now, rng: &rng, into: &effects)
+        return effects
+    }
+
+    /// Host requests asked of the shell and not answered yet, oldest first.
+    public var hostRequestsInFlight: [HostRequest] {
+        kernel.hostRequests.keys.sorted().map { kernel.hostRequests[$0]! }
+    }
+
     public var tunnelStatus: TunnelStatus {
         let served = tunnel.served.keys.sorted(by: Self.keyOrder).compactMap { key -> ServedTunnel? in
             guard let entry = tunnel.served[key], let session = dialogue.server?.session(of: key),
@@ -89,7 +105,8 @@ extension NodeInstance {
                 consumerReport: session.lastReport)
         }
         return TunnelStatus(
-            consumer: tunnel.consumer, consumerPath: tunnel.consumer.flatMap { sessions.endpoint(of: $0.provider) },
+            consumer: tunnel.consumer, host: tunnel.host,
+            consumerPath: tunnel.consumer.flatMap { sessions.endpoint(of: $0.provider) },
             served: served, counters: tunnel.counters)
     }
 

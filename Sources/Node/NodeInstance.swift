@@ -24,6 +24,8 @@ public enum NodeEffect: Sendable, Equatable {
     case event(NodeEvent)
     /// Perform this storage request and answer it through `storageCompleted` (NodeInstance+Storage.swift).
     case storage(StorageRequest)
+    /// Perform this host change and answer it through `hostCompleted` (HostRequests.swift).
+    case host(HostRequest)
 }
 
 /// Things worth logging or tracing. They carry no obligations for the shell.

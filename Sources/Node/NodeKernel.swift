@@ -38,6 +38,9 @@ public struct NodeKernel: Sendable {
     var pending: [Pending] = []
     /// What the shell must do, gathered during one input.
     var effects: [NodeEffect] = []
+    /// Host requests asked of the shell and not answered yet (HostRequests.swift).
+    var hostRequests: [HostToken: HostRequest] = [:]
+    private var nextHostToken: UInt64 = 1
 
     init(identity: Identity, config: NodeConfig, now: Instant, rng: inout some RandomNumberGenerator) {
         self.identity = identity
@@ -117,6 +120,16 @@ public struct NodeKernel: Sendable {
         let (id, dhtEffects) = dht.lookup(target, kind: kind, now: now, rng: &rng)
         for effect in dhtEffects { pending.append(.dht(effect)) }
         return id
+    }
+
+    /// Asks the shell to change the host; the answer comes back as the notice `hostCompleted`.
+    mutating func requestHost(_ action: HostAction) -> HostToken {
+        let token = HostToken(nextHostToken)
+        nextHostToken += 1
+        let request = HostRequest(token: token, action: action)
+        hostRequests[token] = request
+        effects.append(.host(request))
+        return token
     }
 
     /// The RTT measured to a kept peer (smoothed), if any.

@@ -64,6 +64,9 @@ public enum NodeNotice: Sendable, Equatable {
     case tunnelUsage([TunnelUsage])
     /// The consumer's meters for its tunnel to `provider` (sent to it as a dialogue `status`).
     case tunnelMeters(provider: PublicKey, StatusReport)
+    // The shell.
+    /// The shell answered a host request (HostRequests.swift).
+    case hostCompleted(HostRequest, HostOutcome)
 }
 
 /// One part of the node.

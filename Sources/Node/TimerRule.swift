@@ -1,4 +1,4 @@
-// The timer rule both shells follow (NodeRuntime's NodeHost and NetSim): after every input, arm one
+// The timer rule both shells follow (NodeRuntime's NodeDriver and NetSim): after every input, arm one
 // timer at the node's `nextDeadline`; a deadline already due fires 1 ms from now, so a core that
 // keeps reporting a past deadline cannot spin the loop or stall virtual time.
 

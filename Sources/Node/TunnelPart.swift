@@ -119,6 +119,8 @@ public struct ServedTunnel: Sendable {
 
 public struct TunnelStatus: Sendable {
     public var consumer: ConsumerTunnel?
+    /// What the host holds for the consumer's tunnel.
+    public var host: ConsumerHost
     /// The consumer tunnel's current path (nil: no session endpoint).
     public var consumerPath: Endpoint?
     public var served: [ServedTunnel]
@@ -152,7 +154,10 @@ public struct TunnelPart: NodePart {
     let config: TunnelNodeConfig
     /// With `--provide`: packets from the TUN device go to the consumer holding their destination.
     let isProvider: Bool
+    /// The consumer's data plane: packets from the TUN device go to this tunnel's provider.
     var consumer: ConsumerTunnel?
+    /// What the host holds for the consumer's tunnel (device, routes), as asked of the shell.
+    var host = ConsumerHost.none
     /// Provider side: per served consumer, what its tunnel carried, and what the dialogue part has
     /// not been told yet.
     var served: [PublicKey: ServedAccount] = [:]
@@ -198,8 +203,11 @@ public struct TunnelPart: NodePart {
             routes.removeValue(forKey: session.consumer)
             if consumersByAddress[route.address] == session.consumer { consumersByAddress[route.address] = nil }
         case .notice(.dialogueEnded(let provider)):
-            // A dialogue ended: its tunnel carries nothing more.
+            // A dialogue ended: its tunnel carries nothing more (the host's routes stay until a
+            // disconnect, so with the kill switch nothing leaves outside the tunnel).
             if consumer?.provider == provider { detach() }
+        case .notice(.hostCompleted(let request, let outcome)):
+            hostCompleted(request, outcome, now: now)
         case .notice:
             break
         }
@@ -218,6 +226,36 @@ public struct TunnelPart: NodePart {
     mutating func detach() {
         consumer = nil
         nextStatusReport = nil
+    }
+
+    /// Asks the shell to set the host up for `plan` (the host holds nothing: a previous tunnel
+    /// was torn down first). Packets flow once the shell says it is done.
+    mutating func setUpHost(_ plan: ConsumerTunnelPlan, _ node: inout NodeKernel) {
+        host = .settingUp(node.requestHost(.setUpConsumerTunnel(plan)), plan)
+    }
+
+    /// Stops the data plane and asks the shell to undo the host's changes. Returns the provider
+    /// the tunnel went to (nil: the host held nothing, or is being torn down already).
+    mutating func tearDownHost(_ node: inout NodeKernel) -> PublicKey? {
+        detach()
+        guard let plan = host.plan else { return nil }
+        host = .tearingDown(node.requestHost(.tearDownConsumerTunnel), provider: plan.provider)
+        return plan.provider
+    }
+
+    private mutating func hostCompleted(_ request: HostRequest, _ outcome: HostOutcome, now: Instant) {
+        switch (host, outcome) {
+        case (.settingUp(let token, let plan), .done) where token == request.token:
+            host = .up(plan)
+            attach(plan.session, now: now)
+        case (.settingUp(let token, _), .failed) where token == request.token:
+            host = .none
+        case (.tearingDown(let token, _), _) where token == request.token:
+            // A failed tear-down is journalled by the shell and retried at its next start.
+            host = .none
+        default:
+            break  // an answer to a request overtaken by a later one
+        }
     }
 
     // MARK: - Data plane

@@ -32,14 +32,14 @@ public struct APIResponse: Sendable {
 
 /// Maps requests to the node.
 public struct ControlRouter: Sendable {
-    public let host: NodeHost
+    public let host: NodeDriver
     /// Called by `POST /v1/shutdown`.
     public let requestShutdown: @Sendable () -> Void
     /// The host side of the tunnel (nil: `umbra connect` is refused).
     public let tunnel: TunnelController?
 
     public init(
-        host: NodeHost, tunnel: TunnelController? = nil, requestShutdown: @escaping @Sendable () -> Void
+        host: NodeDriver, tunnel: TunnelController? = nil, requestShutdown: @escaping @Sendable () -> Void
     ) {
         self.host = host
         self.tunnel = tunnel
@@ -52,17 +52,17 @@ public struct ControlRouter: Sendable {
             if let response = try await tunnelRoute(request) { return response }
             switch (request.method, request.path) {
             case (.GET, "/v1/status"):
-                var report = StatusReport(try await host.snapshot())
+                var report = StatusReport(await host.snapshot())
                 report.relay = try await relayReport()
                 report.tunnel = try await tunnelReport(connectMs: nil)
                 return try json(report)
             case (.GET, "/v1/peers"):
-                let snapshot = try await host.snapshot()
+                let snapshot = await host.snapshot()
                 return try json(PeersReport(peers: snapshot.peers.map { PeerReport($0, now: snapshot.now) }))
             case (.GET, "/v1/dht"):
                 // Built on the event loop: a copy of the DHT taken out would make the loop copy the
                 // whole table and record store at its next write.
-                return try json(try await host.withInstance { DHTStatusReport($0.dht) })
+                return try json(await host.withInstance { DHTStatusReport($0.dht) })
             case (.GET, "/v1/dht/lookup"):
                 guard let text = request.query["target"], let target = Self.parseTarget(text) else {
                     return try json(
@@ -99,7 +99,7 @@ public struct ControlRouter: Sendable {
                 return try json(report)
             case (.GET, "/v1/market"):
                 let now = host.clock.now
-                return try json(MarketReport(try await host.withInstance { $0.marketStatus }, now: now))
+                return try json(MarketReport(await host.withInstance { $0.marketStatus }, now: now))
             case (.POST, "/v1/sessions"):
                 let (report, problem) = try await openSession(request.query)
                 guard let report else {
@@ -114,8 +114,8 @@ public struct ControlRouter: Sendable {
                     return try json(
                         ErrorReport(error: "provider must be a node address (umbra1…)"), status: .badRequest)
                 }
-                try await host.closeDialogue(with: provider)
-                return try json(["status": "closed"])
+                let existed = try await host.closeDialogue(with: provider)
+                return try json(["status": existed ? "closed" : "no session was open"])
             case (.POST, "/v1/shutdown"):
                 requestShutdown()
                 return try json(["status": "shutting down"])

@@ -82,7 +82,7 @@ extension ControlRouter {
         let service = query["service"] ?? "ip-tunnel"
         let startedAt = host.clock.now
         // Lookup: the provider's proposal (its terms and contacts) from the local store.
-        let proposal = try await host.withInstance { [host] in
+        let proposal = await host.withInstance { [host] in
             $0.proposals(serviceType: service, now: host.clock.now).first { $0.provider == provider }
         }
         guard let proposal else {
@@ -94,12 +94,12 @@ extension ControlRouter {
                 DialogueRequest(
                     provider: provider, serviceType: service, proposalSeq: proposal.seq, contacts: proposal.contacts,
                     startedAt: startedAt))
-        } catch let error as NodeHost.DialogueFailed {
+        } catch let error as NodeDriver.DialogueFailed {
             return (nil, "the session was not opened: \(error.failure)")
-        } catch let error as NodeHost.CommandFailed {
+        } catch let error as NodeDriver.CommandFailed {
             return (nil, "the session was not opened: \(error)")
         }
-        let report = try await host.withInstance { [host] instance in
+        let report = await host.withInstance { [host] instance in
             let client = instance.dialogueStatus.clients.first { $0.provider == provider }
             return DialogueSessionReport(
                 provider: provider, phase: client?.phase ?? .open(session), timings: client?.timings ?? [],
@@ -109,7 +109,7 @@ extension ControlRouter {
     }
 
     func sessionsReport() async throws -> DialogueSessionsReport {
-        try await host.withInstance { [host] instance in
+        await host.withInstance { [host] instance in
             let now = host.clock.now
             let status = instance.dialogueStatus
             return DialogueSessionsReport(

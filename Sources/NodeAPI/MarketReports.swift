@@ -149,7 +149,7 @@ extension ControlRouter {
             guard let country else { return (nil, "dht=1 needs a country (the DHT indexes providers by country)") }
             discovered = try await host.discoverProviders(serviceType: service, country: country)
         }
-        var report = try await host.withInstance { [limits] instance in
+        var report = await host.withInstance { [limits] instance in
             let now = host.clock.now
             let found = instance.proposals(
                 serviceType: service, country: country, maxPricePerGiB: limits["max_price_gib"],

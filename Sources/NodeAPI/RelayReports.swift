@@ -190,7 +190,7 @@ extension ControlRouter {
 
     func relayReport() async throws -> RelayStatusReport {
         let now = host.clock.now
-        return RelayStatusReport(try await host.withInstance { $0.relayStatus }, now: now)
+        return RelayStatusReport(await host.withInstance { $0.relayStatus }, now: now)
     }
 
     private func ping(_ request: APIRequest) async throws -> APIResponse {
@@ -213,7 +213,7 @@ extension ControlRouter {
                 status: .badRequest)
         }
         var report = PingReport(address: NodeAddress(publicKey: key).description, reply: false, elapsedMs: 0)
-        let connected = try await host.withInstance { $0.sessions.isEstablished(key) }
+        let connected = await host.withInstance { $0.sessions.isEstablished(key) }
         if record == nil, !connected {
             let lookup = try await host.lookup(RecordKey.peer(key), kind: .value)
             report.lookupMs = host.clock.now.since(started).seconds * 1000
@@ -226,7 +226,7 @@ extension ControlRouter {
             }
         }
         let dialRecord = record
-        report.pathAtSend = try await host.perform { instance, now, rng in
+        report.pathAtSend = await host.perform { instance, now, rng in
             let effects = instance.dial(key, record: dialRecord, now: now, rng: &rng)
             return (instance.sessionPath(of: key)?.path.rawValue, effects)
         }
@@ -234,13 +234,13 @@ extension ControlRouter {
             let rtt = try await host.ping(key, timeout: .milliseconds(Int64(timeout * 1000)))
             report.reply = true
             report.rttMs = rtt.seconds * 1000
-        } catch is NodeHost.PingTimeout {
+        } catch is NodeDriver.PingTimeout {
             report.error = "no reply within \(timeout) s"
-        } catch let error as NodeHost.CommandFailed {
+        } catch let error as NodeDriver.CommandFailed {
             report.error = "no reply: \(error)"
         }
         report.elapsedMs = host.clock.now.since(started).seconds * 1000
-        let (info, code) = try await host.withInstance { ($0.sessionPath(of: key), $0.lastCircuitCode(for: key)) }
+        let (info, code) = await host.withInstance { ($0.sessionPath(of: key), $0.lastCircuitCode(for: key)) }
         if let info {
             report.path = info.path.rawValue
             report.endpoint = info.endpoint?.description

@@ -90,11 +90,14 @@ extension ControlRouter {
             }
             return try relayJSON(report)
         case (.POST, "/v1/tunnel/disconnect"):
-            guard let tunnel else {
+            guard tunnel != nil else {
                 return try relayJSON(ErrorReport(error: "this node has no tunnel controller"), status: .badRequest)
             }
-            let provider = await tunnel.disconnect()
-            if let provider { try await host.closeDialogue(with: provider) }
+            let result = try await host.run(.disconnect)
+            guard case .disconnected(let provider) = result else {
+                return try relayJSON(
+                    ErrorReport(error: NodeDriver.CommandFailed(result).description), status: .internalServerError)
+            }
             return try relayJSON(["status": provider == nil ? "no tunnel was up" : "disconnected"])
         case (_, "/v1/tunnel"), (_, "/v1/tunnel/connect"), (_, "/v1/tunnel/disconnect"):
             return try relayJSON(
@@ -106,12 +109,13 @@ extension ControlRouter {
     }
 
     /// `provider=umbra1…` or `country=CC` (the cheapest reachable offer), `split=CIDR,CIDR`,
-    /// `dns=IP,IP`, `killswitch=1`.
+    /// `dns=IP,IP`, `killswitch=1`. The node does the work (`NodeCommand.connect`): it chooses,
+    /// opens the dialogue, fails over, and asks this shell to set up the host.
     func connect(_ query: [String: String]) async throws -> (TunnelReport?, String?) {
-        guard let tunnel else { return (nil, "this node has no tunnel controller") }
+        guard tunnel != nil else { return (nil, "this node has no tunnel controller") }
         let startedAt = host.clock.now
         let service = "ip-tunnel"
-        var options = TunnelController.ConnectOptions()
+        var options = ConsumerTunnelOptions()
         if let split = query["split"], !split.isEmpty {
             let prefixes = split.split(separator: ",").map(String.init)
             for prefix in prefixes {
@@ -129,13 +133,16 @@ extension ControlRouter {
             options.dns = servers
         }
         options.killSwitch = ["1", "true", "yes"].contains(query["killswitch"] ?? "")
-        let isProvider = try await host.withInstance { $0.dialogueStatus.serverCounters != nil }
+        let isProvider = await host.withInstance { $0.dialogueStatus.serverCounters != nil }
         if isProvider {
             return (nil, "this node provides ip-tunnel; run the consumer as a separate node (another data dir)")
         }
+        // Checked before a provider is asked for anything: without the fwmark the node's own
+        // datagrams would be routed into the tunnel.
+        if await host.socketMark == nil, options.killSwitch || options.routes == .full {
+            return (nil, TunnelController.noMarkReason)
+        }
 
-        // The node chooses: the provider named, or the country's offers cheapest first; it fetches
-        // an offer it lacks, opens a dialogue, and fails over to the next candidate.
         let target: ConnectRequest.Target
         if let text = query["provider"] {
             guard let provider = try? NodeAddress(parsing: text).publicKey else {
@@ -148,62 +155,45 @@ extension ControlRouter {
             return (nil, "name a provider (umbra1…) or a two-letter country code")
         }
 
-        // One tunnel at a time: a previous one (and its dialogue) ends first.
-        if let previous = await tunnel.disconnect() { try? await host.closeDialogue(with: previous) }
         let mode: TunnelMode = if case .split = options.routes { .split } else { .fullTunnel }
         let result = try await host.run(
-            .connect(ConnectRequest(target: target, serviceType: service, mode: mode, startedAt: startedAt)))
-        guard case .connected(let session, _) = result else {
+            .connect(
+                ConnectRequest(target: target, serviceType: service, mode: mode, startedAt: startedAt, host: options)))
+        guard case .connected = result else {
             if case .failed(let failure) = result { return (nil, failure.description) }
             return (nil, "the connect ended unexpectedly: \(result)")
-        }
-        let provider = session.provider
-        // Nothing the proposal names becomes a route: the node's own socket is marked and only it
-        // bypasses the tunnel (ConsumerNetwork). The current endpoint is only checked against.
-        let endpoint = try await host.withInstance { $0.sessionPath(of: provider)?.endpoint }
-        let underlay = endpoint.flatMap { $0.isRelayPath ? nil : $0.address }
-        do {
-            try await tunnel.connect(session: session, underlay: underlay, options: options)
-        } catch {
-            try? await host.closeDialogue(with: provider)
-            return (nil, "the session opened but the host could not be set up: \(error)")
         }
         let connectMs = host.clock.now.since(startedAt).seconds * 1000
         return (try await tunnelReport(connectMs: connectMs), nil)
     }
 
     func tunnelReport(connectMs: Double?) async throws -> TunnelReport {
-        let consumerState = await tunnel?.consumer
-        return try await host.withInstance { [host] instance in
+        await host.withInstance { [host] instance in
             let now = host.clock.now
             let status = instance.tunnelStatus
             var consumerReport: TunnelConsumerReport?
             var state = "none"
-            if let consumerState {
-                let path = instance.sessionPath(of: consumerState.provider)
-                let client = instance.dialogueStatus.clients.first { $0.provider == consumerState.provider }
-                let grant = consumerState.session.grant
+            // The tunnel as the host holds it (a tunnel being set up or torn down is not shown).
+            if case .up(let plan) = status.host {
+                let path = instance.sessionPath(of: plan.provider)
+                let client = instance.dialogueStatus.clients.first { $0.provider == plan.provider }
+                let grant = plan.session.grant
                 let account = status.consumer?.account
                 let rates = account?.rates(at: now)
                 state = status.consumer == nil ? "down" : "connected"
-                let routes: [String] =
-                    switch consumerState.options.routes {
-                    case .full: ["0.0.0.0/1", "128.0.0.0/1"]
-                    case .split(let prefixes): prefixes
-                    }
                 consumerReport = TunnelConsumerReport(
-                    provider: NodeAddress(publicKey: consumerState.provider).description,
-                    sessionId: String(consumerState.session.sessionID, radix: 16),
+                    provider: NodeAddress(publicKey: plan.provider).description,
+                    sessionId: String(plan.session.sessionID, radix: 16),
                     path: path.map {
                         $0.path.rawValue
                             + ($0.path == .relayed
                                 ? $0.relay.map { " via \(NodeAddress(publicKey: $0.publicKey))" } ?? "" : "")
                     },
-                    endpoint: path?.endpoint?.description, interface: consumerState.interface,
+                    endpoint: path?.endpoint?.description, interface: TunnelController.consumerInterface,
                     innerAddress: grant.innerIPv4.address.description, gateway: grant.gateway.description,
-                    mtu: Int(grant.mtu), routes: routes, dns: consumerState.options.dns,
-                    killSwitch: consumerState.options.killSwitch,
-                    ageSeconds: now.since(status.consumer?.attachedAt ?? consumerState.session.openedAt).seconds,
+                    mtu: Int(grant.mtu), routes: plan.options.routes.prefixes, dns: plan.options.dns,
+                    killSwitch: plan.options.killSwitch,
+                    ageSeconds: now.since(status.consumer?.attachedAt ?? plan.session.openedAt).seconds,
                     sent: TunnelTrafficReport(
                         bytes: account?.sentBytes ?? 0, packets: account?.sentPackets ?? 0, rate: rates?.sent ?? 0),
                     received: TunnelTrafficReport(

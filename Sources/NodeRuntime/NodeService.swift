@@ -5,14 +5,15 @@ import ServiceLifecycle
 
 /// The node as a long-running `Service`: binds on `run()`, closes on graceful shutdown.
 public struct NodeService: Service {
-    public let host: NodeHost
+    public let host: NodeDriver
     public let listenHost: String
     public let listenPort: Int
     private let logger: Logger
     /// Undone at stop: the tunnel's host changes.
     private let tunnel: TunnelController?
 
-    public init(host: NodeHost, listenHost: String, listenPort: Int, logger: Logger, tunnel: TunnelController? = nil) {
+    public init(host: NodeDriver, listenHost: String, listenPort: Int, logger: Logger, tunnel: TunnelController? = nil)
+    {
         self.host = host
         self.listenHost = listenHost
         self.listenPort = listenPort
@@ -22,7 +23,7 @@ public struct NodeService: Service {
 
     public func run() async throws {
         try await host.start(host: listenHost, port: listenPort)
-        let endpoint = try await host.snapshot().listen
+        let endpoint = await host.snapshot().listen
         logger.info("listening", metadata: ["listen": "\(endpoint)"])
         // Wait for SIGTERM/SIGINT or `umbra down`, then close the socket.
         try? await gracefulShutdown()

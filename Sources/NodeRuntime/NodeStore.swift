@@ -5,7 +5,7 @@
 // One table, `entry (namespace, key, value)`: the key-value namespaces the cores choose
 // ("dht.records", "dht.contacts", ...). The schema only ever grows by appended migrations.
 //
-// Threading: `submit` may be called from any thread (NodeHost calls it on the event loop); requests
+// Threading: `submit` may be called from any thread (NodeDriver calls it on the event loop); requests
 // run in the order submitted on `queue`. Whatever is queued when a drain starts runs in one
 // transaction (group commit: one fsync for a burst of writes), and each completion is handed to its
 // callback after the commit, on the store's queue.

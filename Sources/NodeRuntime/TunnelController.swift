@@ -6,7 +6,9 @@
 //   outside, nothing from the pool to the host itself); undone at a clean stop.
 // - Consumer (`umbra connect`): the TUN device `umbra0` with the inner address, routes (whole
 //   traffic or split), policy rules that let the node's own marked socket keep the old path,
-//   optionally DNS and the kill switch; undone by `umbra disconnect` and at a clean stop.
+//   optionally DNS and the kill switch; undone by `umbra disconnect` and at a clean stop. The node
+//   asks for both as host requests (`HostAction`, performed here one at a time); it owns the
+//   tunnel's state, this actor only the handles of what it changed.
 // Every change is journalled (HostJournal) before it is made, one journal per role in the data
 // dir, so a node that starts after a crash first undoes what the dead process left behind.
 
@@ -16,27 +18,7 @@ import Logging
 import Node
 import UmbraCore
 
-public actor TunnelController {
-    public enum Routes: Sendable, Equatable {
-        case full
-        case split([String])
-    }
-
-    public struct ConnectOptions: Sendable {
-        public var routes: Routes = .full
-        public var dns: [String] = []
-        public var killSwitch = false
-        public init() {}
-    }
-
-    /// The consumer tunnel as the host set it up.
-    public struct ConsumerState: Sendable {
-        public var provider: PublicKey
-        public var session: ClientSession
-        public var options: ConnectOptions
-        public var interface: String
-    }
-
+public actor TunnelController: HostNetworkHandler {
     public struct TunnelError: Error, CustomStringConvertible {
         public var description: String
     }
@@ -44,7 +26,7 @@ public actor TunnelController {
     public static let consumerInterface = "umbra0"
     public static let providerInterface = "umbrap0"
 
-    private let host: NodeHost
+    private let host: NodeDriver
     private let directory: DataDirectory
     private let logger: Logger
     private let journalKey: HostJournalKey
@@ -53,16 +35,14 @@ public actor TunnelController {
     /// One journal for both roles (entries are scoped), so neither overwrites the other's.
     private var journal: HostJournal?
     private var providerHandle: ProviderNetworkHandle?
-    public private(set) var consumer: ConsumerState?
 
     /// `journalKey` authenticates the host-change journal (`HostJournalKey(identity:)`).
-    public init(host: NodeHost, directory: DataDirectory, journalKey: HostJournalKey, logger: Logger) {
+    public init(host: NodeDriver, directory: DataDirectory, journalKey: HostJournalKey, logger: Logger) {
         self.journalKey = journalKey
         self.host = host
         self.directory = directory
         self.logger = logger
     }
-
     private var journalPath: String { directory.path + "/" + HostJournal.fileName }
 
     private func sharedJournal() throws -> HostJournal {
@@ -111,25 +91,42 @@ public actor TunnelController {
         config.offload = true
         let handle = try ProviderNetwork.up(config, journal: journal, runner: runner)
         providerHandle = handle
-        try await host.attachDevice(handle.tun, mtu: mtu)
+        await host.attachDevice(handle.tun, mtu: mtu)
         logger.info(
             "provider tunnel up", metadata: ["interface": "\(handle.tun.name)", "pool": "\(pool)", "mtu": "\(mtu)"])
     }
 
-    /// Consumer: sets up the host for `session` (an open dialogue) and routes packets through it.
-    /// `underlay` (the session's current endpoint) is only checked against, never routed.
-    public func connect(session: ClientSession, underlay: IPAddress?, options: ConnectOptions) async throws {
-        if consumer != nil { await disconnect() }
-        let journal = try sharedJournal()
-        let mark = host.socketMark
-        if mark == nil, options.killSwitch || options.routes == .full {
-            throw TunnelError(
-                description: "the node's UDP socket carries no fwmark (SO_MARK needs CAP_NET_ADMIN: run `umbra up` "
-                    + "as root), so its own datagrams could not bypass the tunnel")
+    // MARK: - Host requests (the node's connect and disconnect commands)
+
+    public func perform(_ action: HostAction) async -> HostOutcome {
+        switch action {
+        case .setUpConsumerTunnel(let plan):
+            do {
+                try await setUpConsumer(plan)
+                return .done
+            } catch {
+                return .failed("\(error)")
+            }
+        case .tearDownConsumerTunnel:
+            return await tearDownConsumer()
         }
+    }
+
+    /// Consumer: sets up the host for `plan.session` (an open dialogue) and starts moving its
+    /// packets; the node routes them once this returns. `plan.underlay` (the session's current
+    /// endpoint) is only checked against, never routed. On a failure nothing stays changed.
+    private func setUpConsumer(_ plan: ConsumerTunnelPlan) async throws {
+        if consumerHandle != nil { _ = await tearDownConsumer() }
+        let journal = try sharedJournal()
+        let mark = await host.socketMark
+        let options = plan.options
+        if mark == nil, options.killSwitch || options.routes == .full {
+            throw TunnelError(description: Self.noMarkReason)
+        }
+        let session = plan.session
         var config = ConsumerNetworkConfig(
             innerAddress: session.grant.innerIPv4.address, tunName: Self.consumerInterface, mtu: Int(session.grant.mtu),
-            underlay: underlay, dns: options.dns, killSwitch: options.killSwitch, bypassMark: mark)
+            underlay: plan.underlay, dns: options.dns, killSwitch: options.killSwitch, bypassMark: mark)
         config.offload = true
         switch options.routes {
         case .full: config.routes = .full
@@ -137,20 +134,7 @@ public actor TunnelController {
         }
         let handle = try ConsumerNetwork.up(config, journal: journal, runner: runner)
         consumerHandle = handle
-        do {
-            try await host.attachDevice(handle.tun, mtu: Int(session.grant.mtu))
-            let now = host.clock.now
-            try await host.perform { instance, _, _ in
-                instance.attachTunnel(session, now: now)
-                return ((), [])
-            }
-        } catch {
-            handle.down()
-            consumerHandle = nil
-            throw error
-        }
-        consumer = ConsumerState(
-            provider: session.provider, session: session, options: options, interface: handle.tun.name)
+        await host.attachDevice(handle.tun, mtu: Int(session.grant.mtu))
         logger.info(
             "tunnel up",
             metadata: [
@@ -159,27 +143,28 @@ public actor TunnelController {
             ])
     }
 
-    /// Consumer: detaches the data plane and restores routes, DNS and firewall exactly. Returns the
-    /// provider the tunnel went to (nil: no tunnel was up).
-    @discardableResult
-    public func disconnect() async -> PublicKey? {
-        let provider = consumer?.provider
-        _ = try? await host.perform { instance, _, _ in
-            instance.detachTunnel()
-            return ((), [])
-        }
-        if consumerHandle != nil { await host.detachDevice() }
-        if let report = consumerHandle?.down(), !report.isComplete {
-            logger.error("could not undo every host change of the tunnel", metadata: ["report": "\(report)"])
-        }
+    /// Why a tunnel that must bypass by fwmark cannot be set up.
+    public static let noMarkReason =
+        "the node's UDP socket carries no fwmark (SO_MARK needs CAP_NET_ADMIN: run `umbra up` as root), so its "
+        + "own datagrams could not bypass the tunnel"
+
+    /// Consumer: stops reading the TUN device and restores routes, DNS and firewall exactly.
+    private func tearDownConsumer() async -> HostOutcome {
+        guard let handle = consumerHandle else { return .done }
+        await host.detachDevice()
         consumerHandle = nil
-        consumer = nil
-        return provider
+        let report = handle.down()
+        guard report.isComplete else {
+            logger.error("could not undo every host change of the tunnel", metadata: ["report": "\(report)"])
+            return .failed("some host changes could not be undone (they stay journalled for the next start): \(report)")
+        }
+        logger.info("tunnel down")
+        return .done
     }
 
     /// At a clean stop: both roles undone.
     public func stop() async {
-        await disconnect()
+        _ = await tearDownConsumer()
         if providerHandle != nil { await host.detachDevice() }
         if let report = providerHandle?.down(), !report.isComplete {
             logger.error("could not undo every host change of the provider", metadata: ["report": "\(report)"])

@@ -17,8 +17,8 @@
 //
 // Offloads (Linux): the TUN device is opened with IFF_VNET_HDR and TSO, so one read may be a TCP
 // burst of up to 64 KiB, split here into MTU-sized segments (TSOSplitter); runs of equal-sized
-// datagrams to one peer leave as one UDP GSO send (NodeHost.tunnelBatch); UDP GRO hands us bursts
-// that NodeHost.receive cuts apart; and the packets a read batch delivers are coalesced per TCP
+// datagrams to one peer leave as one UDP GSO send (NodeDriver.tunnelBatch); UDP GRO hands us bursts
+// that NodeDriver.receive cuts apart; and the packets a read batch delivers are coalesced per TCP
 // flow (GROCoalescer) before they are written to the TUN device.
 
 import Dispatch

@@ -84,10 +84,11 @@ struct SessionClose: AsyncParsableCommand {
 
     func run() async throws {
         let socket = DataDirectory.resolve(options.dataDir).controlSocket
+        let answer: [String: String]
         do {
-            _ = try ControlClient.request(
+            answer = try ControlClient.request(
                 [String: String].self, method: "POST", path: "/v1/sessions/close?provider=\(provider)", socket: socket)
         } catch { throw CLIError("umbra session close: \(error)") }
-        print("closed")
+        print(answer["status"] ?? "closed")
     }
 }

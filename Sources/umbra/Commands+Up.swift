@@ -111,13 +111,14 @@ struct Up: AsyncParsableCommand {
         let group = MultiThreadedEventLoopGroup.singleton
         var rng = SecureRandomGenerator()
         let clock = RuntimeClock()
-        let host = NodeHost(
+        let host = NodeDriver(
             instance: NodeInstance(identity: identity, config: config, now: clock.now, rng: &rng),
             eventLoop: group.next(), logger: logger, clock: clock, store: store)
         // The tunnel's host changes: first undo what a crashed run left, then (provider) set up.
         let tunnel = TunnelController(
             host: host, directory: directory, journalKey: HostJournalKey(identity: identity), logger: logger)
         await tunnel.recover()
+        await host.setHostHandler(tunnel)
         if config.market.provide?.serviceType == "ip-tunnel", provider.tunnelDevice != "none" {
             do {
                 try await tunnel.startProvider(

@@ -13,6 +13,10 @@ private struct FixedView: FlowView {
     var offersHeld: [ServiceProposal] = []
     var endpoints: [PublicKey: Endpoint] = [:]
     var localKey: PublicKey
+    var consumerHost = ConsumerHost.none
+    var dialogues: Set<PublicKey> = []
+
+    func hasDialogue(with provider: PublicKey) -> Bool { dialogues.contains(provider) }
 
     func offers(serviceType: String, provider: PublicKey?, country: String?, now: Instant) -> [ServiceProposal] {
         offersHeld.filter {
@@ -108,5 +112,104 @@ struct CommandFlowTests {
         #expect(flow.advance(.start, view: view, now: Self.now) == [.ping(Self.ids[1].publicKey)])
         #expect(flow.advance(.pong(Self.ids[2].publicKey, .milliseconds(3)), view: view, now: Self.now).isEmpty)
         #expect(flow.advance(.deadline, view: view, now: Self.now + .seconds(3)) == [.complete(.failed(.timedOut))])
+    }
+
+    static func session(with provider: Int) -> ClientSession {
+        ClientSession(
+            provider: ids[provider].publicKey, requestID: 1, sessionID: UInt64(40 + provider), mode: .fullTunnel,
+            grant: SessionGrant(
+                innerIPv4: InterfaceAddress(address: .v4(0x0A4D_0002), prefixLength: 24), gateway: .v4(0x0A4D_0001),
+                dnsServers: [], mtu: 1380, keepaliveSeconds: 5),
+            openedAt: now, keepaliveInterval: .seconds(5))
+    }
+
+    @Test func connectWithHostOptionsWaitsForTheHostThenCompletes() {
+        var view = FixedView(offersHeld: [Self.offer(1, country: "DE", price: 3)], localKey: Self.ids[0].publicKey)
+        let options = ConsumerTunnelOptions(routes: .split(["198.51.100.0/24"]), dns: ["9.9.9.9"], killSwitch: true)
+        var flow = CommandFlow(.connect(ConnectRequest(target: .country("DE"), host: options)))
+        #expect(flow.advance(.start, view: view, now: Self.now).count == 2)
+        let session = Self.session(with: 1)
+        #expect(flow.advance(.dialogueOpened(session), view: view, now: Self.now) == [.setUpTunnel(session, options)])
+        #expect(flow.deadline == nil, "the shell answers every host request")
+        let plan = ConsumerTunnelPlan(session: session, options: options, underlay: nil)
+        let request = HostRequest(token: HostToken(1), action: .setUpConsumerTunnel(plan))
+        // Another session's set-up, or a tear-down, is not this flow's answer.
+        let other = ConsumerTunnelPlan(session: Self.session(with: 2), options: options, underlay: nil)
+        #expect(
+            flow.advance(
+                .hostCompleted(HostRequest(token: HostToken(9), action: .setUpConsumerTunnel(other)), .done),
+                view: view,
+                now: Self.now
+            ).isEmpty)
+        view.consumerHost = .up(plan)
+        guard
+            case .complete(.connected(let connected, let offer))? = flow.advance(
+                .hostCompleted(request, .done), view: view, now: Self.now
+            ).first
+        else {
+            Issue.record("not connected")
+            return
+        }
+        #expect(connected == session && offer.provider == Self.ids[1].publicKey && flow.isDone)
+    }
+
+    @Test func aFailedHostSetUpClosesTheDialogueAndFailsTheConnect() {
+        let view = FixedView(
+            offersHeld: [Self.offer(1, country: "DE", price: 3), Self.offer(2, country: "DE", price: 5)],
+            localKey: Self.ids[0].publicKey)
+        var flow = CommandFlow(.connect(ConnectRequest(target: .country("DE"), host: ConsumerTunnelOptions())))
+        _ = flow.advance(.start, view: view, now: Self.now)
+        let session = Self.session(with: 1)
+        _ = flow.advance(.dialogueOpened(session), view: view, now: Self.now)
+        let plan = ConsumerTunnelPlan(session: session, options: ConsumerTunnelOptions(), underlay: nil)
+        let actions = flow.advance(
+            .hostCompleted(HostRequest(token: HostToken(1), action: .setUpConsumerTunnel(plan)), .failed("no TUN")),
+            view: view, now: Self.now)
+        // Not the next candidate: the host would fail the same way.
+        #expect(actions == [.closeDialogue(Self.ids[1].publicKey), .complete(.failed(.host("no TUN")))])
+    }
+
+    @Test func connectTearsTheTunnelThatIsUpDownFirst() {
+        var view = FixedView(offersHeld: [Self.offer(2, country: "DE", price: 3)], localKey: Self.ids[0].publicKey)
+        let old = ConsumerTunnelPlan(session: Self.session(with: 1), options: ConsumerTunnelOptions(), underlay: nil)
+        view.consumerHost = .up(old)
+        var flow = CommandFlow(.connect(ConnectRequest(target: .country("DE"), host: ConsumerTunnelOptions())))
+        #expect(flow.advance(.start, view: view, now: Self.now) == [.tearDownTunnel])
+        view.consumerHost = .none
+        let next = flow.advance(
+            .hostCompleted(HostRequest(token: HostToken(2), action: .tearDownConsumerTunnel), .done), view: view,
+            now: Self.now)
+        guard case .openDialogue(let request)? = next.last else {
+            Issue.record("\(next)")
+            return
+        }
+        #expect(request.provider == Self.ids[2].publicKey)
+        // A second connect while a set-up is in flight is refused.
+        view.consumerHost = .settingUp(HostToken(3), old)
+        var second = CommandFlow(.connect(ConnectRequest(target: .country("DE"), host: ConsumerTunnelOptions())))
+        guard case .complete(.failed(.invalid))? = second.advance(.start, view: view, now: Self.now).first else {
+            Issue.record("a second set-up was not refused")
+            return
+        }
+    }
+
+    @Test func disconnectTearsDownAndNamesTheProvider() {
+        var view = FixedView(localKey: Self.ids[0].publicKey)
+        var idle = CommandFlow(.disconnect)
+        #expect(idle.advance(.start, view: view, now: Self.now) == [.complete(.disconnected(provider: nil))])
+        view.consumerHost = .up(
+            ConsumerTunnelPlan(session: Self.session(with: 1), options: ConsumerTunnelOptions(), underlay: nil))
+        var flow = CommandFlow(.disconnect)
+        #expect(flow.advance(.start, view: view, now: Self.now) == [.tearDownTunnel])
+        #expect(
+            flow.advance(
+                .hostCompleted(HostRequest(token: HostToken(4), action: .tearDownConsumerTunnel), .done), view: view,
+                now: Self.now) == [.complete(.disconnected(provider: Self.ids[1].publicKey))])
+        var failing = CommandFlow(.disconnect)
+        _ = failing.advance(.start, view: view, now: Self.now)
+        #expect(
+            failing.advance(
+                .hostCompleted(HostRequest(token: HostToken(5), action: .tearDownConsumerTunnel), .failed("busy")),
+                view: view, now: Self.now) == [.complete(.failed(.host("busy")))])
     }
 }

@@ -103,4 +103,69 @@ struct CommandTests {
         sim.run(for: .seconds(2))
         #expect(sim.completion(of: CommandID(13), on: 0) == .failed(.timedOut))
     }
+
+    // MARK: - Host requests (connect with host options, disconnect)
+
+    @Test func connectSetsUpTheHostAndDisconnectUndoesIt() {
+        var (sim, ids) = Self.market()
+        let options = ConsumerTunnelOptions(routes: .split(["198.51.100.0/24"]), dns: [], killSwitch: false)
+        sim.submit(.connect(ConnectRequest(target: .country("DE"), host: options)), id: CommandID(20), on: 0)
+        sim.run(for: .seconds(3))
+        guard case .connected(let session, _)? = sim.completion(of: CommandID(20), on: 0) else {
+            Issue.record("\(String(describing: sim.completion(of: CommandID(20), on: 0)))")
+            return
+        }
+        let requests = sim.hostRequests(of: 0)
+        guard requests.count == 1, case .setUpConsumerTunnel(let plan) = requests[0].action else {
+            Issue.record("\(requests)")
+            return
+        }
+        #expect(plan.session == session && plan.options == options)
+        #expect(plan.underlay == sim.endpoint(of: 1).address, "the provider's direct address, checked against")
+        #expect(sim.instance(0).tunnelStatus.host == .up(plan))
+        #expect(sim.instance(0).tunnelStatus.consumer?.provider == ids[1].publicKey, "packets flow")
+
+        sim.submit(.disconnect, id: CommandID(21), on: 0)
+        #expect(sim.instance(0).tunnelStatus.consumer == nil, "packets stop at once")
+        sim.run(for: .seconds(1))
+        #expect(sim.completion(of: CommandID(21), on: 0) == .disconnected(provider: ids[1].publicKey))
+        #expect(sim.hostRequests(of: 0).last?.action == .tearDownConsumerTunnel)
+        #expect(sim.instance(0).tunnelStatus.host == .none)
+        #expect(sim.instance(0).dialogueStatus.clients.allSatisfy { $0.phase == .closed }, "the dialogue ended")
+        // Nothing up: a disconnect says so and asks nothing of the host.
+        sim.submit(.disconnect, id: CommandID(22), on: 0)
+        #expect(sim.completion(of: CommandID(22), on: 0) == .disconnected(provider: nil))
+        #expect(sim.hostRequests(of: 0).count == 2)
+    }
+
+    @Test func aSecondConnectReplacesTheFirstTunnel() {
+        var (sim, ids) = Self.market()
+        sim.submit(.connect(ConnectRequest(target: .country("DE"), host: .init())), id: CommandID(30), on: 0)
+        sim.run(for: .seconds(3))
+        sim.submit(.connect(ConnectRequest(target: .country("FR"), host: .init())), id: CommandID(31), on: 0)
+        sim.run(for: .seconds(3))
+        guard case .connected(let session, _)? = sim.completion(of: CommandID(31), on: 0) else {
+            Issue.record("\(String(describing: sim.completion(of: CommandID(31), on: 0)))")
+            return
+        }
+        #expect(session.provider == ids[3].publicKey)
+        let actions = sim.hostRequests(of: 0).map(\.action)
+        #expect(actions.count == 3)
+        #expect(actions[1] == .tearDownConsumerTunnel, "the first tunnel goes before the second is set up")
+        #expect(
+            sim.instance(0).dialogueStatus.clients.filter { $0.phase != .closed }.map(\.provider) == [ids[3].publicKey])
+        #expect(sim.instance(0).tunnelStatus.consumer?.provider == ids[3].publicKey)
+    }
+
+    @Test func aHostThatCannotBeSetUpEndsTheDialogueAndTheConnect() {
+        var (sim, _) = Self.market()
+        sim.failHostRequests(of: 0, reason: "no CAP_NET_ADMIN")
+        sim.submit(.connect(ConnectRequest(target: .country("DE"), host: .init())), id: CommandID(40), on: 0)
+        sim.run(for: .seconds(3))
+        #expect(sim.completion(of: CommandID(40), on: 0) == .failed(.host("no CAP_NET_ADMIN")))
+        #expect(sim.hostRequests(of: 0).count == 1, "no other candidate is tried: the host would fail again")
+        #expect(sim.instance(0).tunnelStatus.host == .none)
+        #expect(sim.instance(0).tunnelStatus.consumer == nil)
+        #expect(sim.instance(0).dialogueStatus.clients.allSatisfy { $0.phase == .closed }, "the dialogue was closed")
+    }
 }

@@ -203,4 +203,41 @@ struct PartTests {
         #expect(!passes(&bench, packet), "ended: no longer served")
         #expect(bench.part.counters.drops[.notServed] == 2)
     }
+
+    @Test func tunnelHostStateFollowsTheShellsAnswers() {
+        let ids = identities(2, seed: 14)
+        var bench = PartBench(identity: ids[0], config: NodeConfig()) { TunnelPart(config: $1) }
+        var session = ClientSession.placeholder
+        session.provider = ids[1].publicKey
+        let plan = ConsumerTunnelPlan(session: session, options: ConsumerTunnelOptions(), underlay: nil)
+        func hostRequests(_ bench: inout PartBench<TunnelPart>) -> [HostRequest] {
+            bench.kernel.takeEffects().compactMap { if case .host(let request) = $0 { request } else { nil } }
+        }
+
+        bench.part.setUpHost(plan, &bench.kernel)
+        let setUp = hostRequests(&bench)
+        #expect(setUp.map(\.action) == [.setUpConsumerTunnel(plan)])
+        #expect(bench.part.consumer == nil, "no packets before the host is ready")
+        // An answer to some other request changes nothing.
+        bench.feed(.notice(.hostCompleted(HostRequest(token: HostToken(99), action: .tearDownConsumerTunnel), .done)))
+        #expect(bench.part.host == .settingUp(setUp[0].token, plan))
+        bench.feed(.notice(.hostCompleted(setUp[0], .done)))
+        #expect(bench.part.host == .up(plan) && bench.part.consumer?.provider == ids[1].publicKey)
+
+        // The dialogue ends: packets stop, the routes stay until a disconnect.
+        bench.feed(.notice(.dialogueEnded(provider: ids[1].publicKey)))
+        #expect(bench.part.consumer == nil && bench.part.host == .up(plan))
+
+        #expect(bench.part.tearDownHost(&bench.kernel) == ids[1].publicKey)
+        let tearDown = hostRequests(&bench)
+        #expect(tearDown.map(\.action) == [.tearDownConsumerTunnel])
+        #expect(bench.part.tearDownHost(&bench.kernel) == nil, "already being torn down")
+        bench.feed(.notice(.hostCompleted(tearDown[0], .failed("journalled for the next start"))))
+        #expect(bench.part.host == .none)
+
+        // A set-up that fails leaves nothing.
+        bench.part.setUpHost(plan, &bench.kernel)
+        bench.feed(.notice(.hostCompleted(hostRequests(&bench)[0], .failed("no TUN"))))
+        #expect(bench.part.host == .none && bench.part.consumer == nil)
+    }
 }

@@ -12,7 +12,7 @@ import Glibc
 
 /// Real nodes on real UDP sockets on loopback, in this process.
 struct LiveNode {
-    let host: NodeHost
+    let host: NodeDriver
     let identity: Identity
     var endpoint: Endpoint
 
@@ -21,7 +21,7 @@ struct LiveNode {
         var logger = Logger(label: "test")
         logger.logLevel = .warning
         var rng = SeededRandom(seed: seed)
-        let host = NodeHost(
+        let host = NodeDriver(
             instance: NodeInstance(identity: identity, config: NodeConfig(), rng: &rng),
             eventLoop: MultiThreadedEventLoopGroup.singleton.next(), logger: logger)
         try await host.start(host: "127.0.0.1", port: 0)
