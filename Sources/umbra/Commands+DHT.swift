@@ -11,16 +11,29 @@ struct DHTCommand: AsyncParsableCommand {
 
     struct Lookup: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Find a node by its address (or any 256-bit key in hex): closest nodes, hops, time.")
+            abstract: "Find nodes by their addresses (or any 256-bit keys in hex): closest nodes, hops, time.",
+            discussion: """
+                Several targets are looked up one after the other; with --json each answer is printed as one \
+                line of JSON (JSON Lines). Exits 1 if any target was not found.
+                """)
         @OptionGroup var options: DataDirOptions
-        @Argument(help: ArgumentHelp("A node address (umbra1…) or 64 hex digits.", valueName: "address|hex-key"))
-        var target: String
-        @Flag(help: "Print JSON.") var json = false
+        @Argument(help: ArgumentHelp("Node addresses (umbra1…) or 64 hex digits.", valueName: "address|hex-key"))
+        var targets: [String]
+        @Flag(help: "Print JSON (one line per target).") var json = false
+
+        func validate() throws {
+            guard !targets.isEmpty else { throw ValidationError("name at least one address (umbra1…) or hex key") }
+        }
 
         func run() async throws {
-            let path = "/v1/dht/lookup?target=" + percentEncoded(target)
-            let report: LookupResultReport = try call("GET", path, options: options, command: "dht lookup", json: json)
-            if !json {
+            var missed = 0
+            for (index, target) in targets.enumerated() {
+                let path = "/v1/dht/lookup?target=" + percentEncoded(target)
+                let report: LookupResultReport = try call(
+                    "GET", path, options: options, command: "dht lookup", json: json, compact: targets.count > 1)
+                if !report.found { missed += 1 }
+                guard !json else { continue }
+                if targets.count > 1 { print((index > 0 ? "\n" : "") + "target     \(target)") }
                 if let contact = report.contact {
                     print("found      \(contact.address)@\(contact.endpoint)")
                 } else {
@@ -36,7 +49,7 @@ struct DHTCommand: AsyncParsableCommand {
                 print("closest    \(report.closest.count) nodes")
                 for contact in report.closest.prefix(5) { print("           \(contact.address)@\(contact.endpoint)") }
             }
-            if !report.found { throw ExitCode(1) }
+            if missed > 0 { throw ExitCode(1) }
         }
     }
 
@@ -86,7 +99,7 @@ struct DHTCommand: AsyncParsableCommand {
 /// Calls the control API; prints the raw JSON when `json` is set; returns the decoded report.
 func call<T: Decodable>(
     _ method: String, _ path: String, options: DataDirOptions, command: String, json: Bool,
-    timeoutSeconds: Int = 30
+    compact: Bool = false, timeoutSeconds: Int = 30
 ) throws -> T {
     let socket = DataDirectory.resolve(options.dataDir).controlSocket
     do {
@@ -99,7 +112,15 @@ func call<T: Decodable>(
                 ?? String(decoding: body, as: UTF8.self)
             throw ControlError.server(status: status, message: message)
         }
-        if json { print(String(decoding: body, as: UTF8.self)) }
+        if json {
+            if compact, let object = try? JSONSerialization.jsonObject(with: Data(body)),
+                let line = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+            {
+                print(String(decoding: line, as: UTF8.self))
+            } else {
+                print(String(decoding: body, as: UTF8.self))
+            }
+        }
         do { return try ControlJSON.decoder.decode(T.self, from: Data(body)) } catch {
             throw ControlError.badResponse("\(error)")
         }

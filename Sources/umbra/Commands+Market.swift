@@ -160,9 +160,9 @@ struct ProposalsCommand: AsyncParsableCommand {
     func run() async throws {
         let socket = DataDirectory.resolve(options.dataDir).controlSocket
         if dht, country == nil { throw CLIError("umbra proposals: --dht needs --country (e.g. --country DE)") }
-        var query = ["service=\(service)"]
+        var query = ["service=" + percentEncoded(service)]
         if dht { query.append("dht=1") }
-        if let country { query.append("country=\(country)") }
+        if let country { query.append("country=" + percentEncoded(country)) }
         if let maxPriceGib { query.append("max_price_gib=\(maxPriceGib)") }
         if let maxPriceMin { query.append("max_price_min=\(maxPriceMin)") }
         let path = "/v1/proposals?" + query.joined(separator: "&")

@@ -138,20 +138,18 @@ class Node:
         raise RuntimeError(f"{self.name} not ready")
 
     def control(self, method, path, timeout=20):
-        """One request to the node's control socket (HTTP/1.1 + JSON on a unix socket)."""
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(timeout)
-            s.connect(os.path.join(self.dir, "control.sock"))
-            s.sendall(f"{method} {path} HTTP/1.1\r\nHost: umbra\r\nContent-Length: 0\r\n"
-                      "Connection: close\r\n\r\n".encode())
-            chunks = []
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-        head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
-        return int(head.split(b" ")[1]), (json.loads(body) if body else None)
+        """One request to the node's control API, through the CLI (`umbra api`): (HTTP status, JSON)."""
+        try:
+            done = subprocess.run([UMBRA, "api", "--data-dir", self.dir, "--method", method, "--timeout",
+                                   str(timeout), path], capture_output=True, text=True, timeout=timeout + 5)
+        except subprocess.TimeoutExpired as error:
+            raise OSError(f"umbra api {path}: no answer in {timeout} s") from error
+        if done.returncode != 0:
+            answered = done.stderr.partition("the node answered ")[2].split(":")[0]
+            if not answered.isdigit():
+                raise OSError(done.stderr.strip())  # not running, or an unreadable answer
+            return int(answered), None
+        return 200, (json.loads(done.stdout) if done.stdout.strip() else None)
 
     def status(self):
         try:

@@ -41,26 +41,20 @@ check "$NODES nodes joined; every routing table holds at least 8 contacts ($((SE
 # A node serves the DHT once it knows it is reachable (peers see it at its own socket address on
 # loopback); until then others do not put it in their tables, so lookups wait for every verdict.
 all_public() {
-    python3 - "$CLUSTER_DIR/node" "$NODES" <<'PY'
-import sys
-sys.path.insert(0, "tools/e2e")
-from control import request
-prefix, count = sys.argv[1], int(sys.argv[2])
-public = 0
-for i in range(1, count + 1):
-    try:
-        _, relay = request(f"{prefix}{i}", "GET", "/v1/relay", timeout=5)
-        public += relay.get("reachability") == "public" and relay.get("dht_server") is True
-    except OSError:
-        pass
-sys.exit(0 if public == count else 1)
-PY
+    local i
+    for ((i = 1; i <= NODES; i++)); do
+        "$UMBRA" api --data-dir "$CLUSTER_DIR/node$i" --timeout 5 /v1/relay 2>/dev/null | python3 -c '
+import json, sys
+relay = json.load(sys.stdin)
+sys.exit(0 if relay.get("reachability") == "public" and relay.get("dht_server") is True else 1)' || return 1
+    done
+    return 0
 }
 for ((t = 0; t < 60; t++)); do all_public && break; sleep 0.5; done
 check "every node found out it is publicly reachable and serves the DHT" all_public
 
 check "every node finds every other node's address by lookup" \
-    python3 tools/e2e/control.py lookup-all "$CLUSTER_DIR/node" "$NODES"
+    env UMBRA="$UMBRA" python3 tools/e2e/bulk.py lookup-all "$CLUSTER_DIR/node" "$NODES"
 
 seven=$(cluster_address "$CLUSTER_DIR/node7")
 output=$("$UMBRA" dht lookup --data-dir "$CLUSTER_DIR/node2" "$seven" 2>&1)

@@ -24,7 +24,7 @@ check() {
     if "$@"; then passed=$((passed + 1)); echo "ok   $name"; else failed=$((failed + 1)); echo "FAIL $name"; fi
 }
 wait_proposals() { # NODES SECONDS WANT GONE
-    python3 tools/e2e/control.py wait-proposals "$CLUSTER_DIR/node" "$@"
+    env UMBRA="$UMBRA" python3 tools/e2e/bulk.py wait-proposals "$CLUSTER_DIR/node" "$@"
 }
 
 cluster_create "$LATE"
@@ -73,11 +73,10 @@ cluster_wait_sessions "$LATE" 1 30
 output=$(wait_proposals "$LATE" 3 "$p1,$p2,$p3")
 echo "  late joiner: $output"
 check "a node joining later holds all 3 within 3 s" grep -q "agree" <<< "$output"
-python3 - "$CLUSTER_DIR/node$LATE" <<'PY'
-import sys
-sys.path.insert(0, "tools/e2e")
-from control import request
-_, market = request(sys.argv[1], "GET", "/v1/market")
+"$UMBRA" api --data-dir "$CLUSTER_DIR/node$LATE" /v1/market > "$CLUSTER_DIR/market.json"
+python3 - "$CLUSTER_DIR/market.json" <<'PY'
+import json, sys
+market = json.load(open(sys.argv[1]))
 print(f"  late joiner sync: {market['sync_phase']} in {market['sync_seconds']} s, {market['sync_items']} items, "
       f"{market['proposals']} proposals, {len(market['gossip_peers'])} gossip peers, mesh {market['mesh_size']}")
 PY

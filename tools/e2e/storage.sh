@@ -19,13 +19,8 @@ check() {
     if "$@"; then passed=$((passed + 1)); echo "ok   $name ($SECONDS s)"; else failed=$((failed + 1)); echo "FAIL $name ($SECONDS s)"; fi
 }
 dht_field() { # INDEX FIELD -> a field of GET /v1/dht (-1 when the node does not answer)
-    python3 - "$CLUSTER_DIR/node$1" "$2" <<'PY' 2>/dev/null || echo -1
-import sys
-sys.path.insert(0, "tools/e2e")
-from control import request
-_, report = request(sys.argv[1], "GET", "/v1/dht", timeout=5)
-print(report[sys.argv[2]])
-PY
+    "$UMBRA" api --data-dir "$CLUSTER_DIR/node$1" --timeout 5 /v1/dht 2>/dev/null \
+        | python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$2" 2>/dev/null || echo -1
 }
 wait_field() { # INDEX FIELD MINIMUM SECONDS
     local deadline=$((SECONDS + $4))
