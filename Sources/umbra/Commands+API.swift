@@ -24,7 +24,8 @@ struct APICommand: AsyncParsableCommand {
             throw ValidationError("--method must be GET or POST, not '\(method)'")
         }
         guard path.hasPrefix("/v1/"), !path.contains(where: { $0 == " " || $0.isNewline }) else {
-            throw ValidationError("the path must start with /v1/ and hold no spaces (percent-encode them), e.g. /v1/dht")
+            throw ValidationError(
+                "the path must start with /v1/ and hold no spaces (percent-encode them), e.g. /v1/dht")
         }
         guard (1...600).contains(timeout) else { throw ValidationError("--timeout must be 1 to 600 seconds") }
     }
