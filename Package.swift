@@ -22,6 +22,7 @@ let package = Package(
         .library(name: "Relay", targets: ["Relay"]),
         .library(name: "Dialogue", targets: ["Dialogue"]),
         .library(name: "Tunnel", targets: ["Tunnel"]),
+        .library(name: "Ledger", targets: ["Ledger"]),
         // The simulator and the whole-node fuzzing harness, for the fuzz targets in Fuzz/.
         .library(name: "NetSim", targets: ["NetSim"]),
     ],
@@ -51,6 +52,7 @@ let package = Package(
         .target(name: "Relay", dependencies: ["UmbraCore"], swiftSettings: strict),
         .target(name: "Dialogue", dependencies: ["UmbraCore"], swiftSettings: strict),
         .target(name: "Tunnel", dependencies: ["UmbraCore"], swiftSettings: strict),
+        .target(name: "Ledger", dependencies: ["UmbraCore", "UmbraCrypto"], swiftSettings: strict),
         .target(
             name: "Node",
             dependencies: ["UmbraCore", "Sessions", "Kademlia", "Gossip", "Proposals", "Relay", "Dialogue", "Tunnel"],
@@ -128,6 +130,9 @@ let package = Package(
         .testTarget(
             name: "DialogueTests", dependencies: ["Dialogue", "UmbraCore", "UmbraTestKit"], swiftSettings: strict),
         .testTarget(name: "TunnelTests", dependencies: ["Tunnel", "UmbraCore"], swiftSettings: strict),
+        .testTarget(
+            name: "LedgerTests", dependencies: ["Ledger", "UmbraCore", "UmbraCrypto", "UmbraTestKit"],
+            swiftSettings: strict),
         .testTarget(
             name: "SessionsTests", dependencies: ["Sessions", "UmbraCore", "UmbraCrypto", "UmbraTestKit"],
             swiftSettings: strict),

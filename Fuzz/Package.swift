@@ -41,5 +41,6 @@ let package = Package(
         fuzzTarget("FuzzTunnelPacket", products: ["UmbraCore", "Tunnel"]),
         fuzzTarget("FuzzTunnelOffload", products: ["UmbraCore", "Tunnel"]),
         fuzzTarget("FuzzNode", products: ["UmbraCore", "NetSim"]),
+        fuzzTarget("FuzzLedgerEntry", products: ["UmbraCore", "Ledger"]),
     ]
 )
