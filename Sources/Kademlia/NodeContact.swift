@@ -25,10 +25,10 @@ public struct NodeContact: Hashable, Sendable, CustomStringConvertible {
 
     public var description: String { "\(NodeAddress(publicKey: publicKey))@\(endpoint)" }
 
-    /// Whether this contact may be put into a routing table or handed to others: a real endpoint
-    /// (not a virtual relay path) that every decoder accepts (port not 0) and that is a possible
-    /// destination at all (not unspecified, multicast or broadcast).
-    public var isShareable: Bool { !endpoint.isRelayPath && endpoint.scope != .unusable }
+    /// Whether this contact may be put into a routing table or handed to others: an endpoint that
+    /// every decoder accepts (port not 0) and that is a possible destination at all (not
+    /// unspecified, multicast, broadcast or the discard-only 100::/64, see `AddressScope.unusable`).
+    public var isShareable: Bool { endpoint.scope != .unusable }
 }
 
 extension ByteWriter {

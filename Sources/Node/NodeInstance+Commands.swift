@@ -37,9 +37,8 @@ extension NodeInstance: FlowView {
         return provider.map { key in found.filter { $0.provider == key } } ?? found
     }
 
-    func directEndpoint(of peer: PublicKey) -> Endpoint? {
-        sessions.endpoint(of: peer).flatMap { $0.isRelayPath ? nil : $0 }
-    }
+    /// Where datagrams to `peer` go when that is a socket address; nil when it is relayed (or unknown).
+    func directEndpoint(of peer: PublicKey) -> Endpoint? { sessions.path(of: peer)?.directEndpoint }
 
     var localKey: PublicKey { identity.publicKey }
 

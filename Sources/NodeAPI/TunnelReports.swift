@@ -160,8 +160,8 @@ extension ControlRouter {
         let provider = session.provider
         // Nothing the proposal names becomes a route: the node's own socket is marked and only it
         // bypasses the tunnel (ConsumerNetwork). The current endpoint is only checked against.
-        let endpoint = try await host.withInstance { $0.sessionPath(of: provider)?.endpoint }
-        let underlay = endpoint.flatMap { $0.isRelayPath ? nil : $0.address }
+        // A relayed session's endpoint is its relay's.
+        let underlay = try await host.withInstance { $0.sessionPath(of: provider)?.endpoint?.address }
         do {
             try await tunnel.connect(session: session, underlay: underlay, options: options)
         } catch {
