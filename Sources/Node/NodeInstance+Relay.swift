@@ -392,7 +392,9 @@ extension NodeInstance {
             case .dialProbe(let target, let endpoint, let nonce):
                 // A fresh handshake from our socket with the probe as 0-RTT data; with a session
                 // already up the probe would prove nothing (the target ignores it), so skip it.
-                guard !sessions.isEstablished(target), sessions.addPeer(target, path: .direct(endpoint)) else { continue }
+                guard !sessions.isEstablished(target), sessions.addPeer(target, path: .direct(endpoint)) else {
+                    continue
+                }
                 relay.counters.dialProbesSent += 1
                 relay.acquainted.insert(target)
                 relay.reachability.sentInitiation(to: endpoint.address)

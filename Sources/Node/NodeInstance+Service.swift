@@ -32,7 +32,8 @@ extension NodeInstance {
     public mutating func reach(
         _ provider: PublicKey, contacts: ServiceProposal.Contacts, now: Instant, rng: inout some RandomNumberGenerator
     ) -> [NodeEffect] {
-        let direct = Array(contacts.direct.filter { !$0.address.isDiscardOnly }.prefix(PeerRecordValue.maximumEndpoints))
+        let direct = Array(
+            contacts.direct.filter { !$0.address.isDiscardOnly }.prefix(PeerRecordValue.maximumEndpoints))
         let relays = contacts.relays.prefix(PeerRecordValue.maximumRelays).map {
             NodeContact(publicKey: $0.publicKey, endpoint: $0.endpoint)
         }

@@ -243,7 +243,8 @@ public struct NodeInstance: Sendable {
         _ datagram: [UInt8], from source: Endpoint, now: Instant, rng: inout some RandomNumberGenerator
     ) -> [NodeEffect] {
         var effects: [NodeEffect] = []
-        absorb(sessions.receive(datagram, from: .direct(source), now: now, rng: &rng), now: now, rng: &rng, into: &effects)
+        absorb(
+            sessions.receive(datagram, from: .direct(source), now: now, rng: &rng), now: now, rng: &rng, into: &effects)
         return effects
     }
 

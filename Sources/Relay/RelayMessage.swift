@@ -299,7 +299,9 @@ public enum RelayMessage: Hashable, Sendable {
 
     /// Whether an endpoint can travel as a punch candidate: one with a port, outside the
     /// discard-only 100::/64 (RFC 6666).
-    public static func isCandidate(_ endpoint: Endpoint) -> Bool { endpoint.port != 0 && !endpoint.address.isDiscardOnly }
+    public static func isCandidate(_ endpoint: Endpoint) -> Bool {
+        endpoint.port != 0 && !endpoint.address.isDiscardOnly
+    }
 
     /// A candidate list. A well-formed entry that is not a candidate (port 0, a discard-only address) is
     /// skipped, not the message: one bad candidate must not cost the punch.

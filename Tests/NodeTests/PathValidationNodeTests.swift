@@ -22,7 +22,8 @@ struct PathValidationNodeTests {
             firstDatagram(attacker.connect(nodeKey, endpoint: nodeEndpoint, now: now, rng: &rng)))
         let response = try #require(
             node.receive(initiation, from: attackerEndpoint, now: now, rng: &rng).compactMap(\.datagram).first)
-        let confirm = try #require(firstDatagram(attacker.receive(response, from: .direct(nodeEndpoint), now: now, rng: &rng)))
+        let confirm = try #require(
+            firstDatagram(attacker.receive(response, from: .direct(nodeEndpoint), now: now, rng: &rng)))
         _ = node.receive(confirm, from: attackerEndpoint, now: now, rng: &rng)
         #expect(node.sessions.path(of: attacker.identity.publicKey) == .direct(attackerEndpoint))
         // Then requests "from" the victim: pings and DHT lookups.

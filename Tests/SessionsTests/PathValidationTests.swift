@@ -85,7 +85,8 @@ struct PathValidationTests {
         pair.pump(pair.a.rehandshake(pair.bKey, now: pair.now, rng: &pair.rng), from: "a")
         #expect(pair.b.snapshot(of: pair.aKey)?.path == pair.aPath)
         #expect(
-            pair.events.contains { $0.0 == "b" && $0.1 == .pathChanged(peer: pair.aKey, path: .direct(pair.aEndpoint)) })
+            pair.events.contains { $0.0 == "b" && $0.1 == .pathChanged(peer: pair.aKey, path: pair.aPath) }
+        )
     }
 
     @Test func aResponseFromAnotherAddressDoesNotMoveTheInitiator() throws {
@@ -105,7 +106,8 @@ struct PathValidationTests {
         pair.handshake()
         let roamed = Endpoint(address: .v4(0x7F00_0002), port: 3333)
         let data = firstSend(pair.a.send([42], to: pair.bKey, now: pair.now, rng: &pair.rng))!
-        let challenge = try #require(sends(pair.b.receive(data, from: .direct(roamed), now: pair.now, rng: &pair.rng)).first)
+        let challenge = try #require(
+            sends(pair.b.receive(data, from: .direct(roamed), now: pair.now, rng: &pair.rng)).first)
         let answer = try #require(
             sends(pair.a.receive(challenge.bytes, from: pair.bPath, now: pair.now, rng: &pair.rng)).first)
         // The right answer from a third address: that address becomes the candidate, nothing moves.

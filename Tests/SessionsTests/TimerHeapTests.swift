@@ -44,7 +44,9 @@ struct TimerHeapTests {
         func route(_ effects: [SessionEffect], from: Int?) {
             for (bytes, to) in sends(effects) {
                 if to == .direct(hubEndpoint) { inFlight.append((bytes, from, nil)) }
-                if let index = to.directEndpoint.flatMap({ endpoints.firstIndex(of: $0) }) { inFlight.append((bytes, from, index)) }
+                if let index = to.directEndpoint.flatMap({ endpoints.firstIndex(of: $0) }) {
+                    inFlight.append((bytes, from, index))
+                }
             }
         }
         for _ in 0..<1500 {
@@ -65,7 +67,9 @@ struct TimerHeapTests {
                     let datagram = inFlight.remove(at: Int.random(in: 0..<inFlight.count, using: &rng))
                     let source = datagram.from.map { endpoints[$0] } ?? hubEndpoint
                     if let target = datagram.to {
-                        route(spokes[target].receive(datagram.bytes, from: .direct(source), now: now, rng: &rng), from: target)
+                        route(
+                            spokes[target].receive(datagram.bytes, from: .direct(source), now: now, rng: &rng),
+                            from: target)
                     } else {
                         route(hub.receive(datagram.bytes, from: .direct(source), now: now, rng: &rng), from: nil)
                     }
