@@ -403,7 +403,10 @@ public struct NodeInstance: Sendable {
             switch effect {
             case .send(let message, let contact):
                 if sessions.snapshot(of: contact.publicKey) == nil {
-                    guard sessions.addPeer(contact.publicKey, path: .direct(contact.endpoint)) else { continue }
+                    // A contact with no address (`Endpoint.unknown`: it reached us through a relay)
+                    // is only ever answered on its session; without one there is nowhere to send.
+                    guard contact.isShareable, sessions.addPeer(contact.publicKey, path: .direct(contact.endpoint))
+                    else { continue }
                 }
                 absorb(
                     sessions.send(
