@@ -46,7 +46,7 @@ extension ByteReader {
     }
 
     /// One contact of a list: the whole entry is consumed, and nil comes back for a well-formed
-    /// entry that is not `isShareable` (port 0, a relay path, unspecified, multicast), so one bad
+    /// entry that is not `isShareable` (port 0, discard-only, unspecified, multicast), so one bad
     /// contact drops that contact, not the message. Malformed entries (unknown family, truncation)
     /// still throw: their length is unknown.
     public mutating func readShareableNodeContact() throws(DecodeError) -> NodeContact? {

@@ -7,7 +7,8 @@
 // table and market hold real contents worth reflecting. After every operation the harness checks
 // the node's invariants:
 //
-// - no datagram to a virtual relay path, port 0 or an unspecified address leaves the node;
+// - no datagram to the discard-only 100::/64, port 0 or an unspecified address leaves the node
+//   (a relayed session path cannot reach the socket at all: `NodeEffect.send` takes an `Endpoint`);
 // - bytes sent to an address that never completed a handshake or answered a challenge (a
 //   victim) stay within 3 × the bytes that arrived from it (handshake initiations, which a node
 //   sends to contacts in order to validate them, are counted apart);

@@ -75,7 +75,7 @@ public struct RelayNodeCounters: Sendable, Equatable {
     public var framesUndecodable: UInt64 = 0
     public var datagramsForwarded: UInt64 = 0
     public var datagramsDelivered: UInt64 = 0
-    /// Datagrams to a relay path whose entry is gone, or too large for one `forward`.
+    /// Datagrams along a relayed path whose entry is gone, or too large for one `forward`.
     public var forwardsDropped: UInt64 = 0
     /// Relay paths refused because the table was full.
     public var pathsRefused: UInt64 = 0
@@ -442,7 +442,7 @@ extension NodeInstance {
     }
 
     /// Whether `relayKey` may deliver datagrams from `peer`: we hold a reservation on it, or we
-    /// dialled `peer` through it (the pair has a relay path).
+    /// dialled `peer` through it (the pair has a relayed path).
     func acceptsDelivery(from relayKey: PublicKey, of peer: PublicKey) -> Bool {
         relay.client.activeReservations.contains { $0.relay.publicKey == relayKey }
             || relay.paths.index(relay: relayKey, peer: peer) != nil

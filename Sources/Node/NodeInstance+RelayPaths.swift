@@ -107,7 +107,7 @@ struct RelayPathTable: Sendable {
     }
 }
 
-/// A session that came up on a relay path.
+/// A session that came up on a relayed path.
 struct RelayLink: Sendable {
     var relay: PublicKey
     var punch: HolePunch

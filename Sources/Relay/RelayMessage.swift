@@ -220,7 +220,7 @@ public enum RelayMessage: Hashable, Sendable {
             writer.write(nonce)
             writer.write(reason.rawValue)
         case .punchConnect(let nonce, let candidates), .punchConnectReply(let nonce, let candidates):
-            // Only candidates a decoder takes and someone could send to (not port 0, not a relay path).
+            // Only candidates a decoder takes and someone could send to (not port 0, not discard-only).
             let sendable = candidates.filter(Self.isCandidate)
             precondition(sendable.count <= Self.maximumCandidates, "too many punch candidates")
             writer.write(nonce)

@@ -186,7 +186,7 @@ public struct SessionManager: Sendable, CustomReflectable {
     /// Starts a new handshake with `peer` now, even when a session is established or a handshake is in
     /// flight (its retry timer is cut short), on `path` when one is given. The node layer uses it
     /// when a kept peer stops answering (a restarted relay has lost our keys) and to move a dial that
-    /// gets no answer onto a relay path. Queued frames stay queued and go out once it completes.
+    /// gets no answer onto a relayed path. Queued frames stay queued and go out once it completes.
     public mutating func rehandshake(
         _ key: PublicKey, path: PeerPath? = nil, now: Instant, rng: inout some RandomNumberGenerator
     ) -> [SessionEffect] {
