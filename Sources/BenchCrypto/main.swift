@@ -158,9 +158,9 @@ func benchSession(packetSize: Int, seconds: Double) -> BenchResult? {
     while !inFlight.isEmpty {
         let (bytes, toReceiver) = inFlight.removeFirst()
         if toReceiver {
-            enqueue(receiver.receive(bytes, from: senderEndpoint, now: now, rng: &rng), toReceiver: false)
+            enqueue(receiver.receive(bytes, from: .direct(senderEndpoint), now: now, rng: &rng), toReceiver: false)
         } else {
-            enqueue(sender.receive(bytes, from: receiverEndpoint, now: now, rng: &rng), toReceiver: true)
+            enqueue(sender.receive(bytes, from: .direct(receiverEndpoint), now: now, rng: &rng), toReceiver: true)
         }
     }
     guard sender.isEstablished(receiver.identity.publicKey), receiver.isEstablished(sender.identity.publicKey)
@@ -178,7 +178,7 @@ func benchSession(packetSize: Int, seconds: Double) -> BenchResult? {
                     fatalError("session seal failed")
                 }
                 let packet = UnsafeMutableRawBufferPointer(rebasing: buffer[..<length])
-                switch receiver.open(packet, from: senderEndpoint, now: now, events: &events) {
+                switch receiver.open(packet, from: .direct(senderEndpoint), now: now, events: &events) {
                 case .frame(_, let range): checksum &+= UInt64(buffer[range.lowerBound]) &+ UInt64(range.count)
                 case .dropped(let reason): fatalError("session open dropped a packet: \(reason)")
                 }

@@ -2,7 +2,7 @@
 // Every message: `type u8 | request id u64 | flags u8 | body`. A response echoes the request id.
 // Every message fits one control datagram (≤ 1200 bytes with the channel byte). Contact lists carry
 // only shareable contacts (`NodeContact.isShareable`): the encoder leaves others out, and the decoder
-// skips a well-formed entry that is not shareable (port 0, a relay path) instead of refusing the
+// skips a well-formed entry that is not shareable (port 0, a discard-only address) instead of refusing the
 // whole answer.
 
 import UmbraCore

@@ -347,6 +347,18 @@ public struct DHTNode: Sendable {
 
     // MARK: - Messages
 
+    /// Handles a DHT message that arrived from `key` (authenticated by the session layer) at
+    /// `endpoint`, or from an address we do not know (nil: it came through a relay). Such a sender
+    /// stands as a contact at `Endpoint.unknown`: never put into the table or handed on (not
+    /// shareable), its STOREs charged together to `RecordStore.unknownSource`, its pong naming no
+    /// address of its own.
+    public mutating func handle(
+        _ message: DHTMessage, from key: PublicKey, at endpoint: Endpoint?, now: Instant,
+        rng: inout some RandomNumberGenerator
+    ) -> [DHTEffect] {
+        handle(message, from: NodeContact(publicKey: key, endpoint: endpoint ?? .unknown), now: now, rng: &rng)
+    }
+
     /// Handles a DHT message that arrived from `contact` (authenticated by the session layer).
     public mutating func handle(
         _ message: DHTMessage, from contact: NodeContact, now: Instant,
@@ -576,7 +588,7 @@ public struct DHTNode: Sendable {
         guard candidate.isShareable, candidate.id != localID else { return false }
         var own = ownAddresses
         let scope = referrer.endpoint.scope
-        if !referrer.endpoint.isRelayPath, scope == .loopback || scope == .private {
+        if scope == .loopback || scope == .private {
             own.append(referrer.endpoint.address)
         }
         return SteeringPolicy.admits(candidate.endpoint, own: own)

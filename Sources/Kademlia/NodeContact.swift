@@ -25,10 +25,10 @@ public struct NodeContact: Hashable, Sendable, CustomStringConvertible {
 
     public var description: String { "\(NodeAddress(publicKey: publicKey))@\(endpoint)" }
 
-    /// Whether this contact may be put into a routing table or handed to others: a real endpoint
-    /// (not a virtual relay path) that every decoder accepts (port not 0) and that is a possible
-    /// destination at all (not unspecified, multicast or broadcast).
-    public var isShareable: Bool { !endpoint.isRelayPath && endpoint.scope != .unusable }
+    /// Whether this contact may be put into a routing table or handed to others: an endpoint that
+    /// every decoder accepts (port not 0) and that is a possible destination at all (not
+    /// unspecified, multicast, broadcast or the discard-only 100::/64, see `AddressScope.unusable`).
+    public var isShareable: Bool { endpoint.scope != .unusable }
 }
 
 extension ByteWriter {
@@ -46,7 +46,7 @@ extension ByteReader {
     }
 
     /// One contact of a list: the whole entry is consumed, and nil comes back for a well-formed
-    /// entry that is not `isShareable` (port 0, a relay path, unspecified, multicast), so one bad
+    /// entry that is not `isShareable` (port 0, discard-only, unspecified, multicast), so one bad
     /// contact drops that contact, not the message. Malformed entries (unknown family, truncation)
     /// still throw: their length is unknown.
     public mutating func readShareableNodeContact() throws(DecodeError) -> NodeContact? {

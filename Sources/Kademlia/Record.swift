@@ -191,7 +191,7 @@ public enum RecordKey {
 /// publishes no endpoint and only relays; a record lists at least one of the two.
 ///
 /// Encoding: version u8 (1), endpoint count u8 (0...6), endpoints, relay count u8 (0...4), relays
-/// (public key 32, endpoint). Relay paths (100::/64) are refused as endpoints.
+/// (public key 32, endpoint). Discard-only addresses (100::/64, RFC 6666) are refused as endpoints.
 public struct PeerRecordValue: Equatable, Sendable {
     public static let version: UInt8 = 1
     public static let maximumEndpoints = 6
@@ -257,7 +257,9 @@ public struct PeerRecordValue: Equatable, Sendable {
 
     private static func readRealEndpoint(_ reader: inout ByteReader) throws(DecodeError) -> Endpoint {
         let endpoint = try reader.readEndpoint()
-        guard !endpoint.isRelayPath else { throw .invalid(field: "peer record endpoint", reason: "a relay path") }
+        guard !endpoint.address.isDiscardOnly else {
+            throw .invalid(field: "peer record endpoint", reason: "a discard-only address (100::/64)")
+        }
         return endpoint
     }
 }

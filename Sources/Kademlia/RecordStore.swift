@@ -44,7 +44,7 @@ public enum RecordRefusal: String, Error, CaseIterable, Sendable, Codable {
 /// A change to what a store holds, reported to a persistence layer (`RecordStore.tracksChanges`).
 public enum RecordChange: Sendable, Equatable {
     /// Stored or replaced: the record now held for its (key, publisher), and the source it is charged
-    /// to (nil: none; a relayed STORE reports `RecordStore.relayedSource`).
+    /// to (nil: none; a STORE from an unknown address reports `RecordStore.unknownSource`).
     case held(SignedRecord, source: Endpoint?)
     /// Expired or evicted: nothing is held for (key, publisher) any more.
     case dropped(key: Key256, publisher: PublicKey)
@@ -115,8 +115,9 @@ public struct RecordStore: Sendable {
     private var refsByAddress: [SourcePrefix: Set<RecordRef>] = [:]
     private var countByPrefix: [SourcePrefix: Int] = [:]
 
-    /// The source key every relayed STORE shares (its address is not known).
-    public static let relayedSource = Endpoint.relayPath(0)
+    /// The source every STORE whose sender's address is not known shares (one that came through a
+    /// relay): `Endpoint.unknown`, so such STOREs are capped together like one address.
+    public static let unknownSource = Endpoint.unknown
 
     /// What one publisher has stored here.
     struct Usage: Equatable, Sendable {
@@ -141,7 +142,7 @@ public struct RecordStore: Sendable {
     /// Checks, in order: oversized, expired, too far in future, forged, key/value rules (wrong key,
     /// malformed value), seq, then quotas (publisher records and bytes, key, source address and
     /// prefix, store). `source` is where the STORE came from (nil: our own record, never evicted;
-    /// a relay path counts as `relayedSource`). A full store evicts from the heaviest source when
+    /// a sender whose address is not known passes `unknownSource`). A full store evicts from the heaviest source when
     /// `source` holds fewer records than it (see the file header).
     public mutating func store(_ record: SignedRecord, now: Instant, source: Endpoint? = nil) -> StoreResult {
         expire(now: now)
@@ -166,7 +167,7 @@ public struct RecordStore: Sendable {
             }
         }
         let ref = RecordRef(key: record.key, publisher: record.publisher)
-        let keys = source.map { SourcePrefix.keys(for: $0.isRelayPath ? Self.relayedSource : $0) }
+        let keys = source.map(SourcePrefix.keys(for:))
         if let keys, !fitsSourceCaps(keys, replacing: ref) { return refuse(.overQuota) }
         let growth = record.encodedSize - (existing?.encodedSize ?? 0)
         while count + (existing == nil ? 1 : 0) > config.maximumRecords || bytes + growth > config.maximumBytes {
@@ -186,7 +187,7 @@ public struct RecordStore: Sendable {
             compactIfNeeded()
         }
         if tracksChanges {
-            changes.append(.held(record, source: source.map { $0.isRelayPath ? Self.relayedSource : $0 }))
+            changes.append(.held(record, source: source))
         }
         return existing == nil ? .stored : .replaced
     }

@@ -85,7 +85,7 @@ public struct RoutingTable: Sendable {
         /// A subnet cap (per bucket or per table) would be exceeded. An existing contact that moved
         /// into a crowded subnet is removed.
         case rejectedDiversity
-        /// The endpoint cannot be handed to others (a virtual relay path, port 0, unspecified,
+        /// The endpoint cannot be handed to others (port 0, the discard-only 100::/64, unspecified,
         /// multicast): the table only holds contacts every decoder accepts and anyone may dial.
         case rejectedEndpoint
     }

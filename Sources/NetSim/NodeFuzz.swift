@@ -7,7 +7,8 @@
 // table and market hold real contents worth reflecting. After every operation the harness checks
 // the node's invariants:
 //
-// - no datagram to a virtual relay path, port 0 or an unspecified address leaves the node;
+// - no datagram to the discard-only 100::/64, port 0 or an unspecified address leaves the node
+//   (a relayed session path cannot reach the socket at all: `NodeEffect.send` takes an `Endpoint`);
 // - bytes sent to an address that never completed a handshake or answered a challenge (a
 //   victim) stay within 3 × the bytes that arrived from it (handshake initiations, which a node
 //   sends to contacts in order to validate them, are counted apart);
@@ -165,7 +166,7 @@ public struct NodeFuzzHarness: Sendable {
         case 0:
             name = "handshake a\(attacker) from \(source)"
             let effects = attackers[attacker].sessions.rehandshake(
-                node.identity.publicKey, endpoint: nodeEndpoint, now: now, rng: &rng)
+                node.identity.publicKey, path: .direct(nodeEndpoint), now: now, rng: &rng)
             try deliver(attackerEffects: effects, attacker: attacker, from: source)
         case 1:
             name = "ping a\(attacker) from \(source)"
@@ -269,7 +270,7 @@ public struct NodeFuzzHarness: Sendable {
         var keys = SeededRandom(seed: freshSeed)
         freshSeed += 1
         var fresh = SessionManager(identity: Identity.generate(using: &keys))
-        fresh.addPeer(node.identity.publicKey, endpoint: nodeEndpoint)
+        fresh.addPeer(node.identity.publicKey, path: .direct(nodeEndpoint))
         let channel = FrameChannel.allCases[Int(byte()) % FrameChannel.allCases.count]
         let frame: [UInt8]
         switch channel {
@@ -351,7 +352,8 @@ public struct NodeFuzzHarness: Sendable {
                 datagram.from == nodeEndpoint
             {
                 let home = attackers[index].home
-                for answer in attackers[index].sessions.receive(datagram.bytes, from: nodeEndpoint, now: now, rng: &rng)
+                for answer in attackers[index].sessions.receive(
+                    datagram.bytes, from: .direct(nodeEndpoint), now: now, rng: &rng)
                 {
                     switch answer {
                     case .send(let reply, _): queue.append(Datagram(bytes: reply, from: home, to: nodeEndpoint))
@@ -371,7 +373,7 @@ public struct NodeFuzzHarness: Sendable {
             let index = relayed.firstIndex(where: { $0.sessions.identity.publicKey == peer && $0.relay == relay })
         else { return [] }
         var out: [Datagram] = []
-        let answers = relayed[index].sessions.receive(bytes, from: Self.relayedView, now: now, rng: &rng)
+        let answers = relayed[index].sessions.receive(bytes, from: .direct(Self.relayedView), now: now, rng: &rng)
         for case .send(let reply, _) in answers {
             let deliver = Frame.opaque(.relay, RelayMessage.deliver(peer: peer, bytes: reply).encoded()).encoded()
             for case .send(let datagram, _) in attackers[relay].sessions.send(
@@ -385,8 +387,10 @@ public struct NodeFuzzHarness: Sendable {
 
     // MARK: - Invariants
 
+    /// A relayed session path cannot reach the socket at all (`NodeEffect.send` carries an `Endpoint`,
+    /// never a `PeerPath`); what is checked here is where real datagrams go.
     func checkDestination(_ endpoint: Endpoint) throws(NodeFuzzViolation) {
-        if endpoint.isRelayPath { throw violation("a virtual relay path \(endpoint) escaped to the network") }
+        if endpoint.address.isDiscardOnly { throw violation("a datagram to the discard-only 100::/64 (\(endpoint))") }
         if endpoint.port == 0 { throw violation("a datagram to port 0 (\(endpoint))") }
         if endpoint.address.isUnspecified { throw violation("a datagram to an unspecified address (\(endpoint))") }
     }

@@ -123,7 +123,7 @@ struct CommandFlow: Sendable {
         case (.fetching(let provider, true), .lookupFinished(let report))
         where report.target == RecordKey.peer(provider):
             let endpoint = report.records.first { $0.publisher == provider }
-                .flatMap { try? PeerRecordValue.decode($0.value) }?.endpoints.first { !$0.isRelayPath }
+                .flatMap { try? PeerRecordValue.decode($0.value) }?.endpoints.first
             guard let endpoint else { return fetchEnded(view: view, now: now) }
             state = .fetching(provider: provider, recordLookup: false)
             deadline = now + Self.fetchWait
@@ -142,7 +142,7 @@ struct CommandFlow: Sendable {
             var actions: [FlowAction] = []
             if let endpoint = report.records.first(where: { $0.publisher == provider })
                 .flatMap({ try? PeerRecordValue.decode($0.value) })
-                .flatMap({ $0.endpoints.first { !$0.isRelayPath } ?? $0.relays.first?.endpoint })
+                .flatMap({ $0.endpoints.first ?? $0.relays.first?.endpoint })
             {
                 actions.append(.fetchOffer(provider, serviceType: serviceType, at: endpoint))
             }

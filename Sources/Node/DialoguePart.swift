@@ -244,7 +244,7 @@ public struct DialoguePart: NodePart {
         guard var server else { return }
         // The consumer's address, for the per-source share of the capacity (a relayed consumer's is
         // not known: it counts under no address).
-        let source = node.sessions.snapshot(of: key)?.endpoint.flatMap { $0.isRelayPath ? nil : $0 }
+        let source = node.sessions.path(of: key)?.directEndpoint
         let serverEffects = server.handle(message, from: key, source: source, now: now, rng: &rng)
         self.server = server
         apply(serverEffects, &node, now, &rng)

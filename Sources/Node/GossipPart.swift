@@ -103,7 +103,8 @@ public struct GossipPart: NodePart {
     ) {
         if !router.hasPeer(key) {
             addPeer(
-                key, endpoint: node.sessions.snapshot(of: key)?.endpoint, outbound: false, &node, now: now, rng: &rng)
+                key, endpoint: node.sessions.path(of: key)?.directEndpoint, outbound: false, &node, now: now,
+                rng: &rng)
             guard router.hasPeer(key) else { return }  // refused (peer cap)
             node.sessions.setPersistent(key, true)
         }
@@ -176,10 +177,10 @@ public struct GossipPart: NodePart {
         }
     }
 
-    /// The IP-colocation key of an endpoint: its IPv4 address or IPv6 /64; none for relay paths
-    /// and (when exempt) private and loopback addresses.
+    /// The IP-colocation key of an endpoint: its IPv4 address or IPv6 /64; none without one (a
+    /// relayed peer) and (when exempt) for private and loopback addresses.
     private func colocationKey(_ endpoint: Endpoint?) -> [UInt8]? {
-        guard let endpoint, !endpoint.isRelayPath else { return nil }
+        guard let endpoint else { return nil }
         let address = endpoint.address
         if config.exemptPrivateColocation, address.isLoopback || address.isPrivate || address.isLinkLocal {
             return nil

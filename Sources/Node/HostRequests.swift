@@ -53,8 +53,9 @@ public struct ConsumerTunnelPlan: Sendable, Equatable {
     /// The open dialogue: provider, inner address, gateway, MTU.
     public var session: ClientSession
     public var options: ConsumerTunnelOptions
-    /// The provider's current direct endpoint's address (nil: relayed), only checked against by
-    /// the host (the node's own socket is marked and bypasses the tunnel; nothing is routed to it).
+    /// Where the session's datagrams go now (the provider's address, or its relay's), only checked
+    /// against by the host (the node's own socket is marked and bypasses the tunnel; nothing is
+    /// routed to it).
     public var underlay: IPAddress?
 
     public init(session: ClientSession, options: ConsumerTunnelOptions, underlay: IPAddress?) {

@@ -298,11 +298,11 @@ public struct MarketPart: NodePart {
         of provider: PublicKey, serviceType: String, at endpoint: Endpoint, _ node: inout NodeKernel, now: Instant,
         rng: inout some RandomNumberGenerator
     ) {
-        guard provider != identity.publicKey, !endpoint.isRelayPath else { return }
+        guard provider != identity.publicKey, !endpoint.address.isDiscardOnly else { return }
         directFetches = directFetches.filter { now.since($0.value.at) < .seconds(10) }
         guard directFetches.count < 256 else { return }
         if node.sessions.snapshot(of: provider) == nil {
-            guard node.sessions.addPeer(provider, endpoint: endpoint) else { return }
+            guard node.sessions.addPeer(provider, path: .direct(endpoint)) else { return }
         }
         // Random ids; a page counts as this answer only when its id and its sender both match.
         let requestID = UInt32(truncatingIfNeeded: rng.next())

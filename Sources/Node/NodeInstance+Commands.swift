@@ -37,9 +37,8 @@ extension NodeInstance: FlowView {
         return provider.map { key in found.filter { $0.provider == key } } ?? found
     }
 
-    func directEndpoint(of peer: PublicKey) -> Endpoint? {
-        sessions.endpoint(of: peer).flatMap { $0.isRelayPath ? nil : $0 }
-    }
+    /// Where datagrams to `peer` go when that is a socket address; nil when it is relayed (or unknown).
+    func directEndpoint(of peer: PublicKey) -> Endpoint? { sessions.path(of: peer)?.directEndpoint }
 
     var localKey: PublicKey { identity.publicKey }
 
@@ -135,7 +134,8 @@ extension NodeInstance: FlowView {
         case .closeDialogue(let provider):
             effects += closeDialogue(with: provider, now: now, rng: &rng)
         case .setUpTunnel(let session, let options):
-            let underlay = directEndpoint(of: session.provider)?.address
+            // Where the session's datagrams go: the provider's address, or its relay's.
+            let underlay = sessionPath(of: session.provider)?.endpoint?.address
             tunnel.setUpHost(ConsumerTunnelPlan(session: session, options: options, underlay: underlay), &kernel)
             drain(now: now, rng: &rng, into: &effects)
         case .tearDownTunnel:

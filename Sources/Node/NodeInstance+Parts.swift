@@ -102,7 +102,7 @@ extension NodeInstance {
             return ServiceProposal.Contacts(direct: Array(config.advertisedEndpoints.prefix(4)))
         }
         return ServiceProposal.Contacts(
-            direct: Array(record.endpoints.filter { !$0.isRelayPath }.prefix(4)),
+            direct: Array(record.endpoints.prefix(4)),
             relays: record.relays.prefix(4).map {
                 ServiceProposal.Relay(publicKey: $0.publicKey, endpoint: $0.endpoint)
             })

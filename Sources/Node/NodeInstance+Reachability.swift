@@ -25,11 +25,11 @@ extension NodeInstance {
         _ endpoint: Endpoint, reporter: PublicKey, now: Instant, rng: inout some RandomNumberGenerator,
         into effects: inout [NodeEffect]
     ) {
-        let source = sessions.endpoint(of: reporter)
-        guard !endpoint.isRelayPath, source?.isRelayPath != true else { return }
+        let path = sessions.path(of: reporter)
+        guard !endpoint.address.isDiscardOnly, path?.isRelayed != true else { return }
         applyReachability(
             relay.reachability.observed(
-                endpoint, reporter: reporter, reporterAddress: source?.address, now: now, rng: &rng),
+                endpoint, reporter: reporter, reporterAddress: path?.directEndpoint?.address, now: now, rng: &rng),
             now: now, rng: &rng, into: &effects)
     }
 
@@ -46,7 +46,7 @@ extension NodeInstance {
         nonce: UInt64, endpoint: Endpoint, from key: PublicKey, now: Instant,
         rng: inout some RandomNumberGenerator, into effects: inout [NodeEffect]
     ) {
-        let source = sessions.endpoint(of: key).flatMap { $0.isRelayPath ? nil : $0 }
+        let source = directEndpoint(of: key)
         // The closure reads copies of the session and routing tables; they must be gone before
         // `applyReachability` sends (and so mutates the session table), or that mutation copies
         // every peer: work per request would grow with the table.
@@ -58,7 +58,7 @@ extension NodeInstance {
             reachabilityEffects = relay.reachability.handleDialBackRequest(
                 from: key, nonce: nonce, endpoint: endpoint, observedSource: source, now: now, peers: candidates,
                 isEligible: { peer in
-                    sessions.isEstablished(peer) && sessions.endpoint(of: peer)?.isRelayPath == false
+                    sessions.isEstablished(peer) && sessions.path(of: peer)?.directEndpoint != nil
                         && table.contains(peer.nodeID)
                 }, rng: &rng)
         }

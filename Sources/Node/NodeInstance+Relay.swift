@@ -10,13 +10,14 @@
 //   (RelayClient) it is told of or finds in the DHT (NodeInstance+RelayDiscovery.swift); `public`
 //   makes it a DHT server that publishes the verified endpoint. `--reachability` forces it.
 // - Relay paths and hole punching (NodeInstance+RelayPaths.swift): a peer reached through a relay
-//   gets a virtual endpoint `Endpoint.relayPath(i)`; the session layer's datagrams to it are wrapped
-//   in `forward`, `deliver`s are fed back as datagrams from it; the end that dialled punches.
+//   gets the session path `PeerPath.relayed(id)`; the session layer's datagrams along it are
+//   wrapped in `forward`, `deliver`s are fed back as datagrams from it; the end that dialled punches.
 //
 // Everything here runs inside NodeInstance's calls: `now` and the RNG come in, effects go out.
 
 import Kademlia
 import Relay
+import Sessions
 import UmbraCore
 
 /// How a node decides whether others can dial it.
@@ -74,7 +75,7 @@ public struct RelayNodeCounters: Sendable, Equatable {
     public var framesUndecodable: UInt64 = 0
     public var datagramsForwarded: UInt64 = 0
     public var datagramsDelivered: UInt64 = 0
-    /// Datagrams to a relay path whose entry is gone, or too large for one `forward`.
+    /// Datagrams along a relayed path whose entry is gone, or too large for one `forward`.
     public var forwardsDropped: UInt64 = 0
     /// Relay paths refused because the table was full.
     public var pathsRefused: UInt64 = 0
@@ -196,12 +197,16 @@ extension NodeInstance {
     }
 
     mutating func relayPeerUp(
-        _ key: PublicKey, endpoint: Endpoint, now: Instant, rng: inout some RandomNumberGenerator,
+        _ key: PublicKey, path: PeerPath, now: Instant, rng: inout some RandomNumberGenerator,
         into effects: inout [NodeEffect]
     ) {
-        if endpoint.isRelayPath {
-            relayedSessionUp(key, endpoint: endpoint, now: now, rng: &rng, into: &effects)
+        let endpoint: Endpoint
+        switch path {
+        case .relayed(let id):
+            relayedSessionUp(key, path: id, now: now, rng: &rng, into: &effects)
             return
+        case .direct(let direct):
+            endpoint = direct
         }
         relay.pendingDials[key] = nil
         if relay.acquainted.count >= 4 * config.sessions.maximumPeers { relay.acquainted.removeAll() }
@@ -302,7 +307,7 @@ extension NodeInstance {
         case .relayAvailable:
             relayAnnounced(by: key, now: now, rng: &rng, into: &effects)
         case .dialBackProbe, .dialBackRefused:
-            let source = sessions.snapshot(of: key)?.endpoint.flatMap { $0.isRelayPath ? nil : $0 }
+            let source = directEndpoint(of: key)
             applyReachability(
                 relay.reachability.handle(message, from: key, observedSource: source, now: now, rng: &rng), now: now,
                 rng: &rng, into: &effects)
@@ -317,15 +322,15 @@ extension NodeInstance {
         _ message: RelayMessage, from key: PublicKey, now: Instant, rng: inout some RandomNumberGenerator,
         into effects: inout [NodeEffect]
     ) {
-        let source = sessions.snapshot(of: key)?.endpoint
-        let ipKey = source.flatMap { $0.isRelayPath ? nil : RelayServer.ipKey(for: $0.address) }
+        let source = directEndpoint(of: key)
+        let ipKey = source.flatMap { RelayServer.ipKey(for: $0.address) }
         // The closure reads a copy of the session table; it must be gone before `applyServer` mutates
         // the table, or that mutation copies every peer (work per relayed datagram ∝ table size).
         let serverEffects: [RelayServerEffect]
         do {
             let sessions = self.sessions
             serverEffects = relay.server.handle(
-                message, from: key, ipKey: ipKey, source: source.flatMap { $0.isRelayPath ? nil : $0 }, now: now,
+                message, from: key, ipKey: ipKey, source: source, now: now,
                 isConnected: { sessions.isEstablished($0) })
         }
         applyServer(serverEffects, now: now, rng: &rng, into: &effects)
@@ -387,7 +392,9 @@ extension NodeInstance {
             case .dialProbe(let target, let endpoint, let nonce):
                 // A fresh handshake from our socket with the probe as 0-RTT data; with a session
                 // already up the probe would prove nothing (the target ignores it), so skip it.
-                guard !sessions.isEstablished(target), sessions.addPeer(target, endpoint: endpoint) else { continue }
+                guard !sessions.isEstablished(target), sessions.addPeer(target, path: .direct(endpoint)) else {
+                    continue
+                }
                 relay.counters.dialProbesSent += 1
                 relay.acquainted.insert(target)
                 relay.reachability.sentInitiation(to: endpoint.address)
@@ -420,9 +427,9 @@ extension NodeInstance {
     private mutating func updateReachabilityPeers(
         now: Instant, rng: inout some RandomNumberGenerator, into effects: inout [NodeEffect]
     ) {
-        let direct = sessions.snapshots.filter { $0.state == .established && $0.endpoint?.isRelayPath == false }
+        let direct = sessions.snapshots.filter { $0.state == .established && $0.path?.directEndpoint != nil }
         var addresses: [PublicKey: IPAddress] = [:]
-        for peer in direct { addresses[peer.publicKey] = peer.endpoint?.address }
+        for peer in direct { addresses[peer.publicKey] = peer.path?.directEndpoint?.address }
         applyReachability(
             relay.reachability.setPeers(direct.map(\.publicKey), addresses: addresses, now: now, rng: &rng), now: now,
             rng: &rng, into: &effects)
@@ -435,7 +442,7 @@ extension NodeInstance {
     }
 
     /// Whether `relayKey` may deliver datagrams from `peer`: we hold a reservation on it, or we
-    /// dialled `peer` through it (the pair has a relay path).
+    /// dialled `peer` through it (the pair has a relayed path).
     func acceptsDelivery(from relayKey: PublicKey, of peer: PublicKey) -> Bool {
         relay.client.activeReservations.contains { $0.relay.publicKey == relayKey }
             || relay.paths.index(relay: relayKey, peer: peer) != nil

@@ -86,8 +86,8 @@ extension NodeInstance {
     mutating func relayAnnounce(
         to key: PublicKey, now: Instant, rng: inout some RandomNumberGenerator, into effects: inout [NodeEffect]
     ) {
-        guard config.relay.isRelay, case .public = relay.status, let endpoint = sessions.endpoint(of: key),
-            !endpoint.isRelayPath, sessions.isEstablished(key)
+        guard config.relay.isRelay, case .public = relay.status, directEndpoint(of: key) != nil,
+            sessions.isEstablished(key)
         else { return }
         relay.counters.relayAnnouncementsSent += 1
         sendFrame(.relay, RelayMessage.relayAvailable.encoded(), to: key, now: now, rng: &rng, into: &effects)
@@ -98,9 +98,7 @@ extension NodeInstance {
     mutating func relayAnnounced(
         by key: PublicKey, now: Instant, rng: inout some RandomNumberGenerator, into effects: inout [NodeEffect]
     ) {
-        guard let endpoint = sessions.endpoint(of: key), !endpoint.isRelayPath, sessions.isEstablished(key) else {
-            return
-        }
+        guard let endpoint = directEndpoint(of: key), sessions.isEstablished(key) else { return }
         relay.counters.relayAnnouncementsReceived += 1
         addKnownRelay(RelayContact(publicKey: key, endpoint: endpoint))
         guard relay.status == .private else { return }
@@ -114,7 +112,7 @@ extension NodeInstance {
     ) {
         switch relay.status {
         case .public where config.relay.isRelay:
-            let direct = sessions.snapshots.filter { $0.state == .established && $0.endpoint?.isRelayPath == false }
+            let direct = sessions.snapshots.filter { $0.state == .established && $0.path?.directEndpoint != nil }
             for peer in direct { relayAnnounce(to: peer.publicKey, now: now, rng: &rng, into: &effects) }
         case .private where !relay.knownRelays.isEmpty:
             applyClient(relay.client.setCandidates(relay.knownRelays, now: now), now: now, rng: &rng, into: &effects)
@@ -198,8 +196,7 @@ extension NodeInstance {
 
     private func knownEndpoint(of key: PublicKey) -> Endpoint? {
         if let contact = dht.table.contact(for: key.nodeID) { return contact.endpoint }
-        if let endpoint = sessions.snapshot(of: key)?.endpoint, !endpoint.isRelayPath { return endpoint }
-        return nil
+        return directEndpoint(of: key)
     }
 
     private mutating func addKnownRelay(_ contact: RelayContact) {

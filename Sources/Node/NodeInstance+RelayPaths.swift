@@ -2,9 +2,10 @@
 //
 // 1. Dial: `dial(_:record:)` tries the peer's direct endpoint; a peer without one (behind NAT), or
 //    one that has no session after `directDialTimeout`, is dialled through a relay of its record:
-//    the session layer gets the virtual endpoint `Endpoint.relayPath(i)`, i naming (relay, peer).
-// 2. Relay: a datagram to a relay path leaves as `forward(peer, bytes)` on our session with the
-//    relay; `deliver(peer, bytes)` from a relay comes back as a datagram from the path of
+//    the session layer gets the path `PeerPath.relayed(id)`, the id naming (relay, peer) in
+//    `RelayPathTable`.
+// 2. Relay: a datagram to a relayed path leaves as `forward(peer, bytes)` on our session with the
+//    relay; `deliver(peer, bytes)` from a relay comes back as a datagram from the relayed path of
 //    (relay, peer). The bytes are the two ends' own session ciphertext: the relay sees sizes only.
 // 3. Punch: once the relayed session is up, the end that dialled runs HolePunch (initiator): both
 //    ends exchange candidates inside the session, sync on the measured RTT and send bursts of
@@ -31,7 +32,7 @@ public enum SessionPath: String, Sendable, Equatable, Codable {
 public struct SessionPathInfo: Sendable, Equatable {
     public var peer: PublicKey
     public var path: SessionPath
-    /// The current endpoint (a relay path shows as the relay's endpoint instead).
+    /// The current endpoint (a relayed session shows its relay's endpoint).
     public var endpoint: Endpoint?
     /// The relay the session started on (relayed and hole-punched sessions).
     public var relay: RelayContact?
@@ -45,8 +46,8 @@ public struct SessionPathInfo: Sendable, Equatable {
     public var directAt: Instant?
 }
 
-/// (relay, peer) pairs and their relay-path indices. Bounded; indices are not reused while the
-/// table lives, so a late datagram never reaches the wrong pair.
+/// (relay, peer) pairs and their relayed-path ids. Bounded; ids are not reused while the table
+/// lives, so a late datagram never reaches the wrong pair.
 struct RelayPathTable: Sendable {
     struct Entry: Sendable, Equatable {
         var relay: RelayContact
@@ -59,29 +60,32 @@ struct RelayPathTable: Sendable {
     }
 
     let capacity: Int
-    private(set) var entries: [UInt32: Entry] = [:]
-    private var indices: [Pair: UInt32] = [:]
+    private(set) var entries: [RelayPathID: Entry] = [:]
+    private var indices: [Pair: RelayPathID] = [:]
     private var nextIndex: UInt32 = 1
 
     init(capacity: Int) { self.capacity = capacity }
 
     var count: Int { entries.count }
 
-    func entry(_ index: UInt32) -> Entry? { entries[index] }
+    func entry(_ id: RelayPathID) -> Entry? { entries[id] }
 
-    func index(relay: PublicKey, peer: PublicKey) -> UInt32? { indices[Pair(relay: relay, peer: peer)] }
+    /// The entry of a relayed path; nil for a direct one (or an id no longer in the table).
+    func entry(_ path: PeerPath?) -> Entry? { path?.relayPathID.flatMap { entries[$0] } }
+
+    func index(relay: PublicKey, peer: PublicKey) -> RelayPathID? { indices[Pair(relay: relay, peer: peer)] }
 
     func usesRelay(_ key: PublicKey) -> Bool { entries.values.contains { $0.relay.publicKey == key } }
 
-    /// The index of (relay, peer), allocated if new; nil when the table is full.
-    mutating func allocate(relay: RelayContact, peer: PublicKey) -> UInt32? {
+    /// The id of (relay, peer), allocated if new; nil when the table is full.
+    mutating func allocate(relay: RelayContact, peer: PublicKey) -> RelayPathID? {
         let pair = Pair(relay: relay.publicKey, peer: peer)
         if let index = indices[pair] {
             if relay.endpoint != NetworkUnspecified.endpoint { entries[index]?.relay = relay }
             return index
         }
         guard entries.count < capacity else { return nil }
-        let index = nextIndex
+        let index = RelayPathID(nextIndex)
         nextIndex = nextIndex == UInt32.max ? 1 : nextIndex + 1
         entries[index] = Entry(relay: relay, peer: peer)
         indices[pair] = index
@@ -103,7 +107,7 @@ struct RelayPathTable: Sendable {
     }
 }
 
-/// A session that came up on a relay path.
+/// A session that came up on a relayed path.
 struct RelayLink: Sendable {
     var relay: PublicKey
     var punch: HolePunch
@@ -138,7 +142,7 @@ extension NodeInstance {
         _ key: PublicKey, record: PeerRecordValue?, now: Instant, rng: inout some RandomNumberGenerator
     ) -> [NodeEffect] {
         guard key != identity.publicKey, !sessions.isEstablished(key) else { return [] }
-        let direct = record?.endpoints.filter { !$0.isRelayPath } ?? []
+        let direct = record?.endpoints ?? []
         let relays = (record?.relays ?? []).filter { $0.publicKey != key && $0.publicKey != identity.publicKey }
             .map { RelayContact(publicKey: $0.publicKey, endpoint: $0.endpoint) }
         var effects: [NodeEffect] = []
@@ -151,14 +155,14 @@ extension NodeInstance {
             relays: relays, startedAt: now,
             fallbackAt: direct.isEmpty || relays.isEmpty ? nil : now + config.relay.directDialTimeout)
         if let endpoint = direct.first {
-            sessions.addPeer(key, endpoint: endpoint)
+            sessions.addPeer(key, path: .direct(endpoint))
         } else if !relays.isEmpty {
             dialThroughRelay(key, now: now, rng: &rng, into: &effects)
         }
         return effects
     }
 
-    /// Moves the dial of `key` onto a relay path (the next relay of its record on each call).
+    /// Moves the dial of `key` onto a relayed path (the next relay of its record on each call).
     private mutating func dialThroughRelay(
         _ key: PublicKey, now: Instant, rng: inout some RandomNumberGenerator, into effects: inout [NodeEffect]
     ) {
@@ -179,25 +183,26 @@ extension NodeInstance {
                 DialTarget(publicKey: contact.publicKey, endpoint: contact.endpoint), kind: .relay, now: now, rng: &rng)
         }
         absorb(
-            sessions.rehandshake(key, endpoint: .relayPath(index), now: now, rng: &rng), now: now, rng: &rng,
+            sessions.rehandshake(key, path: .relayed(index), now: now, rng: &rng), now: now, rng: &rng,
             into: &effects)
     }
 
     // MARK: - Relaying datagrams
 
-    /// The session layer sent a datagram to a relay path: wrap it in `forward` to that path's relay.
+    /// The session layer sent a datagram along a relayed path: wrap it in `forward` to that path's
+    /// relay.
     mutating func relaySend(
-        _ bytes: [UInt8], path: Endpoint, now: Instant, rng: inout some RandomNumberGenerator,
+        _ bytes: [UInt8], path: RelayPathID, now: Instant, rng: inout some RandomNumberGenerator,
         into effects: inout [NodeEffect]
     ) {
-        guard let index = path.relayPathIndex, let entry = relay.paths.entry(index),
+        guard let entry = relay.paths.entry(path),
             bytes.count <= RelayMessage.maximumForwardBytes
         else {
             relay.counters.forwardsDropped += 1
             return
         }
         if sessions.snapshot(of: entry.relay.publicKey) == nil {
-            guard sessions.addPeer(entry.relay.publicKey, endpoint: entry.relay.endpoint) else { return }
+            guard sessions.addPeer(entry.relay.publicKey, path: .direct(entry.relay.endpoint)) else { return }
         }
         relay.counters.datagramsForwarded += 1
         sendFrame(
@@ -205,13 +210,13 @@ extension NodeInstance {
             now: now, rng: &rng, into: &effects)
     }
 
-    /// A relay delivered a datagram from `peer`: feed it to the session layer from its relay path.
+    /// A relay delivered a datagram from `peer`: feed it to the session layer from its relayed path.
     mutating func relayedDatagram(
         _ bytes: [UInt8], from peer: PublicKey, via relayKey: PublicKey, now: Instant,
         rng: inout some RandomNumberGenerator, into effects: inout [NodeEffect]
     ) {
         guard peer != identity.publicKey, peer != relayKey,
-            let relayEndpoint = sessions.snapshot(of: relayKey)?.endpoint, !relayEndpoint.isRelayPath
+            let relayEndpoint = sessions.path(of: relayKey)?.directEndpoint
         else {
             relay.counters.forwardsDropped += 1
             return
@@ -225,17 +230,17 @@ extension NodeInstance {
         }
         relay.counters.datagramsDelivered += 1
         absorb(
-            sessions.receive(bytes, from: .relayPath(index), now: now, rng: &rng), now: now, rng: &rng, into: &effects)
+            sessions.receive(bytes, from: .relayed(index), now: now, rng: &rng), now: now, rng: &rng, into: &effects)
     }
 
     // MARK: - Relayed sessions and hole punching
 
-    /// A session with `key` was established on a relay path.
+    /// A session with `key` was established on a relayed path.
     mutating func relayedSessionUp(
-        _ key: PublicKey, endpoint: Endpoint, now: Instant, rng: inout some RandomNumberGenerator,
+        _ key: PublicKey, path: RelayPathID, now: Instant, rng: inout some RandomNumberGenerator,
         into effects: inout [NodeEffect]
     ) {
-        guard let index = endpoint.relayPathIndex, let entry = relay.paths.entry(index) else { return }
+        guard let entry = relay.paths.entry(path) else { return }
         let dialled = relay.pendingDials.removeValue(forKey: key) != nil
         let role: HolePunchRole = dialled ? .initiator : .responder
         var link = RelayLink(
@@ -250,12 +255,13 @@ extension NodeInstance {
         applyPunch(punchEffects, peer: key, now: now, rng: &rng, into: &effects)
     }
 
-    mutating func relayEndpointChanged(
-        _ key: PublicKey, endpoint: Endpoint, now: Instant, rng: inout some RandomNumberGenerator,
+    mutating func relayPathChanged(
+        _ key: PublicKey, path: PeerPath, now: Instant, rng: inout some RandomNumberGenerator,
         into effects: inout [NodeEffect]
     ) {
         guard var link = relay.links[key] else { return }
-        if !endpoint.isRelayPath, link.path == .relayed {
+        switch path {
+        case .direct(let endpoint) where link.path == .relayed:
             // A probe (or traffic) arrived on a direct path: the punch worked.
             link.path = .holePunched
             link.directAt = now
@@ -270,16 +276,16 @@ extension NodeInstance {
             sendFrame(
                 .relay, RelayMessage.circuitStatus(peer: key, code: .closed).encoded(), to: link.relay, now: now,
                 rng: &rng, into: &effects)
-        } else if endpoint.isRelayPath, link.path != .relayed {
+        case .relayed(let id) where link.path != .relayed:
             // A new handshake came through the relay: the direct path is gone.
             link.path = .relayed
             link.directAt = nil
-            if let index = endpoint.relayPathIndex, let entry = relay.paths.entry(index) {
-                link.relay = entry.relay.publicKey
-            }
+            if let entry = relay.paths.entry(id) { link.relay = entry.relay.publicKey }
             let punchEffects = link.punch.directPathLost(now: now)
             relay.links[key] = link
             applyPunch(punchEffects, peer: key, now: now, rng: &rng, into: &effects)
+        default:
+            break
         }
     }
 
@@ -385,9 +391,9 @@ extension NodeInstance {
     public func sessionPath(of key: PublicKey) -> SessionPathInfo? {
         guard let snapshot = sessions.snapshot(of: key) else { return nil }
         var info = SessionPathInfo(
-            peer: key, path: .direct, endpoint: snapshot.endpoint, relay: nil, punchPhase: nil, punchRole: nil,
-            punchAttempts: 0, punchRTT: nil, lastCircuitCode: nil, relayedAt: nil, directAt: nil)
-        if let index = snapshot.endpoint?.relayPathIndex, let entry = relay.paths.entry(index) {
+            peer: key, path: .direct, endpoint: snapshot.path?.directEndpoint, relay: nil, punchPhase: nil,
+            punchRole: nil, punchAttempts: 0, punchRTT: nil, lastCircuitCode: nil, relayedAt: nil, directAt: nil)
+        if let entry = relay.paths.entry(snapshot.path) {
             info.path = .relayed
             info.relay = entry.relay
             info.endpoint = entry.relay.endpoint

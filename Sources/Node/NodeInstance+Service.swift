@@ -32,7 +32,8 @@ extension NodeInstance {
     public mutating func reach(
         _ provider: PublicKey, contacts: ServiceProposal.Contacts, now: Instant, rng: inout some RandomNumberGenerator
     ) -> [NodeEffect] {
-        let direct = Array(contacts.direct.filter { !$0.isRelayPath }.prefix(PeerRecordValue.maximumEndpoints))
+        let direct = Array(
+            contacts.direct.filter { !$0.address.isDiscardOnly }.prefix(PeerRecordValue.maximumEndpoints))
         let relays = contacts.relays.prefix(PeerRecordValue.maximumRelays).map {
             NodeContact(publicKey: $0.publicKey, endpoint: $0.endpoint)
         }
@@ -106,7 +107,7 @@ extension NodeInstance {
         }
         return TunnelStatus(
             consumer: tunnel.consumer, host: tunnel.host,
-            consumerPath: tunnel.consumer.flatMap { sessions.endpoint(of: $0.provider) },
+            consumerPath: tunnel.consumer.flatMap { sessions.path(of: $0.provider) },
             served: served, counters: tunnel.counters)
     }
 
@@ -119,9 +120,20 @@ extension NodeInstance {
         frame: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, now: Instant,
         rng: inout some RandomNumberGenerator, effects: inout [NodeEffect]
     ) -> (length: Int, endpoint: Endpoint)? {
-        let sealed = tunnel.outbound(frame: frame, into: output, &kernel, now: now, rng: &rng)
-        if sealed == nil { drain(now: now, rng: &rng, into: &effects) }
-        return sealed
+        guard let sealed = tunnel.outbound(frame: frame, into: output, &kernel, now: now, rng: &rng) else {
+            drain(now: now, rng: &rng, into: &effects)
+            return nil
+        }
+        switch sealed.path {
+        case .direct(let endpoint):
+            return (sealed.length, endpoint)
+        case .relayed(let id):
+            // Sealed on keys whose path is relayed (a responder's newest keypair, from an initiation
+            // that came through a relay): it leaves as a relay frame, never to the socket.
+            let datagram = Array(UnsafeRawBufferPointer(rebasing: output[..<sealed.length]))
+            relaySend(datagram, path: id, now: now, rng: &rng, into: &effects)
+            return nil
+        }
     }
 
     /// A tunnel frame's payload (an IP packet) from `key`: the number of leading bytes to write to
@@ -141,7 +153,7 @@ extension NodeInstance {
             return receive(Array(datagram), from: source, now: now, rng: &rng)
         }
         var sessionEffects: [SessionEffect] = []
-        let result = sessions.receiveTransport(datagram, from: source, now: now, effects: &sessionEffects)
+        let result = sessions.receiveTransport(datagram, from: .direct(source), now: now, effects: &sessionEffects)
         var effects: [NodeEffect] = []
         if case .frame(let key, let range) = result, !range.isEmpty {
             if datagram[range.lowerBound] == FrameChannel.tunnel.rawValue {

@@ -231,9 +231,9 @@ extension NodeInstance {
             }
             let record = decoded.record
             // A record with no source is one this node stored itself; only its own records may be,
-            // so anyone else's is charged to the relayed source (a tampered disk gets no free pass).
+            // so anyone else's is charged to the unknown source (a tampered disk gets no free pass).
             let source =
-                decoded.source ?? (record.publisher == identity.publicKey ? nil : RecordStore.relayedSource)
+                decoded.source ?? (record.publisher == identity.publicKey ? nil : RecordStore.unknownSource)
             switch dht.restoreRecord(record, source: source, now: now) {
             case .stored, .replaced, .unchanged:
                 storage.counters.recordsRestored += 1

@@ -30,10 +30,10 @@ public enum NodeEffect: Sendable, Equatable {
 
 /// Things worth logging or tracing. They carry no obligations for the shell.
 public enum NodeEvent: Sendable, Equatable, CustomStringConvertible {
-    case peerUp(PublicKey, Endpoint)
+    case peerUp(PublicKey, PeerPath)
     case peerDown(PublicKey)
     case peerUnreachable(PublicKey)
-    case endpointChanged(PublicKey, Endpoint)
+    case endpointChanged(PublicKey, PeerPath)
     case pong(PublicKey, nonce: UInt64, rtt: Duration)
     case frameRejected(PublicKey, reason: String)
     case lookupFinished(LookupReport)
@@ -245,7 +245,8 @@ public struct NodeInstance: Sendable {
         _ datagram: [UInt8], from source: Endpoint, now: Instant, rng: inout some RandomNumberGenerator
     ) -> [NodeEffect] {
         var effects: [NodeEffect] = []
-        absorb(sessions.receive(datagram, from: source, now: now, rng: &rng), now: now, rng: &rng, into: &effects)
+        absorb(
+            sessions.receive(datagram, from: .direct(source), now: now, rng: &rng), now: now, rng: &rng, into: &effects)
         return effects
     }
 
@@ -351,21 +352,20 @@ public struct NodeInstance: Sendable {
     ) {
         for effect in sessionEffects {
             switch effect {
-            case .send(let bytes, let endpoint):
-                if endpoint.isRelayPath {
-                    relaySend(bytes, path: endpoint, now: now, rng: &rng, into: &effects)
-                } else {
-                    noteDirectSend(bytes, to: endpoint)
-                    effects.append(.send(bytes, to: endpoint))
-                }
-            case .established(let key, let endpoint):
+            case .send(let bytes, .direct(let endpoint)):
+                noteDirectSend(bytes, to: endpoint)
+                effects.append(.send(bytes, to: endpoint))
+            case .send(let bytes, .relayed(let id)):
+                // A relayed path never reaches the socket: it leaves as a relay frame.
+                relaySend(bytes, path: id, now: now, rng: &rng, into: &effects)
+            case .established(let key, let path):
                 kernel.dials[key]?.backoff = kernel.config.redialInitial
                 dials[key]?.nextAttempt = nil
-                effects.append(.event(.peerUp(key, endpoint)))
+                effects.append(.event(.peerUp(key, path)))
                 // A kept peer gets a first RTT sample right away, rather than at the next ping round.
                 if dials[key] != nil { effects += ping(key, now: now, rng: &rng).effects }
-                broadcast(.peerUp(key, endpoint), now: now, rng: &rng, into: &effects)
-                relayPeerUp(key, endpoint: endpoint, now: now, rng: &rng, into: &effects)
+                broadcast(.peerUp(key, path.directEndpoint), now: now, rng: &rng, into: &effects)
+                relayPeerUp(key, path: path, now: now, rng: &rng, into: &effects)
             case .lost(let key):
                 scheduleRedial(key, now: now, rng: &rng)
                 rtts.removeValue(forKey: key)
@@ -378,9 +378,9 @@ public struct NodeInstance: Sendable {
                 effects.append(.event(.peerUnreachable(key)))
                 broadcast(.peerDown(key, unreachable: true), now: now, rng: &rng, into: &effects)
                 relayPeerDown(key, now: now, rng: &rng, into: &effects)
-            case .endpointChanged(let key, let endpoint):
-                effects.append(.event(.endpointChanged(key, endpoint)))
-                relayEndpointChanged(key, endpoint: endpoint, now: now, rng: &rng, into: &effects)
+            case .pathChanged(let key, let path):
+                effects.append(.event(.endpointChanged(key, path)))
+                relayPathChanged(key, path: path, now: now, rng: &rng, into: &effects)
             case .deliver(let key, let bytes):
                 handleFrame(bytes, from: key, now: now, rng: &rng, into: &effects)
             case .deliverEarly(let key, let bytes):
@@ -405,7 +405,10 @@ public struct NodeInstance: Sendable {
             switch effect {
             case .send(let message, let contact):
                 if sessions.snapshot(of: contact.publicKey) == nil {
-                    guard sessions.addPeer(contact.publicKey, endpoint: contact.endpoint) else { continue }
+                    // A contact with no address (`Endpoint.unknown`: it reached us through a relay)
+                    // is only ever answered on its session; without one there is nowhere to send.
+                    guard contact.isShareable, sessions.addPeer(contact.publicKey, path: .direct(contact.endpoint))
+                    else { continue }
                 }
                 absorb(
                     sessions.send(
@@ -470,9 +473,11 @@ public struct NodeInstance: Sendable {
                 sessions.send(Frame.pong(nonce: nonce).encoded(), to: key, now: now, rng: &rng), now: now, rng: &rng,
                 into: &effects)
         case .dht(let message):
-            guard let endpoint = sessions.snapshot(of: key)?.endpoint else { return }
-            let contact = NodeContact(publicKey: key, endpoint: endpoint)
-            absorb(dht.handle(message, from: contact, now: now, rng: &rng), now: now, rng: &rng, into: &effects)
+            // The DHT knows only real addresses: a relayed sender comes with none.
+            guard let path = sessions.path(of: key) else { return }
+            absorb(
+                dht.handle(message, from: key, at: path.directEndpoint, now: now, rng: &rng), now: now, rng: &rng,
+                into: &effects)
             publishPeerRecordIfDue(now: now, rng: &rng, into: &effects)
         case .pong(let nonce):
             guard let outstanding = outstandingPings[nonce], outstanding.peer == key else {

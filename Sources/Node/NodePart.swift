@@ -20,8 +20,8 @@ public enum PartEvent: Sendable {
     case start
     /// Some deadline passed; each part runs what is due by `now`.
     case tick
-    /// An authenticated session with a peer came up (at this endpoint).
-    case peerUp(PublicKey, Endpoint)
+    /// An authenticated session with a peer came up (directly at this endpoint; nil: relayed).
+    case peerUp(PublicKey, Endpoint?)
     /// A session went down (lost) or could not be established (unreachable).
     case peerDown(PublicKey, unreachable: Bool)
     /// A frame on a channel this part declared, without its channel byte.

@@ -121,8 +121,8 @@ public struct TunnelStatus: Sendable {
     public var consumer: ConsumerTunnel?
     /// What the host holds for the consumer's tunnel.
     public var host: ConsumerHost
-    /// The consumer tunnel's current path (nil: no session endpoint).
-    public var consumerPath: Endpoint?
+    /// The consumer tunnel's current session path (nil: no session).
+    public var consumerPath: PeerPath?
     public var served: [ServedTunnel]
     public var counters: TunnelCounters
 }
@@ -264,7 +264,7 @@ public struct TunnelPart: NodePart {
     mutating func outbound(
         frame: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, _ node: inout NodeKernel,
         now: Instant, rng: inout some RandomNumberGenerator
-    ) -> (length: Int, endpoint: Endpoint)? {
+    ) -> (length: Int, path: PeerPath)? {
         guard frame.count > 1 else { return nil }
         let packet = UnsafeRawBufferPointer(rebasing: frame[1...])
         let peer: PublicKey
@@ -289,11 +289,11 @@ public struct TunnelPart: NodePart {
             drop(.noTunnel)
             return nil
         }
-        let endpoint = node.sessions.endpoint(of: peer)
-        let relayed = endpoint?.isRelayPath ?? false
+        let path = node.sessions.path(of: peer)
+        let relayed = path?.isRelayed ?? false
         var mtu = relayed ? min(innerMTU, TunnelNodeConfig.relayedMTU) : innerMTU
         // An IPv6 underlay header is 20 bytes longer than IPv4's: 1400 keeps the datagram in 1500.
-        if case .v6? = endpoint?.address, !relayed { mtu = min(mtu, innerMTU - 20) }
+        if case .v6? = path?.directEndpoint?.address { mtu = min(mtu, innerMTU - 20) }
         guard packet.count <= mtu else {
             tooBig(packet, mtu: mtu, &node)
             return nil

@@ -84,7 +84,7 @@ public struct PeerReport: Codable, Sendable, Equatable {
 
     public init(_ peer: PeerStatus, now: Instant) {
         address = NodeAddress(publicKey: peer.session.publicKey).description
-        endpoint = peer.session.endpoint?.description
+        endpoint = peer.session.path.map(Self.endpointText)
         state = peer.session.state.rawValue
         bootstrap = peer.isBootstrap
         rttMs = peer.rtt.map { $0.seconds * 1000 }
@@ -92,6 +92,17 @@ public struct PeerReport: Codable, Sendable, Equatable {
         lastReceivedSecondsAgo = peer.session.lastReceived.map { now.since($0).seconds }
         bytesSent = peer.session.bytesSent
         bytesReceived = peer.session.bytesReceived
+    }
+
+    /// A peer's path as this report has always shown it: a direct path's endpoint, a relayed path i
+    /// as `[100::i]:0` (in the discard-only 100::/64, RFC 6666, so no one takes it for an address).
+    static func endpointText(_ path: PeerPath) -> String {
+        switch path {
+        case .direct(let endpoint):
+            endpoint.description
+        case .relayed(let id):
+            Endpoint(address: .v6(high: 0x0100_0000_0000_0000, low: UInt64(id.index)), port: 0).description
+        }
     }
 }
 

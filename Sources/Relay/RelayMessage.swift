@@ -220,7 +220,7 @@ public enum RelayMessage: Hashable, Sendable {
             writer.write(nonce)
             writer.write(reason.rawValue)
         case .punchConnect(let nonce, let candidates), .punchConnectReply(let nonce, let candidates):
-            // Only candidates a decoder takes and someone could send to (not port 0, not a relay path).
+            // Only candidates a decoder takes and someone could send to (not port 0, not discard-only).
             let sendable = candidates.filter(Self.isCandidate)
             precondition(sendable.count <= Self.maximumCandidates, "too many punch candidates")
             writer.write(nonce)
@@ -297,10 +297,13 @@ public enum RelayMessage: Hashable, Sendable {
         return code
     }
 
-    /// Whether an endpoint can travel as a punch candidate: a real endpoint with a port.
-    public static func isCandidate(_ endpoint: Endpoint) -> Bool { endpoint.port != 0 && !endpoint.isRelayPath }
+    /// Whether an endpoint can travel as a punch candidate: one with a port, outside the
+    /// discard-only 100::/64 (RFC 6666).
+    public static func isCandidate(_ endpoint: Endpoint) -> Bool {
+        endpoint.port != 0 && !endpoint.address.isDiscardOnly
+    }
 
-    /// A candidate list. A well-formed entry that is not a candidate (port 0, a relay path) is
+    /// A candidate list. A well-formed entry that is not a candidate (port 0, a discard-only address) is
     /// skipped, not the message: one bad candidate must not cost the punch.
     private static func readCandidates(_ reader: inout ByteReader) throws(DecodeError) -> [Endpoint] {
         let count = Int(try reader.readUInt8())

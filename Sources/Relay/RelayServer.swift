@@ -212,7 +212,7 @@ public struct RelayServer: Sendable {
 
     /// Handles a relay message from `peer` (authenticated by its session). `ipKey` is the per-IP
     /// cap key of the peer's source address (see `ipKey(for:)`); `source` that address itself (nil
-    /// for a peer on a relay path: it counts under no prefix); `isConnected` says whether the node
+    /// for a peer reached through a relay: it counts under no prefix); `isConnected` says whether the node
     /// currently has a session with a peer.
     public mutating func handle(
         _ message: RelayMessage, from peer: PublicKey, ipKey: [UInt8]?, source: Endpoint? = nil, now: Instant,

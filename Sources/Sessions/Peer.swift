@@ -18,7 +18,7 @@ struct Keypair: Sendable {
     /// For a responder's keypair: the address the initiation came from, where the response went.
     /// The initiator's first packet on this keypair proves it received that response, so the path
     /// is validated when the keypair is confirmed. Before that, replies on it go only there.
-    var path: Endpoint?
+    var path: PeerPath?
 
     init(
         localIndex: UInt32, remoteIndex: UInt32, sendKey: SymmetricKey, receiveKey: SymmetricKey, createdAt: Instant,
@@ -82,12 +82,12 @@ struct FrameQueue: Sendable {
     }
 }
 
-/// An address an authenticated packet came from that is not the peer's validated endpoint, while we
+/// A path an authenticated packet came from that is not the peer's validated path, while we
 /// check that the peer is really there (QUIC path validation, RFC 9000 §8.2 and §9). Until a
 /// PATH_RESPONSE with `token` comes back from it, at most three times the bytes received from it are
 /// sent to it, so a spoofed source cannot be turned into a flood at its owner.
 struct PathCandidate: Sendable {
-    let endpoint: Endpoint
+    let path: PeerPath
     let token: UInt64
     let startedAt: Instant
     var bytesReceived = 0
@@ -105,7 +105,7 @@ struct PendingHandshake: Sendable {
     let mac1: [UInt8]
     var retryAt: Instant
     /// Where the initiation went: a response to it proves the peer is reachable there.
-    let destination: Endpoint
+    let destination: PeerPath
 }
 
 /// Where a keypair sits: `current` sends; `previous` still receives late packets after a rekey;
@@ -119,7 +119,7 @@ struct Peer: Sendable {
     let remoteStatic: [UInt8]
     let mac1Key: [UInt8]
     /// The validated path: datagrams to the peer go here (see `candidate` for the exception).
-    var endpoint: Endpoint?
+    var path: PeerPath?
     /// A new address the peer's authenticated packets came from, being validated.
     var candidate: PathCandidate?
     /// Created by an initiation that has not been confirmed yet (a responder's half-open peer):
@@ -155,11 +155,11 @@ struct Peer: Sendable {
     /// Local indices of keys dropped inside a per-packet mutation, for the manager to unregister.
     var retiredIndices: [UInt32] = []
 
-    init(publicKey: PublicKey, remoteStatic: [UInt8], endpoint: Endpoint?) {
+    init(publicKey: PublicKey, remoteStatic: [UInt8], path: PeerPath?) {
         self.publicKey = publicKey
         self.remoteStatic = remoteStatic
         self.mac1Key = SessionManager.mac1Key(for: remoteStatic)
-        self.endpoint = endpoint
+        self.path = path
     }
 
     var ownedIndices: [UInt32] {
@@ -276,7 +276,7 @@ struct Peer: Sendable {
 
     var snapshot: PeerSnapshot {
         PeerSnapshot(
-            publicKey: publicKey, endpoint: endpoint,
+            publicKey: publicKey, path: path,
             state: isEstablished ? .established : (pending != nil ? .handshaking : .idle),
             lastHandshake: lastHandshake, lastReceived: lastReceived, bytesSent: bytesSent,
             bytesReceived: bytesReceived)

@@ -12,8 +12,8 @@
 //   3. under load: mac2 (cookie) or reply with a cookie -> drop `cookie_required`
 //   4. Noise (DH, AEAD), identity binding, timestamp replay check, flood check
 // Transport path: index lookup, replay-window check, key age, AEAD open, then replay accept, then
-// path validation: an authenticated packet from a new address does not move the peer; it makes the
-// address a candidate that gets a PATH_CHALLENGE (SessionControl.swift) and at most 3x the bytes
+// path validation: an authenticated packet from a new path does not move the peer; it makes the
+// path a candidate that gets a PATH_CHALLENGE (SessionControl.swift) and at most 3x the bytes
 // received from it until the PATH_RESPONSE comes back from there (QUIC, RFC 9000 §8-9).
 //
 // Timers live in a heap keyed by peer (TimerHeap.swift): `nextDeadline` is O(1), `tick` visits only
@@ -24,8 +24,8 @@ import UmbraCrypto
 
 /// What the shell must do after a call into the session layer.
 public enum SessionEffect: Sendable, Equatable {
-    /// Send these bytes to this endpoint.
-    case send([UInt8], to: Endpoint)
+    /// Send these bytes along this path (a socket send or a relay frame, the node layer decides).
+    case send([UInt8], to: PeerPath)
     /// An authenticated frame (never empty: keepalives are consumed here) arrived from a peer.
     case deliver(peer: PublicKey, frame: [UInt8])
     /// A frame that rode in a handshake initiation (0-RTT early data). It is authenticated, but the
@@ -33,21 +33,21 @@ public enum SessionEffect: Sendable, Equatable {
     /// node accepts it only on channels meant for early data.
     case deliverEarly(peer: PublicKey, frame: [UInt8])
     /// A peer's session became usable in both directions.
-    case established(peer: PublicKey, endpoint: Endpoint)
+    case established(peer: PublicKey, path: PeerPath)
     /// An established peer went silent for `peerTimeout`; its keys were dropped.
     case lost(peer: PublicKey)
     /// No handshake with this peer succeeded within `rekeyAttemptTime`; queued frames were dropped.
     case unreachable(peer: PublicKey)
-    /// The peer's validated path moved: a new address answered a path challenge (roaming), or a
+    /// The peer's validated path moved: a new path answered a path challenge (roaming), or a
     /// confirmed handshake came by another path.
-    case endpointChanged(peer: PublicKey, endpoint: Endpoint)
+    case pathChanged(peer: PublicKey, path: PeerPath)
 }
 
 /// A read-only view of one peer, for status output.
 public struct PeerSnapshot: Sendable, Equatable {
     public enum State: String, Sendable, Codable { case idle, handshaking, established }
     public var publicKey: PublicKey
-    public var endpoint: Endpoint?
+    public var path: PeerPath?
     public var state: State
     public var lastHandshake: Instant?
     public var lastReceived: Instant?
@@ -103,7 +103,7 @@ public struct SessionManager: Sendable, CustomReflectable {
     public func snapshot(of key: PublicKey) -> PeerSnapshot? { peers[key].map { $0.snapshot } }
 
     /// Where datagrams to `key` go now (cheaper than a snapshot, for the data plane).
-    public func endpoint(of key: PublicKey) -> Endpoint? { peers[key]?.endpoint }
+    public func path(of key: PublicKey) -> PeerPath? { peers[key]?.path }
 
     public var snapshots: [PeerSnapshot] {
         peers.values.map(\.snapshot).sorted { $0.publicKey.bytes.lexicographicallyPrecedes($1.publicKey.bytes) }
@@ -126,26 +126,26 @@ public struct SessionManager: Sendable, CustomReflectable {
     var indexCount: Int { indices.count }
 
     /// Whether `key` has a path being validated, for tests.
-    func candidate(of key: PublicKey) -> Endpoint? { peers[key]?.candidate?.endpoint }
+    func candidate(of key: PublicKey) -> PeerPath? { peers[key]?.candidate?.path }
 
     // MARK: - Commands
 
-    /// Registers a peer (or updates its endpoint) without sending anything.
+    /// Registers a peer (or updates its path) without sending anything.
     /// Returns false when the key is not a valid Ed25519 point or the table is full.
     @discardableResult
-    public mutating func addPeer(_ key: PublicKey, endpoint: Endpoint?) -> Bool {
+    public mutating func addPeer(_ key: PublicKey, path: PeerPath?) -> Bool {
         if peers[key] != nil {
-            // The node chose this address itself (a dial): it is where datagrams go from now on.
-            if let endpoint {
-                peers[key]!.endpoint = endpoint
-                if peers[key]!.candidate?.endpoint == endpoint { peers[key]!.candidate = nil }
+            // The node chose this path itself (a dial): it is where datagrams go from now on.
+            if let path {
+                peers[key]!.path = path
+                if peers[key]!.candidate?.path == path { peers[key]!.candidate = nil }
             }
             return true
         }
         guard key != identity.publicKey, let remoteStatic = try? Ed25519.x25519PublicKey(fromEd25519: key.bytes)
         else { return false }
         if peers.count >= config.maximumPeers && !evictIdlePeer() { return false }
-        peers[key] = Peer(publicKey: key, remoteStatic: remoteStatic, endpoint: endpoint)
+        peers[key] = Peer(publicKey: key, remoteStatic: remoteStatic, path: path)
         return true
     }
 
@@ -170,11 +170,11 @@ public struct SessionManager: Sendable, CustomReflectable {
         dropStaleTimers()
     }
 
-    /// Starts a handshake with `peer` at `endpoint` unless one is established or in flight.
+    /// Starts a handshake with `peer` directly at `endpoint` unless one is established or in flight.
     public mutating func connect(
         _ key: PublicKey, endpoint: Endpoint, now: Instant, rng: inout some RandomNumberGenerator
     ) -> [SessionEffect] {
-        guard addPeer(key, endpoint: endpoint) else { return [] }
+        guard addPeer(key, path: .direct(endpoint)) else { return [] }
         peers[key]!.persistent = true
         defer { reschedule(key) }  // a kept peer has more timers (keepalive, liveness)
         guard !(peers[key]!.isEstablished || peers[key]!.pending != nil) else { return [] }
@@ -184,13 +184,13 @@ public struct SessionManager: Sendable, CustomReflectable {
     }
 
     /// Starts a new handshake with `peer` now, even when a session is established or a handshake is in
-    /// flight (its retry timer is cut short), at `endpoint` when one is given. The node layer uses it
+    /// flight (its retry timer is cut short), on `path` when one is given. The node layer uses it
     /// when a kept peer stops answering (a restarted relay has lost our keys) and to move a dial that
-    /// gets no answer onto a relay path. Queued frames stay queued and go out once it completes.
+    /// gets no answer onto a relayed path. Queued frames stay queued and go out once it completes.
     public mutating func rehandshake(
-        _ key: PublicKey, endpoint: Endpoint? = nil, now: Instant, rng: inout some RandomNumberGenerator
+        _ key: PublicKey, path: PeerPath? = nil, now: Instant, rng: inout some RandomNumberGenerator
     ) -> [SessionEffect] {
-        guard addPeer(key, endpoint: endpoint) else { return [] }
+        guard addPeer(key, path: path) else { return [] }
         peers[key]!.pending?.retryAt = now
         var effects: [SessionEffect] = []
         initiateHandshake(key, now: now, rng: &rng, effects: &effects)
@@ -259,9 +259,9 @@ public struct SessionManager: Sendable, CustomReflectable {
         reschedule(key)
     }
 
-    /// Handles one datagram from the network.
+    /// Handles one datagram that came along `source`.
     public mutating func receive(
-        _ datagram: [UInt8], from source: Endpoint, now: Instant, rng: inout some RandomNumberGenerator
+        _ datagram: [UInt8], from source: PeerPath, now: Instant, rng: inout some RandomNumberGenerator
     ) -> [SessionEffect] {
         counters.datagramsReceived += 1
         counters.bytesReceived += UInt64(datagram.count)
@@ -303,35 +303,35 @@ public struct SessionManager: Sendable, CustomReflectable {
     // MARK: - Zero-copy transport (data plane and benchmarks)
 
     /// Seals `frame` for `peer` into `output` (header + ciphertext). Returns the datagram length and
-    /// destination, or nil when there is no usable session (use `send` to queue and handshake).
+    /// path, or nil when there is no usable session (use `send` to queue and handshake).
     /// `output` needs `WireSize.transportHeader + frame.count + 16` bytes. Does not allocate.
     public mutating func seal(
         _ frame: UnsafeRawBufferPointer, to key: PublicKey, into output: UnsafeMutableRawBufferPointer, now: Instant
-    ) -> (length: Int, endpoint: Endpoint)? {
+    ) -> (length: Int, path: PeerPath)? {
         seal(frame, to: key, into: output, now: now, route: .normal)
     }
 
     /// Where a sealed datagram goes.
     private enum Route {
-        /// The validated endpoint, or a path being validated within its allowance.
+        /// The validated path, or a path being validated within its allowance.
         case normal
-        /// This address, within the anti-amplification allowance if it is the path being validated
+        /// This path, within the anti-amplification allowance if it is the path being validated
         /// (session control answers).
-        case control(Endpoint)
-        /// This address, unconditionally: the node chose it (hole-punching probes).
-        case probe(Endpoint)
+        case control(PeerPath)
+        /// This path, unconditionally: the node chose it (hole-punching probes).
+        case probe(PeerPath)
     }
 
     private mutating func seal(
         _ frame: UnsafeRawBufferPointer, to key: PublicKey, into output: UnsafeMutableRawBufferPointer, now: Instant,
         route: Route
-    ) -> (length: Int, endpoint: Endpoint)? {
+    ) -> (length: Int, path: PeerPath)? {
         guard let slot = peers.index(forKey: key) else { return nil }
         let config = self.config
         let size = WireSize.transportHeader + frame.count + 16
         var exhausted = false
         // One hash lookup, then the peer is mutated in place (no copy of its replay windows).
-        let sealed: (length: Int, endpoint: Endpoint)? = modifyPeer(at: slot) { peer in
+        let sealed: (length: Int, path: PeerPath)? = modifyPeer(at: slot) { peer in
             guard output.count >= size else { return nil }
             // A responder sends on its newest keypair (`next`) before the initiator confirmed it:
             // a reply to early data then costs no extra round trip, and a peer that restarted (and
@@ -340,14 +340,14 @@ public struct SessionManager: Sendable, CustomReflectable {
             // address the initiation came from, within the keypair's allowance.
             var keySlot: KeySlot = peer.next != nil ? .next : .current
             if case .normal = route {} else if peer.current != nil { keySlot = .current }
-            let destination: Endpoint
+            let destination: PeerPath
             var chargeCandidate = false
             switch route {
-            case .probe(let endpoint):
-                destination = endpoint
-            case .control(let endpoint):
-                destination = endpoint
-                if let candidate = peer.candidate, candidate.endpoint == endpoint, endpoint != peer.endpoint {
+            case .probe(let path):
+                destination = path
+            case .control(let path):
+                destination = path
+                if let candidate = peer.candidate, candidate.path == path, path != peer.path {
                     guard candidate.allowance >= size else { return nil }
                     chargeCandidate = true
                 }
@@ -359,11 +359,11 @@ public struct SessionManager: Sendable, CustomReflectable {
                 {
                     // While a new address is validated, replies follow the peer there within the
                     // allowance (NAT rebinding then costs no round trip), then the validated path.
-                    destination = candidate.endpoint
+                    destination = candidate.path
                     chargeCandidate = true
-                } else if let endpoint = peer.endpoint {
+                } else if let path = peer.path {
                     exhausted = peer.candidate != nil
-                    destination = endpoint
+                    destination = path
                 } else {
                     return nil
                 }
@@ -403,16 +403,18 @@ public struct SessionManager: Sendable, CustomReflectable {
         return sealed
     }
 
-    /// Sends a keepalive on the current session to `endpoint` instead of the peer's endpoint (hole
-    /// punching: if it arrives, the peer validates the path it came by and moves to it). Nothing
-    /// without a usable session.
+    /// Sends a keepalive on the current session directly to `endpoint` instead of along the peer's
+    /// path (hole punching: if it arrives, the peer validates the path it came by and moves to it).
+    /// Nothing without a usable session.
     public mutating func probe(_ key: PublicKey, at endpoint: Endpoint, now: Instant) -> [SessionEffect] {
         var datagram = [UInt8](repeating: 0, count: WireSize.transportHeader + 16)
         let sealed = datagram.withUnsafeMutableBytes { output in
-            seal(UnsafeRawBufferPointer(start: nil, count: 0), to: key, into: output, now: now, route: .probe(endpoint))
+            seal(
+                UnsafeRawBufferPointer(start: nil, count: 0), to: key, into: output, now: now,
+                route: .probe(.direct(endpoint)))
         }
         guard let sealed else { return [] }
-        return [.send(Array(datagram.prefix(sealed.length)), to: endpoint)]
+        return [.send(Array(datagram.prefix(sealed.length)), to: sealed.path)]
     }
 
     /// Result of opening a transport datagram in place.
@@ -424,8 +426,8 @@ public struct SessionManager: Sendable, CustomReflectable {
 
     /// What an authenticated packet asks of the session layer once its peer is updated.
     private struct PathWork {
-        var challenge: (endpoint: Endpoint, token: UInt64)?
-        var response: (endpoint: Endpoint, token: UInt64)?
+        var challenge: (path: PeerPath, token: UInt64)?
+        var response: (path: PeerPath, token: UInt64)?
         var isControl = false
     }
 
@@ -433,7 +435,7 @@ public struct SessionManager: Sendable, CustomReflectable {
     /// frames yield an empty range. Session confirmation, path validation and liveness are updated
     /// here too; a path challenge or response goes out in `events`.
     public mutating func open(
-        _ datagram: UnsafeMutableRawBufferPointer, from source: Endpoint, now: Instant,
+        _ datagram: UnsafeMutableRawBufferPointer, from source: PeerPath, now: Instant,
         events: inout [SessionEffect]
     ) -> OpenResult {
         let header: TransportHeader
@@ -476,11 +478,11 @@ public struct SessionManager: Sendable, CustomReflectable {
                 let path = peer.next?.path
                 peer.confirmNext()
                 peer.halfOpen = false
-                if let path, peer.endpoint != path {
-                    peer.endpoint = path
+                if let path, peer.path != path {
+                    peer.path = path
                     moved = true
                 }
-                if let path, peer.candidate?.endpoint == path { peer.candidate = nil }
+                if let path, peer.candidate?.path == path { peer.candidate = nil }
             }
             peer.lastReceived = now
             let frame = UnsafeRawBufferPointer(
@@ -491,13 +493,18 @@ public struct SessionManager: Sendable, CustomReflectable {
             peer.bytesReceived += UInt64(length)
             // Path validation. A direct path is never given up for a relayed one (a hole-punched
             // session keeps its direct path while relayed packets still drain; a handshake through
-            // the relay moves it, above).
-            if peer.endpoint != source, !(source.isRelayPath && peer.endpoint.map { !$0.isRelayPath } == true) {
+            // the relay moves it, above). A direct path may replace a relayed one, once validated.
+            let relayedOverDirect: Bool =
+                switch (peer.path, source) {
+                case (.direct?, .relayed): true
+                default: false
+                }
+            if peer.path != source, !relayedOverDirect {
                 if peer.candidate.map({
-                    $0.endpoint != source || now.since($0.startedAt) >= config.pathValidationTimeout
+                    $0.path != source || now.since($0.startedAt) >= config.pathValidationTimeout
                 }) ?? true {
                     peer.candidate = PathCandidate(
-                        endpoint: source,
+                        path: source,
                         token: Self.pathToken(
                             secret: pathSecret, key: key, source: source, index: header.receiverIndex,
                             counter: header.counter),
@@ -505,7 +512,7 @@ public struct SessionManager: Sendable, CustomReflectable {
                 }
                 peer.candidate!.bytesReceived += datagram.count
                 if case .pathResponse(let token) = control, token == peer.candidate!.token {
-                    peer.endpoint = source
+                    peer.path = source
                     peer.candidate = nil
                     moved = true
                     validated = true
@@ -515,12 +522,12 @@ public struct SessionManager: Sendable, CustomReflectable {
                 }
             }
             if case .pathChallenge(let token) = control { work.response = (source, token) }
-            if moved, wasEstablished, let endpoint = peer.endpoint {
-                events.append(.endpointChanged(peer: key, endpoint: endpoint))
+            if moved, wasEstablished, let path = peer.path {
+                events.append(.pathChanged(peer: key, path: path))
             }
             if !peer.isEstablished {
                 peer.isEstablished = true
-                events.append(.established(peer: key, endpoint: peer.endpoint ?? source))
+                events.append(.established(peer: key, path: peer.path ?? source))
             }
             return opened
         }
@@ -535,36 +542,36 @@ public struct SessionManager: Sendable, CustomReflectable {
         if validated { counters.pathsValidated += 1 }
         if let challenge = work.challenge,
             sendControl(
-                .pathChallenge(token: challenge.token), to: key, at: challenge.endpoint, now: now, events: &events)
+                .pathChallenge(token: challenge.token), to: key, at: challenge.path, now: now, events: &events)
         {
             counters.pathChallengesSent += 1
         }
         if let response = work.response {
             _ = sendControl(
-                .pathResponse(token: response.token), to: key, at: response.endpoint, now: now, events: &events)
+                .pathResponse(token: response.token), to: key, at: response.path, now: now, events: &events)
         }
         let start = WireSize.transportHeader
         return .frame(peer: key, range: work.isControl ? start..<start : start..<start + length)
     }
 
-    /// Seals a session control frame to `endpoint` (within its allowance if it is being validated).
+    /// Seals a session control frame along `path` (within its allowance if it is being validated).
     private mutating func sendControl(
-        _ message: SessionControl, to key: PublicKey, at endpoint: Endpoint, now: Instant,
+        _ message: SessionControl, to key: PublicKey, at path: PeerPath, now: Instant,
         events: inout [SessionEffect]
     ) -> Bool {
         let frame = message.encoded()
         var datagram = [UInt8](repeating: 0, count: WireSize.transportHeader + frame.count + 16)
         let sealed = frame.withUnsafeBytes { plain in
-            datagram.withUnsafeMutableBytes { seal(plain, to: key, into: $0, now: now, route: .control(endpoint)) }
+            datagram.withUnsafeMutableBytes { seal(plain, to: key, into: $0, now: now, route: .control(path)) }
         }
         guard let sealed else { return false }
-        events.append(.send(Array(datagram.prefix(sealed.length)), to: sealed.endpoint))
+        events.append(.send(Array(datagram.prefix(sealed.length)), to: sealed.path))
         return true
     }
 
     /// A path challenge token: unpredictable to the peer (keyed by our secret), unique per packet.
     private static func pathToken(
-        secret: [UInt8], key: PublicKey, source: Endpoint, index: UInt32, counter: UInt64
+        secret: [UInt8], key: PublicKey, source: PeerPath, index: UInt32, counter: UInt64
     ) -> UInt64 {
         var writer = ByteWriter(capacity: 64)
         writer.write(raw: key.bytes)
@@ -580,7 +587,7 @@ public struct SessionManager: Sendable, CustomReflectable {
     private mutating func initiateHandshake(
         _ key: PublicKey, now: Instant, rng: inout some RandomNumberGenerator, effects: inout [SessionEffect]
     ) {
-        guard var peer = peers[key], let endpoint = peer.endpoint else { return }
+        guard var peer = peers[key], let path = peer.path else { return }
         if let pending = peer.pending, now < pending.retryAt { return }
         if let old = peer.pending { indices.removeValue(forKey: old.localIndex) }
         let localIndex = newIndex(for: key, rng: &rng)
@@ -627,15 +634,15 @@ public struct SessionManager: Sendable, CustomReflectable {
             Int64(UInt64.random(in: 0...UInt64(max(0, config.rekeyJitter.nanosecondsClamped)), using: &rng)))
         peer.pending = PendingHandshake(
             localIndex: localIndex, noise: noise, mac1: initiation.mac1, retryAt: now + config.rekeyTimeout + jitter,
-            destination: endpoint)
+            destination: path)
         if peer.attemptingSince == nil { peer.attemptingSince = now }
         peers[key] = peer
         counters.handshakesInitiated += 1
-        emit(bytes, to: endpoint, effects: &effects)
+        emit(bytes, to: path, effects: &effects)
     }
 
     private mutating func handleResponse(
-        _ datagram: [UInt8], from source: Endpoint, now: Instant, rng: inout some RandomNumberGenerator,
+        _ datagram: [UInt8], from source: PeerPath, now: Instant, rng: inout some RandomNumberGenerator,
         effects: inout [SessionEffect]
     ) {
         guard let response = try? HandshakeResponse(decoding: datagram) else { return count(.malformed) }
@@ -668,9 +675,9 @@ public struct SessionManager: Sendable, CustomReflectable {
         // validated. One from elsewhere does not move the peer there (its transport packets from
         // there will make it a candidate for path validation).
         let wasEstablished = peer.isEstablished
-        let moved = peer.endpoint != pending.destination
-        peer.endpoint = pending.destination
-        if peer.candidate?.endpoint == pending.destination { peer.candidate = nil }
+        let moved = peer.path != pending.destination
+        peer.path = pending.destination
+        if peer.candidate?.path == pending.destination { peer.candidate = nil }
         peer.halfOpen = false
         peer.lastHandshake = now
         peer.lastReceived = now
@@ -680,9 +687,9 @@ public struct SessionManager: Sendable, CustomReflectable {
         peers[key] = peer
         counters.handshakesCompleted += 1
         if !wasEstablished {
-            effects.append(.established(peer: key, endpoint: pending.destination))
+            effects.append(.established(peer: key, path: pending.destination))
         } else if moved {
-            effects.append(.endpointChanged(peer: key, endpoint: pending.destination))
+            effects.append(.pathChanged(peer: key, path: pending.destination))
         }
         // Confirm the session to the responder at once: queued frames, or a keepalive.
         if queued.isEmpty, sendNow([], to: key, now: now, effects: &effects) { counters.keepalivesSent += 1 }
@@ -707,7 +714,7 @@ public struct SessionManager: Sendable, CustomReflectable {
     // MARK: - Handshake: responder
 
     private mutating func handleInitiation(
-        _ datagram: [UInt8], from source: Endpoint, now: Instant, rng: inout some RandomNumberGenerator,
+        _ datagram: [UInt8], from source: PeerPath, now: Instant, rng: inout some RandomNumberGenerator,
         effects: inout [SessionEffect]
     ) {
         guard let initiation = try? HandshakeInitiation(decoding: datagram) else { return count(.malformed) }
@@ -734,7 +741,7 @@ public struct SessionManager: Sendable, CustomReflectable {
         else { return count(.identityMismatch) }
         guard key != identity.publicKey else { return count(.selfConnection) }
         if peers[key] == nil {
-            guard addPeer(key, endpoint: source) else { return count(.peerTableFull) }
+            guard addPeer(key, path: source) else { return count(.peerTableFull) }
             // Known only from this initiation until the initiator confirms it: forgotten if it
             // never does (`Peer.halfOpenExpiry`).
             peers[key]!.halfOpen = true
@@ -766,7 +773,7 @@ public struct SessionManager: Sendable, CustomReflectable {
         peer.lastInitiationReceived = now
         if let next = peer.next { indices.removeValue(forKey: next.localIndex) }
         peer.next = keypair
-        if peer.endpoint == nil { peer.endpoint = source }
+        if peer.path == nil { peer.path = source }
         peer.lastHandshake = now
         var response = HandshakeResponse(
             senderIndex: localIndex, receiverIndex: initiation.senderIndex, noiseMessage: message,
@@ -792,7 +799,7 @@ public struct SessionManager: Sendable, CustomReflectable {
 
     /// Verifies mac1, and under load mac2 (answering with a cookie reply when it is missing).
     private mutating func checkMacs(
-        _ datagram: [UInt8], mac1Offset: Int, from source: Endpoint, now: Instant,
+        _ datagram: [UInt8], mac1Offset: Int, from source: PeerPath, now: Instant,
         rng: inout some RandomNumberGenerator, senderIndex: UInt32? = nil, effects: inout [SessionEffect]
     ) -> Bool {
         let mac1 = Array(datagram[mac1Offset..<mac1Offset + WireSize.mac])
@@ -828,7 +835,7 @@ public struct SessionManager: Sendable, CustomReflectable {
     }
 
     private mutating func checkMacs(
-        _ datagram: [UInt8], mac1Offset: Int, from source: Endpoint, now: Instant,
+        _ datagram: [UInt8], mac1Offset: Int, from source: PeerPath, now: Instant,
         rng: inout some RandomNumberGenerator
     ) -> Bool {
         var ignored: [SessionEffect] = []
@@ -836,7 +843,7 @@ public struct SessionManager: Sendable, CustomReflectable {
     }
 
     private mutating func currentCookie(
-        for source: Endpoint, now: Instant, rng: inout some RandomNumberGenerator
+        for source: PeerPath, now: Instant, rng: inout some RandomNumberGenerator
     ) -> [UInt8] {
         if cookieSecretCreated.map({ now.since($0) >= config.cookieSecretLifetime }) ?? true {
             cookieSecret = rng.bytes(32)
@@ -853,7 +860,7 @@ public struct SessionManager: Sendable, CustomReflectable {
     /// for data frames) and, like `receive`, flushes frames queued for a session it confirms. The
     /// frame is `datagram[range]`; the caller delivers it. Non-transport datagrams go to `receive`.
     public mutating func receiveTransport(
-        _ datagram: UnsafeMutableRawBufferPointer, from source: Endpoint, now: Instant, effects: inout [SessionEffect]
+        _ datagram: UnsafeMutableRawBufferPointer, from source: PeerPath, now: Instant, effects: inout [SessionEffect]
     ) -> OpenResult {
         counters.datagramsReceived += 1
         counters.bytesReceived += UInt64(datagram.count)
@@ -863,7 +870,7 @@ public struct SessionManager: Sendable, CustomReflectable {
     }
 
     private mutating func handleTransport(
-        _ datagram: [UInt8], from source: Endpoint, now: Instant, rng: inout some RandomNumberGenerator,
+        _ datagram: [UInt8], from source: PeerPath, now: Instant, rng: inout some RandomNumberGenerator,
         effects: inout [SessionEffect]
     ) {
         var copy = datagram
@@ -897,7 +904,7 @@ public struct SessionManager: Sendable, CustomReflectable {
             datagram.withUnsafeMutableBytes { seal(plain, to: key, into: $0, now: now) }
         }
         guard let sealed else { return false }
-        effects.append(.send(datagram, to: sealed.endpoint))
+        effects.append(.send(datagram, to: sealed.path))
         return true
     }
 
@@ -1032,10 +1039,10 @@ public struct SessionManager: Sendable, CustomReflectable {
         }
     }
 
-    private mutating func emit(_ bytes: [UInt8], to endpoint: Endpoint, effects: inout [SessionEffect]) {
+    private mutating func emit(_ bytes: [UInt8], to path: PeerPath, effects: inout [SessionEffect]) {
         counters.datagramsSent += 1
         counters.bytesSent += UInt64(bytes.count)
-        effects.append(.send(bytes, to: endpoint))
+        effects.append(.send(bytes, to: path))
     }
 
     private mutating func count(_ reason: DropReason) {

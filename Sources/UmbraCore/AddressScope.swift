@@ -4,8 +4,8 @@
 
 /// The reach of an IP address.
 public enum AddressScope: Sendable, Hashable, Comparable {
-    /// Never a destination: unspecified, multicast, broadcast, 0.0.0.0/8, 240.0.0.0/4, the relay
-    /// path block 100::/64, and port 0 (judged by `Endpoint.scope`).
+    /// Never a destination: unspecified, multicast, broadcast, 0.0.0.0/8, 240.0.0.0/4, the
+    /// discard-only block 100::/64 (RFC 6666), and port 0 (judged by `Endpoint.scope`).
     case unusable
     /// 127.0.0.0/8, ::1.
     case loopback
@@ -36,8 +36,8 @@ extension IPAddress {
         case .v4(let value):
             // 0/8 ("this network"), 240/4 (reserved) and the limited broadcast address.
             if value >> 24 == 0 || value >> 28 == 0xF { return .unusable }
-        case .v6(let high, _):
-            if high == Endpoint.relayPathPrefix { return .unusable }
+        case .v6:
+            if address.isDiscardOnly { return .unusable }
         }
         if address.isLoopback { return .loopback }
         if address.isLinkLocal { return .linkLocal }

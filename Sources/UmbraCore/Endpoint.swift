@@ -20,30 +20,21 @@ public struct Endpoint: Hashable, Sendable {
     }
 }
 
-// MARK: - Relay paths
+// MARK: - The discard prefix
 
-extension Endpoint {
-    /// The prefix of relay paths: 100::/64, IPv6's discard-only block (RFC 6666), which no real
-    /// packet is ever addressed to.
-    public static let relayPathPrefix: UInt64 = 0x0100_0000_0000_0000
-
-    /// A virtual endpoint that stands for "through a relay": the node layer keeps a table from
-    /// `index` to (relay, remote peer), hands the session layer this endpoint, and turns every send
-    /// to it into a relay frame. It never reaches a socket.
-    public static func relayPath(_ index: UInt32) -> Endpoint {
-        Endpoint(address: .v6(high: relayPathPrefix, low: UInt64(index)), port: 0)
-    }
-
-    /// Whether this is a virtual relay path (see `relayPath(_:)`).
-    public var isRelayPath: Bool {
-        if case .v6(let high, _) = address { return high == Self.relayPathPrefix }
+extension IPAddress {
+    /// Whether this is in 100::/64, IPv6's discard-only block (RFC 6666): no real packet is ever
+    /// addressed to it, so no peer record, relay candidate or other endpoint a peer names may use it.
+    public var isDiscardOnly: Bool {
+        if case .v6(let high, _) = self { return high == 0x0100_0000_0000_0000 }
         return false
     }
+}
 
-    /// The index of a relay path, or nil for a real endpoint.
-    public var relayPathIndex: UInt32? {
-        guard case .v6(let high, let low) = address, high == Self.relayPathPrefix, low <= UInt64(UInt32.max)
-        else { return nil }
-        return UInt32(low)
-    }
+extension Endpoint {
+    /// `[100::]:0`: an endpoint no datagram is ever sent to (RFC 6666's discard-only prefix, port
+    /// 0). It stands where a wire or disk format needs an endpoint and none is known: the `observed`
+    /// address of a pong to a requester whose address we do not know, the source a record store
+    /// charges for a STORE that came with no address.
+    public static let unknown = Endpoint(address: .v6(high: 0x0100_0000_0000_0000, low: 0), port: 0)
 }

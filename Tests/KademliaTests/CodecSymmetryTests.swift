@@ -18,7 +18,7 @@ private func randomEndpoint(_ rng: inout SeededRandom) -> Endpoint {
     case 2: return Endpoint(address: .v4(0x7F00_0001), port: port)
     case 3: return Endpoint(address: .v4(0x0A00_0000 | UInt32.random(in: 1...0xFFFF, using: &rng)), port: port)
     case 4: return Endpoint(address: .v4(0xCB00_7101), port: 0)
-    case 5: return .relayPath(UInt32.random(in: 0...UInt32.max, using: &rng))
+    case 5: return discardOnly(rng.next(), port: UInt16.random(in: 0...1, using: &rng) * port)
     case 6: return Endpoint(address: .v4(0), port: port)
     case 7: return Endpoint(address: .v6(high: 0xFF02_0000_0000_0000, low: 1), port: port)
     default: return Endpoint(address: .v4(UInt32.random(in: 0...UInt32.max, using: &rng)), port: port)

@@ -33,12 +33,12 @@ struct RecordChangeTests {
         let first = Self.peerRecord(alice, seq: 1, expiresAt: Self.start + .seconds(60))
         let second = Self.peerRecord(alice, seq: 2, expiresAt: Self.start + .seconds(120))
         #expect(store.store(first, now: Self.start, source: source) == .stored)
-        #expect(store.store(second, now: Self.start, source: .relayPath(7)) == .replaced)
+        #expect(store.store(second, now: Self.start, source: RecordStore.unknownSource) == .replaced)
         #expect(store.store(second, now: Self.start, source: source) == .unchanged)
         #expect(store.store(first, now: Self.start, source: source) == .refused(.stale))
         #expect(
             store.drainChanges() == [
-                .held(first, source: source), .held(second, source: RecordStore.relayedSource),
+                .held(first, source: source), .held(second, source: RecordStore.unknownSource),
             ])
         #expect(store.drainChanges().isEmpty, "draining empties the log")
         store.expire(now: Self.start + .seconds(121))

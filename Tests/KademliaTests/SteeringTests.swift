@@ -34,9 +34,10 @@ private func queried(_ effects: [DHTEffect]) -> [Endpoint] {
 @Suite struct SteeringTests {
     // MARK: - Routing table and answers
 
-    @Test func relayPathsAndPortZeroNeverEnterTheTable() {
+    @Test func discardOnlyAddressesAndPortZeroNeverEnterTheTable() {
         var table = RoutingTable(localID: contact(1, v4(0xC633_6401)).id, now: t0)
-        #expect(table.observe(contact(2, .relayPath(7)), now: t0) == .rejectedEndpoint)
+        #expect(table.observe(contact(2, discardOnly(7)), now: t0) == .rejectedEndpoint)
+        #expect(table.observe(contact(6, discardOnly(7, port: 4747)), now: t0) == .rejectedEndpoint)
         #expect(table.observe(contact(3, v4(0xC633_6403, port: 0)), now: t0) == .rejectedEndpoint)
         #expect(table.observe(contact(4, v4(0)), now: t0) == .rejectedEndpoint)
         #expect(table.observe(contact(5, v4(0xC633_6405)), now: t0) == .inserted)
@@ -46,18 +47,26 @@ private func queried(_ effects: [DHTEffect]) -> [Endpoint] {
     @Test func aRelayedRequesterIsNotVerifiedIntoTheTable() {
         var rng = SeededRandom(seed: 3)
         var node = DHTNode(identity: Identity.generate(using: &rng), networkID: network, now: t0, rng: &rng)
-        let relayed = contact(9, .relayPath(1))
-        let effects = node.handle(DHTMessage(id: 5, flags: .server, body: .ping), from: relayed, now: t0, rng: &rng)
-        // Answered, but no verification ping (whose answer would put the relay path in the table).
+        let relayed = contact(9, v4(0xC633_6409)).publicKey
+        let effects = node.handle(
+            DHTMessage(id: 5, flags: .server, body: .ping), from: relayed, at: nil, now: t0, rng: &rng)
+        // Answered, but no verification ping (there is no address to put in the table).
         #expect(queried(effects).isEmpty)
         #expect(effects.count == 1)
+        guard case .send(let pong, let to)? = effects.first else {
+            Issue.record("no answer")
+            return
+        }
+        #expect(to.publicKey == relayed)
+        #expect(pong.body == .pong(observed: .unknown), "a pong that names no address of the requester")
+        #expect(node.table.count == 0)
     }
 
     @Test func encoderLeavesOutUnshareableContacts() throws {
         let good = contact(2, v4(0xC633_6402))
         let message = DHTMessage(
             id: 1, flags: [],
-            body: .nodes(contacts: [contact(1, .relayPath(3)), good, contact(3, v4(0xC633_6403, port: 0))]))
+            body: .nodes(contacts: [contact(1, discardOnly(3)), good, contact(3, v4(0xC633_6403, port: 0))]))
         let decoded = try DHTMessage(decoding: message.encoded())
         #expect(decoded.body == .nodes(contacts: [good]))
     }

@@ -20,7 +20,7 @@ struct DialogueNodeTests {
         let key = sim.instance(provider).identity.publicKey
         let endpoint = NetSim.endpoint(forNode: provider)
         sim.perform(on: consumer) { node, now, rng in
-            _ = node.sessions.addPeer(key, endpoint: endpoint)
+            _ = node.sessions.addPeer(key, path: .direct(endpoint))
             return node.openDialogue(with: key, now: now, rng: &rng)
         }
     }

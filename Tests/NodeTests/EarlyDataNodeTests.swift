@@ -18,7 +18,7 @@ struct EarlyDataNodeTests {
         let now = Instant(nanoseconds: 1_000_000_000_000)
         var node = NodeInstance(identity: Identity.generate(using: &rng), config: NodeConfig(), now: now, rng: &rng)
         var stranger = SessionManager(identity: Identity.generate(using: &rng))
-        _ = stranger.addPeer(node.identity.publicKey, endpoint: nodeEndpoint)
+        _ = stranger.addPeer(node.identity.publicKey, path: .direct(nodeEndpoint))
         let effects = stranger.send(frame, to: node.identity.publicKey, early: true, now: now, rng: &rng)
         guard case .send(let initiation, _)? = effects.first else {
             Issue.record("no initiation")

@@ -22,9 +22,10 @@ struct PathValidationNodeTests {
             firstDatagram(attacker.connect(nodeKey, endpoint: nodeEndpoint, now: now, rng: &rng)))
         let response = try #require(
             node.receive(initiation, from: attackerEndpoint, now: now, rng: &rng).compactMap(\.datagram).first)
-        let confirm = try #require(firstDatagram(attacker.receive(response, from: nodeEndpoint, now: now, rng: &rng)))
+        let confirm = try #require(
+            firstDatagram(attacker.receive(response, from: .direct(nodeEndpoint), now: now, rng: &rng)))
         _ = node.receive(confirm, from: attackerEndpoint, now: now, rng: &rng)
-        #expect(node.sessions.endpoint(of: attacker.identity.publicKey) == attackerEndpoint)
+        #expect(node.sessions.path(of: attacker.identity.publicKey) == .direct(attackerEndpoint))
         // Then requests "from" the victim: pings and DHT lookups.
         var received = 0
         var reflected = 0
@@ -44,7 +45,7 @@ struct PathValidationNodeTests {
             }
             #expect(reflected <= 3 * received, "round \(round): \(reflected) bytes for \(received)")
         }
-        #expect(node.sessions.endpoint(of: attacker.identity.publicKey) == attackerEndpoint)
+        #expect(node.sessions.path(of: attacker.identity.publicKey) == .direct(attackerEndpoint))
     }
 }
 

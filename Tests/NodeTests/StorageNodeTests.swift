@@ -116,7 +116,7 @@ struct StorageNodeTests {
         _ = node.storageCompleted(
             StorageCompletion(token: records, outcome: .loaded([Self.entry(record, source: nil)])), now: Self.t0,
             rng: &rng)
-        #expect(node.dht.store.recordCount(fromSource: RecordStore.relayedSource) == 1)
+        #expect(node.dht.store.recordCount(fromSource: RecordStore.unknownSource) == 1)
     }
 
     @Test func storeChangesBecomeWritesAndExpiryADelete() throws {

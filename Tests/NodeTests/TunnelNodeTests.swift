@@ -150,7 +150,7 @@ struct TunnelNodeTests {
             openedAt: sim.now, keepaliveInterval: .seconds(5))
         let endpoint = NetSim.endpoint(forNode: 1)
         sim.perform(on: 2) { node, now, _ in
-            _ = node.sessions.addPeer(provider, endpoint: endpoint)
+            _ = node.sessions.addPeer(provider, path: .direct(endpoint))
             node.attachTunnel(forged, now: now)
             return []
         }

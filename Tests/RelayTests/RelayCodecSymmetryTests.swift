@@ -16,7 +16,7 @@ private func randomEndpoint(_ rng: inout SeededRandom, allowUnsendable: Bool) ->
     case 2: return Endpoint(address: .v4(0x7F00_0001), port: port)
     case 3: return Endpoint(address: .v4(0xC633_6401), port: port)
     case 4: return Endpoint(address: .v4(0xC633_6402), port: 0)
-    default: return .relayPath(UInt32.random(in: 0...UInt32.max, using: &rng))
+    default: return discardOnly(rng.next(), port: port)
     }
 }
 

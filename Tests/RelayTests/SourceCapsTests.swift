@@ -107,7 +107,7 @@ private func reserve(
             Endpoint(address: .v4(0xFFFF_FFFF), port: 4747),  // broadcast
             Endpoint(address: .v4(0xA9FE_A9FE), port: 80),  // link-local (cloud metadata)
             Endpoint(address: .v4(0xCB00_7105), port: 0),  // port 0
-            .relayPath(3),  // virtual
+            discardOnly(3, port: 4747),  // discard-only 100::/64
             Endpoint(address: .v6(high: 0x2001_0DB8_0000_0001, low: 5), port: 4747),  // IPv6, we have none
             publicEndpoint(9, port: 4000),  // the one good candidate
         ]

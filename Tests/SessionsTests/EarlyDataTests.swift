@@ -8,7 +8,7 @@ import UmbraCrypto
 struct EarlyDataTests {
     @Test func earlyFrameRidesInTheInitiationAndTheReplyFollowsTheResponse() {
         var pair = Pair()
-        let added = pair.a.addPeer(pair.bKey, endpoint: pair.bEndpoint)
+        let added = pair.a.addPeer(pair.bKey, path: pair.bPath)
         #expect(added)
         let request: [UInt8] = [0x10, 1, 2, 3]
         let effects = pair.a.send(request, to: pair.bKey, early: true, now: pair.now, rng: &pair.rng)
@@ -18,7 +18,7 @@ struct EarlyDataTests {
         }
         #expect(initiation.count == WireSize.minimumEarlyInitiation, "padded: it buys the reply's allowance")
         // B gets the frame from the initiation itself and answers at once, before A confirms.
-        let atB = pair.b.receive(initiation, from: pair.aEndpoint, now: pair.now, rng: &pair.rng)
+        let atB = pair.b.receive(initiation, from: pair.aPath, now: pair.now, rng: &pair.rng)
         #expect(atB.contains(.deliverEarly(peer: pair.aKey, frame: request)))
         #expect(pair.b.counters.earlyFramesReceived == 1)
         let reply = pair.b.send([0x11, 9], to: pair.aKey, now: pair.now, rng: &pair.rng)
@@ -26,15 +26,15 @@ struct EarlyDataTests {
         #expect(replyDatagram?[0] == MessageType.transportData.rawValue, "the reply goes out without waiting")
         // On the wire: the response, then the reply. A handles them in that order.
         let response = firstSend(atB)!
-        _ = pair.a.receive(response, from: pair.bEndpoint, now: pair.now, rng: &pair.rng)
-        let atA = pair.a.receive(replyDatagram!, from: pair.bEndpoint, now: pair.now, rng: &pair.rng)
+        _ = pair.a.receive(response, from: pair.bPath, now: pair.now, rng: &pair.rng)
+        let atA = pair.a.receive(replyDatagram!, from: pair.bPath, now: pair.now, rng: &pair.rng)
         #expect(atA.contains(.deliver(peer: pair.bKey, frame: [0x11, 9])))
         #expect(pair.a.counters.droppedTotal == 0 && pair.b.counters.droppedTotal == 0)
     }
 
     @Test func ordinaryFramesNeverRideInTheInitiation() {
         var pair = Pair()
-        _ = pair.a.addPeer(pair.bKey, endpoint: pair.bEndpoint)
+        _ = pair.a.addPeer(pair.bKey, path: pair.bPath)
         let effects = pair.a.send([1, 2, 3], to: pair.bKey, now: pair.now, rng: &pair.rng)
         #expect(firstSend(effects)?.count == WireSize.initiation)
         pair.pump(effects, from: "a")
@@ -44,30 +44,30 @@ struct EarlyDataTests {
 
     @Test func retriedInitiationsCarryTheEarlyFrameAgain() {
         var pair = Pair()
-        _ = pair.a.addPeer(pair.bKey, endpoint: pair.bEndpoint)
+        _ = pair.a.addPeer(pair.bKey, path: pair.bPath)
         let first = firstSend(pair.a.send([7, 7], to: pair.bKey, early: true, now: pair.now, rng: &pair.rng))!
         pair.now = pair.now + .seconds(6)
         let retry = firstSend(pair.a.tick(now: pair.now, rng: &pair.rng))
         #expect(retry?.count == first.count)
-        pair.pump([.send(retry!, to: pair.bEndpoint)], from: "a")
+        pair.pump([.send(retry!, to: pair.bPath)], from: "a")
         #expect(pair.delivered.map(\.frame) == [[7, 7]])
     }
 
     @Test func oversizedOrTamperedEarlyInitiationsAreRefused() {
         var pair = Pair()
-        _ = pair.a.addPeer(pair.bKey, endpoint: pair.bEndpoint)
+        _ = pair.a.addPeer(pair.bKey, path: pair.bPath)
         var initiation = firstSend(pair.a.send([5, 5, 5], to: pair.bKey, early: true, now: pair.now, rng: &pair.rng))!
         initiation[20] ^= 1  // inside the Noise message: mac1 no longer matches
-        #expect(pair.b.receive(initiation, from: pair.aEndpoint, now: pair.now, rng: &pair.rng).isEmpty)
+        #expect(pair.b.receive(initiation, from: pair.aPath, now: pair.now, rng: &pair.rng).isEmpty)
         #expect(pair.b.counters.dropped[.badMac1] == 1)
         let huge = [UInt8](repeating: 1, count: WireSize.maximumInitiation + 1)
-        #expect(pair.b.receive(huge, from: pair.aEndpoint, now: pair.now, rng: &pair.rng).isEmpty)
+        #expect(pair.b.receive(huge, from: pair.aPath, now: pair.now, rng: &pair.rng).isEmpty)
         #expect(pair.b.counters.dropped[.malformed] == 1)
     }
 
     @Test func onDemandSessionsSendNoKeepalivesAndIdleOutQuietly() {
         var pair = Pair()
-        _ = pair.a.addPeer(pair.bKey, endpoint: pair.bEndpoint)  // on demand, not connect()
+        _ = pair.a.addPeer(pair.bKey, path: pair.bPath)  // on demand, not connect()
         pair.sendAB([1])
         #expect(pair.a.isEstablished(pair.bKey))
         var keepalives: UInt64 = 0
@@ -94,10 +94,10 @@ struct EarlyDataTests {
 struct AmplificationTests {
     @Test func anUnconfirmedResponderSendsAtMostThreeTimesTheInitiation() throws {
         var pair = Pair()
-        _ = pair.a.addPeer(pair.bKey, endpoint: pair.bEndpoint)
+        _ = pair.a.addPeer(pair.bKey, path: pair.bPath)
         let initiation = try #require(
             firstSend(pair.a.send([0x10, 1], to: pair.bKey, early: true, now: pair.now, rng: &pair.rng)))
-        let atB = pair.b.receive(initiation, from: pair.aEndpoint, now: pair.now, rng: &pair.rng)
+        let atB = pair.b.receive(initiation, from: pair.aPath, now: pair.now, rng: &pair.rng)
         let allowance = 3 * initiation.count - WireSize.response
         // A reply that fits the allowance goes out at once ...
         let small = [UInt8](repeating: 7, count: allowance - WireSize.transportHeader - 16)
@@ -106,18 +106,18 @@ struct AmplificationTests {
         let more = pair.b.send([1, 2, 3], to: pair.aKey, now: pair.now, rng: &pair.rng)
         #expect(firstSend(more) == nil)
         // A gets the response and confirms; B then flushes what waited.
-        let confirm = pair.a.receive(try #require(firstSend(atB)), from: pair.bEndpoint, now: pair.now, rng: &pair.rng)
+        let confirm = pair.a.receive(try #require(firstSend(atB)), from: pair.bPath, now: pair.now, rng: &pair.rng)
         let flushed = pair.b.receive(
-            try #require(firstSend(confirm)), from: pair.aEndpoint, now: pair.now,
+            try #require(firstSend(confirm)), from: pair.aPath, now: pair.now,
             rng: &pair.rng)
         let datagram = try #require(firstSend(flushed))
-        let delivered = pair.a.receive(datagram, from: pair.bEndpoint, now: pair.now, rng: &pair.rng)
+        let delivered = pair.a.receive(datagram, from: pair.bPath, now: pair.now, rng: &pair.rng)
         #expect(delivered.contains(.deliver(peer: pair.bKey, frame: [1, 2, 3])))
     }
 
     @Test func earlyDataWithNonZeroPaddingIsRefused() throws {
         var pair = Pair()
-        _ = pair.a.addPeer(pair.bKey, endpoint: pair.bEndpoint)
+        _ = pair.a.addPeer(pair.bKey, path: pair.bPath)
         // Drive the real initiator, then check B refuses a payload whose padding is not zero: it
         // takes a forged Noise message, so build one through the handshake API.
         var keys = SeededRandom(seed: 77)
@@ -137,7 +137,7 @@ struct AmplificationTests {
         let mac1 = SessionManager.mac(
             key: SessionManager.mac1Key(for: pair.b.identity.x25519PublicKey), bytes[..<offset])
         bytes.replaceSubrange(offset..<offset + 16, with: mac1)
-        #expect(pair.b.receive(bytes, from: pair.aEndpoint, now: pair.now, rng: &pair.rng).isEmpty)
+        #expect(pair.b.receive(bytes, from: pair.aPath, now: pair.now, rng: &pair.rng).isEmpty)
         #expect(pair.b.counters.dropped[.identityMismatch] == 1)
     }
 }
@@ -150,16 +150,16 @@ struct RestartTests {
         pair.sendAB([1])
         // A restarts: same identity, fresh state; B still holds the old session.
         var restarted = SessionManager(identity: pair.a.identity, config: pair.a.config)
-        let added = restarted.addPeer(pair.bKey, endpoint: pair.bEndpoint)
+        let added = restarted.addPeer(pair.bKey, path: pair.bPath)
         #expect(added)
         pair.now = pair.now + .seconds(2)
         let initiation = try #require(
             firstSend(restarted.send([0x10, 7], to: pair.bKey, early: true, now: pair.now, rng: &pair.rng)))
-        let atB = pair.b.receive(initiation, from: pair.aEndpoint, now: pair.now, rng: &pair.rng)
+        let atB = pair.b.receive(initiation, from: pair.aPath, now: pair.now, rng: &pair.rng)
         #expect(atB.contains(.deliverEarly(peer: pair.aKey, frame: [0x10, 7])))
         let reply = try #require(firstSend(pair.b.send([0x11], to: pair.aKey, now: pair.now, rng: &pair.rng)))
-        _ = restarted.receive(try #require(firstSend(atB)), from: pair.bEndpoint, now: pair.now, rng: &pair.rng)
-        let atA = restarted.receive(reply, from: pair.bEndpoint, now: pair.now, rng: &pair.rng)
+        _ = restarted.receive(try #require(firstSend(atB)), from: pair.bPath, now: pair.now, rng: &pair.rng)
+        let atA = restarted.receive(reply, from: pair.bPath, now: pair.now, rng: &pair.rng)
         #expect(atA.contains(.deliver(peer: pair.bKey, frame: [0x11])), "the reply must use the new keys")
     }
 }

@@ -24,7 +24,7 @@ struct HandshakeTests {
 
     @Test func framesSentBeforeTheHandshakeAreQueuedAndDelivered() {
         var pair = Pair()
-        let added = pair.a.addPeer(pair.bKey, endpoint: pair.bEndpoint)
+        let added = pair.a.addPeer(pair.bKey, path: pair.bPath)
         #expect(added)
         pair.sendAB([9])
         pair.sendAB([10])
@@ -37,7 +37,7 @@ struct HandshakeTests {
         let initiation = pair.wire[0].bytes
         let before = pair.b.counters.dropped[.replayedInitiation, default: 0]
         pair.now = pair.now + .seconds(1)
-        let effects = pair.b.receive(initiation, from: pair.aEndpoint, now: pair.now, rng: &pair.rng)
+        let effects = pair.b.receive(initiation, from: pair.aPath, now: pair.now, rng: &pair.rng)
         #expect(effects.isEmpty)
         #expect(pair.b.counters.dropped[.replayedInitiation, default: 0] == before + 1)
     }
@@ -47,7 +47,7 @@ struct HandshakeTests {
         pair.handshake()
         pair.sendAB([7, 7, 7])
         let data = pair.wire.last!.bytes
-        let effects = pair.b.receive(data, from: pair.aEndpoint, now: pair.now, rng: &pair.rng)
+        let effects = pair.b.receive(data, from: pair.aPath, now: pair.now, rng: &pair.rng)
         #expect(effects.isEmpty)
         #expect(pair.b.counters.dropped[.replayedCounter] == 1)
         #expect(pair.delivered.count == 1)
@@ -57,7 +57,7 @@ struct HandshakeTests {
     func tamperedTransportIsRefused(byteIndex: Int) {
         var pair = Pair()
         pair.handshake()
-        let added = pair.a.addPeer(pair.bKey, endpoint: pair.bEndpoint)
+        let added = pair.a.addPeer(pair.bKey, path: pair.bPath)
         #expect(added)
         var effects = pair.a.send(
             [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15], to: pair.bKey, now: pair.now,
@@ -67,12 +67,12 @@ struct HandshakeTests {
             return
         }
         data[byteIndex] ^= 0x40
-        effects = pair.b.receive(data, from: pair.aEndpoint, now: pair.now, rng: &pair.rng)
+        effects = pair.b.receive(data, from: pair.aPath, now: pair.now, rng: &pair.rng)
         #expect(effects.isEmpty)
         #expect(pair.b.counters.dropped[.authenticationFailed] == 1)
         // The window did not advance: the genuine packet still gets through.
         data[byteIndex] ^= 0x40
-        effects = pair.b.receive(data, from: pair.aEndpoint, now: pair.now, rng: &pair.rng)
+        effects = pair.b.receive(data, from: pair.aPath, now: pair.now, rng: &pair.rng)
         #expect(effects.contains(.deliver(peer: pair.aKey, frame: Array(1...15))))
     }
 
@@ -89,7 +89,7 @@ struct HandshakeTests {
         var frames: [[UInt8]] = []
         for bytes in datagrams.reversed() {
             for case .deliver(_, let frame) in pair.b.receive(
-                bytes, from: pair.aEndpoint, now: pair.now,
+                bytes, from: pair.aPath, now: pair.now,
                 rng: &pair.rng)
             {
                 frames.append(frame)
@@ -106,7 +106,7 @@ struct HandshakeTests {
         for size in sizes {
             var bytes = garbage.bytes(size)
             if size >= 1, size == WireSize.initiation { bytes[0] = 1; bytes[1] = 0; bytes[2] = 0; bytes[3] = 0 }
-            let effects = pair.b.receive(bytes, from: pair.aEndpoint, now: pair.now, rng: &pair.rng)
+            let effects = pair.b.receive(bytes, from: pair.aPath, now: pair.now, rng: &pair.rng)
             #expect(effects.isEmpty)
         }
         let counters = pair.b.counters
@@ -124,7 +124,7 @@ struct HandshakeTests {
         var stranger = SessionManager(identity: Identity.generate(using: &keys), config: other)
         let effects = stranger.connect(pair.bKey, endpoint: pair.bEndpoint, now: pair.now, rng: &pair.rng)
         let initiation = firstSend(effects)!
-        #expect(pair.b.receive(initiation, from: pair.aEndpoint, now: pair.now, rng: &pair.rng).isEmpty)
+        #expect(pair.b.receive(initiation, from: pair.aPath, now: pair.now, rng: &pair.rng).isEmpty)
         #expect(pair.b.counters.dropped[.handshakeFailed] == 1)
     }
 
@@ -149,7 +149,7 @@ struct HandshakeTests {
             key: SessionManager.mac1Key(for: pair.b.identity.x25519PublicKey),
             bytes[..<HandshakeInitiation.mac1Offset])
         bytes.replaceSubrange(HandshakeInitiation.mac1Offset..<HandshakeInitiation.mac2Offset, with: mac1)
-        #expect(pair.b.receive(bytes, from: pair.aEndpoint, now: pair.now, rng: &pair.rng).isEmpty)
+        #expect(pair.b.receive(bytes, from: pair.aPath, now: pair.now, rng: &pair.rng).isEmpty)
         #expect(pair.b.counters.dropped[.identityMismatch] == 1)
         #expect(pair.b.peerCount == 0)
     }
@@ -159,54 +159,86 @@ struct HandshakeTests {
         pair.handshake()
         let roamed = Endpoint(address: .v4(0x7F00_0002), port: 3333)
         let data = firstSend(pair.a.send([42], to: pair.bKey, now: pair.now, rng: &pair.rng))!
-        let effects = pair.b.receive(data, from: roamed, now: pair.now, rng: &pair.rng)
+        let effects = pair.b.receive(data, from: .direct(roamed), now: pair.now, rng: &pair.rng)
         // Not yet: the new address gets a path challenge, the peer stays where it was validated.
-        #expect(!effects.contains(.endpointChanged(peer: pair.aKey, endpoint: roamed)))
-        #expect(pair.b.snapshot(of: pair.aKey)?.endpoint == pair.aEndpoint)
-        #expect(pair.b.candidate(of: pair.aKey) == roamed)
+        #expect(!effects.contains(.pathChanged(peer: pair.aKey, path: .direct(roamed))))
+        #expect(pair.b.snapshot(of: pair.aKey)?.path == pair.aPath)
+        #expect(pair.b.candidate(of: pair.aKey) == .direct(roamed))
         let challenge = try #require(sends(effects).first)
-        #expect(challenge.to == roamed)
+        #expect(challenge.to == .direct(roamed))
         // A answers from the new address (to where the challenge came from): B moves there.
         let answer = try #require(
-            sends(pair.a.receive(challenge.bytes, from: pair.bEndpoint, now: pair.now, rng: &pair.rng)).first)
-        #expect(answer.to == pair.bEndpoint)
-        let validated = pair.b.receive(answer.bytes, from: roamed, now: pair.now, rng: &pair.rng)
-        #expect(validated.contains(.endpointChanged(peer: pair.aKey, endpoint: roamed)))
+            sends(pair.a.receive(challenge.bytes, from: pair.bPath, now: pair.now, rng: &pair.rng)).first)
+        #expect(answer.to == .direct(pair.bEndpoint))
+        let validated = pair.b.receive(answer.bytes, from: .direct(roamed), now: pair.now, rng: &pair.rng)
+        #expect(validated.contains(.pathChanged(peer: pair.aKey, path: .direct(roamed))))
         #expect(!validated.contains { if case .deliver = $0 { true } else { false } }, "control stays in the layer")
-        #expect(pair.b.snapshot(of: pair.aKey)?.endpoint == roamed)
+        #expect(pair.b.snapshot(of: pair.aKey)?.path == .direct(roamed))
         #expect(pair.b.counters.pathsValidated == 1)
         // A forged packet from yet another address moves nothing.
         var forged = firstSend(pair.a.send([43], to: pair.bKey, now: pair.now, rng: &pair.rng))!
         forged[forged.count - 1] ^= 1
         let elsewhere = Endpoint(address: .v4(0x7F00_0003), port: 4444)
-        _ = pair.b.receive(forged, from: elsewhere, now: pair.now, rng: &pair.rng)
-        #expect(pair.b.snapshot(of: pair.aKey)?.endpoint == roamed)
+        _ = pair.b.receive(forged, from: .direct(elsewhere), now: pair.now, rng: &pair.rng)
+        #expect(pair.b.snapshot(of: pair.aKey)?.path == .direct(roamed))
     }
 
-    @Test func aDirectPathIsNotGivenUpForARelayPathButARelayPathIsForADirectOne() {
+    @Test func aRelayedDatagramDoesNotRoamADirectPeer() {
         var pair = Pair()
         pair.handshake()
-        let relayed = Endpoint.relayPath(7)
-        #expect(relayed.isRelayPath && relayed.relayPathIndex == 7 && !pair.aEndpoint.isRelayPath)
-        // Direct now: a packet that came through a relay does not move the peer back.
+        let relayed = PeerPath.relayed(RelayPathID(7))
+        #expect(relayed.directEndpoint == nil && relayed.relayPathID == RelayPathID(7))
+        #expect(pair.aPath.directEndpoint == pair.aEndpoint && !pair.aPath.isRelayed)
+        // Direct now: a packet that came through a relay is delivered but does not move the peer
+        // back, nor makes the relayed path a candidate that gets challenged.
         let late = firstSend(pair.a.send([1], to: pair.bKey, now: pair.now, rng: &pair.rng))!
         let effects = pair.b.receive(late, from: relayed, now: pair.now, rng: &pair.rng)
-        #expect(effects.contains { if case .deliver = $0 { true } else { false } })
-        #expect(pair.b.snapshot(of: pair.aKey)?.endpoint == pair.aEndpoint)
+        #expect(effects.contains(.deliver(peer: pair.aKey, frame: [1])))
+        #expect(!effects.contains { if case .pathChanged = $0 { true } else { false } })
+        #expect(sends(effects).allSatisfy { $0.to != relayed }, "no challenge along the relayed path")
+        #expect(pair.b.snapshot(of: pair.aKey)?.path == pair.aPath)
+        #expect(pair.b.candidate(of: pair.aKey) == nil)
+        // Replies keep going to the direct endpoint.
+        #expect(sends(pair.b.send([2], to: pair.aKey, now: pair.now, rng: &pair.rng)).map(\.to) == [pair.aPath])
+    }
+
+    @Test func aDirectDatagramMovesARelayedPeerToDirectOnceValidated() {
         // Relayed to begin with (the handshake came through a relay): a direct packet moves it.
+        let relayed = PeerPath.relayed(RelayPathID(7))
         var other = Pair(seed: 9)
         let initiation = firstSend(
             other.a.connect(other.bKey, endpoint: other.bEndpoint, now: other.now, rng: &other.rng))!
-        let response = firstSend(other.b.receive(initiation, from: relayed, now: other.now, rng: &other.rng))!
-        #expect(other.b.snapshot(of: other.aKey)?.endpoint == relayed)
-        _ = other.a.receive(response, from: other.bEndpoint, now: other.now, rng: &other.rng)
+        let atB = other.b.receive(initiation, from: relayed, now: other.now, rng: &other.rng)
+        #expect(sends(atB).map(\.to) == [relayed], "the response goes back along the relayed path")
+        let response = firstSend(atB)!
+        #expect(other.b.snapshot(of: other.aKey)?.path == relayed)
+        _ = other.a.receive(response, from: other.bPath, now: other.now, rng: &other.rng)
         let direct = firstSend(other.a.send([2], to: other.bKey, now: other.now, rng: &other.rng))!
-        let challenged = other.b.receive(direct, from: other.aEndpoint, now: other.now, rng: &other.rng)
-        #expect(other.b.snapshot(of: other.aKey)?.endpoint == relayed, "moves only once validated")
-        let challenge = sends(challenged).first { $0.to == other.aEndpoint }!
-        let answer = sends(other.a.receive(challenge.bytes, from: other.bEndpoint, now: other.now, rng: &other.rng))
-        let moved = other.b.receive(answer.first!.bytes, from: other.aEndpoint, now: other.now, rng: &other.rng)
-        #expect(moved.contains(.endpointChanged(peer: other.aKey, endpoint: other.aEndpoint)))
+        let challenged = other.b.receive(direct, from: other.aPath, now: other.now, rng: &other.rng)
+        #expect(other.b.snapshot(of: other.aKey)?.path == relayed, "moves only once validated")
+        #expect(other.b.candidate(of: other.aKey) == other.aPath)
+        let challenge = sends(challenged).first { $0.to == other.aPath }!
+        let answer = sends(other.a.receive(challenge.bytes, from: other.bPath, now: other.now, rng: &other.rng))
+        let moved = other.b.receive(answer.first!.bytes, from: other.aPath, now: other.now, rng: &other.rng)
+        #expect(moved.contains(.pathChanged(peer: other.aKey, path: other.aPath)))
+        #expect(other.b.snapshot(of: other.aKey)?.path == other.aPath)
+        #expect(other.b.snapshot(of: other.aKey)?.path?.directEndpoint == other.aEndpoint)
+    }
+
+    @Test func aPeerDialledOnARelayedPathSendsAlongIt() {
+        var pair = Pair()
+        let relayed = PeerPath.relayed(RelayPathID(3))
+        let added = pair.a.addPeer(pair.bKey, path: relayed)
+        #expect(added)
+        let effects = pair.a.send([5], to: pair.bKey, now: pair.now, rng: &pair.rng)
+        #expect(!sends(effects).isEmpty)
+        #expect(sends(effects).allSatisfy { $0.to == relayed }, "the initiation goes along the relayed path")
+        // A dial of the node's own choosing moves it back to a direct path at once.
+        let updated = pair.a.addPeer(pair.bKey, path: pair.bPath)
+        #expect(updated)
+        #expect(pair.a.path(of: pair.bKey) == pair.bPath)
+        let retry = pair.a.rehandshake(pair.bKey, now: pair.now + .seconds(1), rng: &pair.rng)
+        #expect(sends(retry).map(\.to) == [pair.bPath])
     }
 
     @Test func aProbeIsAKeepaliveToAnotherEndpointThatMovesThePeerWhenItArrives() {
@@ -218,15 +250,15 @@ struct HandshakeTests {
             Issue.record("no probe sent")
             return
         }
-        #expect(destination == punched)
-        #expect(pair.a.snapshot(of: pair.bKey)?.endpoint == pair.bEndpoint)  // the sender's path is unchanged
-        let received = pair.b.receive(bytes, from: punched, now: pair.now, rng: &pair.rng)
+        #expect(destination == .direct(punched))
+        #expect(pair.a.snapshot(of: pair.bKey)?.path == pair.bPath)  // the sender's path is unchanged
+        let received = pair.b.receive(bytes, from: .direct(punched), now: pair.now, rng: &pair.rng)
         #expect(!received.contains { if case .deliver = $0 { true } else { false } })  // a keepalive: no frame
         // B challenges the punched path; A's answer from there moves B onto it.
-        let challenge = sends(received).first { $0.to == punched }!
-        let answer = sends(pair.a.receive(challenge.bytes, from: pair.bEndpoint, now: pair.now, rng: &pair.rng))
-        let moved = pair.b.receive(answer.first!.bytes, from: punched, now: pair.now, rng: &pair.rng)
-        #expect(moved.contains(.endpointChanged(peer: pair.aKey, endpoint: punched)))
+        let challenge = sends(received).first { $0.to == .direct(punched) }!
+        let answer = sends(pair.a.receive(challenge.bytes, from: pair.bPath, now: pair.now, rng: &pair.rng))
+        let moved = pair.b.receive(answer.first!.bytes, from: .direct(punched), now: pair.now, rng: &pair.rng)
+        #expect(moved.contains(.pathChanged(peer: pair.aKey, path: .direct(punched))))
         // No session, no probe.
         var fresh = Pair(seed: 3)
         #expect(fresh.a.probe(fresh.bKey, at: punched, now: fresh.now).isEmpty)
@@ -237,11 +269,11 @@ struct HandshakeTests {
         // Both initiations are on the wire before either side sees the other's.
         let initiationA = firstSend(pair.a.connect(pair.bKey, endpoint: pair.bEndpoint, now: pair.now, rng: &pair.rng))!
         let initiationB = firstSend(pair.b.connect(pair.aKey, endpoint: pair.aEndpoint, now: pair.now, rng: &pair.rng))!
-        let responseB = pair.b.receive(initiationA, from: pair.aEndpoint, now: pair.now, rng: &pair.rng)
-        let responseA = pair.a.receive(initiationB, from: pair.bEndpoint, now: pair.now, rng: &pair.rng)
+        let responseB = pair.b.receive(initiationA, from: pair.aPath, now: pair.now, rng: &pair.rng)
+        let responseA = pair.a.receive(initiationB, from: pair.bPath, now: pair.now, rng: &pair.rng)
         // Both responses are in flight; each side's confirming keepalive crosses the other's too.
-        let confirmA = pair.a.receive(firstSend(responseB)!, from: pair.bEndpoint, now: pair.now, rng: &pair.rng)
-        let confirmB = pair.b.receive(firstSend(responseA)!, from: pair.aEndpoint, now: pair.now, rng: &pair.rng)
+        let confirmA = pair.a.receive(firstSend(responseB)!, from: pair.bPath, now: pair.now, rng: &pair.rng)
+        let confirmB = pair.b.receive(firstSend(responseA)!, from: pair.aPath, now: pair.now, rng: &pair.rng)
         pair.pump(confirmA, from: "a")
         pair.pump(confirmB, from: "b")
         pair.sendAB([1])
@@ -268,7 +300,7 @@ struct PeerTableTests {
         pair.handshake()  // B now holds A, established
         var keys = SeededRandom(seed: 1234)
         let idle = Identity.generate(using: &keys).publicKey
-        let added = pair.b.addPeer(idle, endpoint: nil)
+        let added = pair.b.addPeer(idle, path: nil)
         #expect(added)
         #expect(pair.b.peerCount == 2)
         // A third node handshakes with B: the idle peer makes room, A stays.
@@ -276,17 +308,17 @@ struct PeerTableTests {
         let initiation = firstSend(
             stranger.connect(pair.bKey, endpoint: pair.bEndpoint, now: pair.now, rng: &pair.rng))!
         let strangerEndpoint = Endpoint(address: .v4(0x7F00_0009), port: 9)
-        let response = pair.b.receive(initiation, from: strangerEndpoint, now: pair.now, rng: &pair.rng)
+        let response = pair.b.receive(initiation, from: .direct(strangerEndpoint), now: pair.now, rng: &pair.rng)
         #expect(firstSend(response) != nil)
         #expect(pair.b.snapshot(of: idle) == nil)
         #expect(pair.b.isEstablished(pair.aKey))
         // Now every slot is in use (A established, the stranger mid-handshake): a fourth is refused.
-        _ = stranger.receive(firstSend(response)!, from: pair.bEndpoint, now: pair.now, rng: &pair.rng)
+        _ = stranger.receive(firstSend(response)!, from: pair.bPath, now: pair.now, rng: &pair.rng)
         let confirm = stranger.send([1], to: pair.bKey, now: pair.now, rng: &pair.rng)
-        _ = pair.b.receive(firstSend(confirm)!, from: strangerEndpoint, now: pair.now, rng: &pair.rng)
+        _ = pair.b.receive(firstSend(confirm)!, from: .direct(strangerEndpoint), now: pair.now, rng: &pair.rng)
         var fourth = SessionManager(identity: Identity.generate(using: &keys), config: config)
         let another = firstSend(fourth.connect(pair.bKey, endpoint: pair.bEndpoint, now: pair.now, rng: &pair.rng))!
-        #expect(pair.b.receive(another, from: strangerEndpoint, now: pair.now, rng: &pair.rng).isEmpty)
+        #expect(pair.b.receive(another, from: .direct(strangerEndpoint), now: pair.now, rng: &pair.rng).isEmpty)
         #expect(pair.b.counters.dropped[.peerTableFull] == 1)
     }
 

@@ -14,11 +14,11 @@ struct MemoryTests {
         var keys = SeededRandom(seed: 1000)
         for index in 0..<1000 {
             var stranger = SessionManager(identity: Identity.generate(using: &keys), config: config)
-            _ = stranger.addPeer(pair.bKey, endpoint: pair.bEndpoint)
+            _ = stranger.addPeer(pair.bKey, path: pair.bPath)
             let initiation = firstSend(
                 stranger.send([0x10, 1, 2, 3], to: pair.bKey, early: true, now: pair.now, rng: &pair.rng))!
             let source = Endpoint(address: .v4(0x0A00_0000 | UInt32(index)), port: 4000)
-            _ = pair.b.receive(initiation, from: source, now: pair.now, rng: &pair.rng)
+            _ = pair.b.receive(initiation, from: .direct(source), now: pair.now, rng: &pair.rng)
             // The node answers each with more than the unconfirmed allowance: the rest is queued.
             for _ in 0..<8 {
                 _ = pair.b.send(
@@ -61,7 +61,7 @@ struct MemoryTests {
         var keys = SeededRandom(seed: 5)
         for index in 0..<5 {
             let key = Identity.generate(using: &keys).publicKey
-            _ = pair.a.addPeer(key, endpoint: Endpoint(address: .v4(0x0A00_0001), port: UInt16(5000 + index)))
+            _ = pair.a.addPeer(key, path: .direct(Endpoint(address: .v4(0x0A00_0001), port: UInt16(5000 + index))))
             for _ in 0..<50 {
                 _ = pair.a.send([UInt8](repeating: 1, count: 1000), to: key, now: pair.now, rng: &pair.rng)
                 #expect(pair.a.queuedBytes <= config.maximumQueuedBytes)
@@ -72,7 +72,7 @@ struct MemoryTests {
         #expect(pair.a.counters.dropped[.queueFull, default: 0] > 0)
         // A frame larger than a peer's whole queue is refused outright.
         let key = Identity.generate(using: &keys).publicKey
-        _ = pair.a.addPeer(key, endpoint: pair.bEndpoint)
+        _ = pair.a.addPeer(key, path: pair.bPath)
         _ = pair.a.send([UInt8](repeating: 1, count: 10_001), to: key, now: pair.now, rng: &pair.rng)
         #expect(pair.a.queuedBytes == pair.a.scannedQueuedBytes)
     }

@@ -5,7 +5,7 @@ import UmbraCore
 
 /// Bytes of all datagrams in `effects` that go to `endpoint`.
 private func bytes(to endpoint: Endpoint, in effects: [SessionEffect]) -> Int {
-    sends(effects).filter { $0.to == endpoint }.reduce(0) { $0 + $1.bytes.count }
+    sends(effects).filter { $0.to == .direct(endpoint) }.reduce(0) { $0 + $1.bytes.count }
 }
 
 @Suite("Path validation after roaming (QUIC-style, 3x per unvalidated address)")
@@ -24,7 +24,7 @@ struct PathValidationTests {
             // A small authenticated request "from" the victim ...
             let request = firstSend(pair.a.send([0x21, UInt8(round)], to: pair.bKey, now: pair.now, rng: &pair.rng))!
             received += request.count
-            var effects = pair.b.receive(request, from: victim, now: pair.now, rng: &pair.rng)
+            var effects = pair.b.receive(request, from: .direct(victim), now: pair.now, rng: &pair.rng)
             // ... answered with 40 KB, like a proposal-sync request.
             for _ in 0..<40 {
                 effects += pair.b.send(
@@ -37,7 +37,7 @@ struct PathValidationTests {
         }
         #expect(sentToVictim > 0, "some answer may go to the new address (NAT rebinding)")
         #expect(sentToPeer >= 5 * 40 * 1000, "the rest goes to the validated address")
-        #expect(pair.b.snapshot(of: pair.aKey)?.endpoint == pair.aEndpoint)
+        #expect(pair.b.snapshot(of: pair.aKey)?.path == pair.aPath)
         #expect(pair.b.counters.pathsValidated == 0)
         #expect(pair.b.counters.pathAllowanceExhausted > 0)
     }
@@ -50,15 +50,15 @@ struct PathValidationTests {
         let wireBefore = pair.wire.count
         pair.sendAB([1, 2, 3])
         #expect(pair.delivered.last?.frame == [1, 2, 3])
-        #expect(pair.b.snapshot(of: pair.aKey)?.endpoint == rebound)
-        #expect(pair.events.contains { $0.0 == "b" && $0.1 == .endpointChanged(peer: pair.aKey, endpoint: rebound) })
+        #expect(pair.b.snapshot(of: pair.aKey)?.path == .direct(rebound))
+        #expect(pair.events.contains { $0.0 == "b" && $0.1 == .pathChanged(peer: pair.aKey, path: .direct(rebound)) })
         // The challenge went to the new address, and A's answer came back from it.
         let exchanged = pair.wire[wireBefore...]
         #expect(exchanged.count == 3, "data, challenge, response: \(exchanged.map(\.to))")
-        #expect(exchanged.dropFirst().first?.to == rebound)
+        #expect(exchanged.dropFirst().first?.to == .direct(rebound))
         // B's reply goes straight to the new address.
         let reply = pair.b.send([9], to: pair.aKey, now: pair.now, rng: &pair.rng)
-        #expect(sends(reply).first?.to == rebound)
+        #expect(sends(reply).first?.to == .direct(rebound))
     }
 
     @Test func aSpoofedInitiationDoesNotMoveAnEstablishedPeer() throws {
@@ -66,13 +66,13 @@ struct PathValidationTests {
         pair.handshake()
         pair.now = pair.now + .seconds(1)
         let initiation = try #require(firstSend(pair.a.rehandshake(pair.bKey, now: pair.now, rng: &pair.rng)))
-        var effects = pair.b.receive(initiation, from: victim, now: pair.now, rng: &pair.rng)
-        #expect(pair.b.snapshot(of: pair.aKey)?.endpoint == pair.aEndpoint)
+        var effects = pair.b.receive(initiation, from: .direct(victim), now: pair.now, rng: &pair.rng)
+        #expect(pair.b.snapshot(of: pair.aKey)?.path == pair.aPath)
         for _ in 0..<20 {
             effects += pair.b.send([UInt8](repeating: 1, count: 500), to: pair.aKey, now: pair.now, rng: &pair.rng)
         }
         #expect(bytes(to: victim, in: effects) <= 3 * initiation.count)
-        #expect(!effects.contains { if case .endpointChanged = $0 { true } else { false } })
+        #expect(!effects.contains { if case .pathChanged = $0 { true } else { false } })
     }
 
     @Test func aConfirmedHandshakeValidatesThePathItCameBy() throws {
@@ -83,9 +83,10 @@ struct PathValidationTests {
         // so its confirmation proves the path.
         pair.aEndpoint = Endpoint(address: .v4(0x7F00_0001), port: 1777)
         pair.pump(pair.a.rehandshake(pair.bKey, now: pair.now, rng: &pair.rng), from: "a")
-        #expect(pair.b.snapshot(of: pair.aKey)?.endpoint == pair.aEndpoint)
+        #expect(pair.b.snapshot(of: pair.aKey)?.path == pair.aPath)
         #expect(
-            pair.events.contains { $0.0 == "b" && $0.1 == .endpointChanged(peer: pair.aKey, endpoint: pair.aEndpoint) })
+            pair.events.contains { $0.0 == "b" && $0.1 == .pathChanged(peer: pair.aKey, path: pair.aPath) }
+        )
     }
 
     @Test func aResponseFromAnotherAddressDoesNotMoveTheInitiator() throws {
@@ -93,10 +94,10 @@ struct PathValidationTests {
         let initiation = try #require(
             firstSend(pair.a.connect(pair.bKey, endpoint: pair.bEndpoint, now: pair.now, rng: &pair.rng)))
         let response = try #require(
-            firstSend(pair.b.receive(initiation, from: pair.aEndpoint, now: pair.now, rng: &pair.rng)))
-        let effects = pair.a.receive(response, from: victim, now: pair.now, rng: &pair.rng)
+            firstSend(pair.b.receive(initiation, from: pair.aPath, now: pair.now, rng: &pair.rng)))
+        let effects = pair.a.receive(response, from: .direct(victim), now: pair.now, rng: &pair.rng)
         #expect(pair.a.isEstablished(pair.bKey))
-        #expect(pair.a.snapshot(of: pair.bKey)?.endpoint == pair.bEndpoint)
+        #expect(pair.a.snapshot(of: pair.bKey)?.path == pair.bPath)
         #expect(bytes(to: victim, in: effects) == 0)
     }
 
@@ -105,19 +106,20 @@ struct PathValidationTests {
         pair.handshake()
         let roamed = Endpoint(address: .v4(0x7F00_0002), port: 3333)
         let data = firstSend(pair.a.send([42], to: pair.bKey, now: pair.now, rng: &pair.rng))!
-        let challenge = try #require(sends(pair.b.receive(data, from: roamed, now: pair.now, rng: &pair.rng)).first)
+        let challenge = try #require(
+            sends(pair.b.receive(data, from: .direct(roamed), now: pair.now, rng: &pair.rng)).first)
         let answer = try #require(
-            sends(pair.a.receive(challenge.bytes, from: pair.bEndpoint, now: pair.now, rng: &pair.rng)).first)
+            sends(pair.a.receive(challenge.bytes, from: pair.bPath, now: pair.now, rng: &pair.rng)).first)
         // The right answer from a third address: that address becomes the candidate, nothing moves.
         let third = Endpoint(address: .v4(0x7F00_0003), port: 4444)
-        _ = pair.b.receive(answer.bytes, from: third, now: pair.now, rng: &pair.rng)
-        #expect(pair.b.snapshot(of: pair.aKey)?.endpoint == pair.aEndpoint)
+        _ = pair.b.receive(answer.bytes, from: .direct(third), now: pair.now, rng: &pair.rng)
+        #expect(pair.b.snapshot(of: pair.aKey)?.path == pair.aPath)
         // A guessed token from the candidate address: nothing moves either.
         let forged = firstSend(
             pair.a.send(
                 SessionControl.pathResponse(token: 12345).encoded(), to: pair.bKey, now: pair.now, rng: &pair.rng))!
-        let effects = pair.b.receive(forged, from: third, now: pair.now, rng: &pair.rng)
-        #expect(pair.b.snapshot(of: pair.aKey)?.endpoint == pair.aEndpoint)
+        let effects = pair.b.receive(forged, from: .direct(third), now: pair.now, rng: &pair.rng)
+        #expect(pair.b.snapshot(of: pair.aKey)?.path == pair.aPath)
         #expect(!effects.contains { if case .deliver = $0 { true } else { false } })
         #expect(pair.b.counters.pathsValidated == 0)
     }

@@ -15,7 +15,7 @@ struct Pair {
     var delivered: [(to: String, frame: [UInt8])] = []
     var events: [(String, SessionEffect)] = []
     /// Every datagram that went over the "wire", in order, with its destination.
-    var wire: [(bytes: [UInt8], to: Endpoint)] = []
+    var wire: [(bytes: [UInt8], to: PeerPath)] = []
 
     init(config: SessionConfig = SessionConfig(), seed: UInt64 = 42) {
         var keys = SeededRandom(seed: seed)
@@ -24,6 +24,8 @@ struct Pair {
         rng = SeededRandom(seed: seed &+ 1)
     }
 
+    var aPath: PeerPath { .direct(aEndpoint) }
+    var bPath: PeerPath { .direct(bEndpoint) }
     var aKey: PublicKey { a.identity.publicKey }
     var bKey: PublicKey { b.identity.publicKey }
 
@@ -35,13 +37,13 @@ struct Pair {
             steps += 1
             let (source, effect) = queue.removeFirst()
             switch effect {
-            case .send(let bytes, let endpoint):
-                wire.append((bytes, endpoint))
-                let sourceEndpoint = source == "a" ? aEndpoint : bEndpoint
-                if endpoint == bEndpoint {
-                    queue += b.receive(bytes, from: sourceEndpoint, now: now, rng: &rng).map { ("b", $0) }
-                } else if endpoint == aEndpoint {
-                    queue += a.receive(bytes, from: sourceEndpoint, now: now, rng: &rng).map { ("a", $0) }
+            case .send(let bytes, let path):
+                wire.append((bytes, path))
+                let sourcePath = source == "a" ? aPath : bPath
+                if path == bPath {
+                    queue += b.receive(bytes, from: sourcePath, now: now, rng: &rng).map { ("b", $0) }
+                } else if path == aPath {
+                    queue += a.receive(bytes, from: sourcePath, now: now, rng: &rng).map { ("a", $0) }
                 }
             case .deliver(_, let frame), .deliverEarly(_, let frame):
                 delivered.append((source, frame))
@@ -81,6 +83,6 @@ func firstSend(_ effects: [SessionEffect]) -> [UInt8]? {
 }
 
 /// Every datagram in `effects`, with its destination.
-func sends(_ effects: [SessionEffect]) -> [(bytes: [UInt8], to: Endpoint)] {
+func sends(_ effects: [SessionEffect]) -> [(bytes: [UInt8], to: PeerPath)] {
     effects.compactMap { if case .send(let bytes, let to) = $0 { (bytes, to) } else { nil } }
 }

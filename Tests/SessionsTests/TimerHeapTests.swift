@@ -43,8 +43,10 @@ struct TimerHeapTests {
         var inFlight: [(bytes: [UInt8], from: Int?, to: Int?)] = []  // nil: the hub
         func route(_ effects: [SessionEffect], from: Int?) {
             for (bytes, to) in sends(effects) {
-                if to == hubEndpoint { inFlight.append((bytes, from, nil)) }
-                if let index = endpoints.firstIndex(of: to) { inFlight.append((bytes, from, index)) }
+                if to == .direct(hubEndpoint) { inFlight.append((bytes, from, nil)) }
+                if let index = to.directEndpoint.flatMap({ endpoints.firstIndex(of: $0) }) {
+                    inFlight.append((bytes, from, index))
+                }
             }
         }
         for _ in 0..<1500 {
@@ -53,7 +55,7 @@ struct TimerHeapTests {
             switch Int.random(in: 0..<9, using: &rng) {
             case 0: route(hub.connect(key, endpoint: endpoints[spoke], now: now, rng: &rng), from: nil)
             case 1:
-                _ = spokes[spoke].addPeer(hub.identity.publicKey, endpoint: hubEndpoint)
+                _ = spokes[spoke].addPeer(hub.identity.publicKey, path: .direct(hubEndpoint))
                 route(
                     spokes[spoke].send([0x10, 1], to: hub.identity.publicKey, early: true, now: now, rng: &rng),
                     from: spoke)
@@ -65,9 +67,11 @@ struct TimerHeapTests {
                     let datagram = inFlight.remove(at: Int.random(in: 0..<inFlight.count, using: &rng))
                     let source = datagram.from.map { endpoints[$0] } ?? hubEndpoint
                     if let target = datagram.to {
-                        route(spokes[target].receive(datagram.bytes, from: source, now: now, rng: &rng), from: target)
+                        route(
+                            spokes[target].receive(datagram.bytes, from: .direct(source), now: now, rng: &rng),
+                            from: target)
                     } else {
-                        route(hub.receive(datagram.bytes, from: source, now: now, rng: &rng), from: nil)
+                        route(hub.receive(datagram.bytes, from: .direct(source), now: now, rng: &rng), from: nil)
                     }
                 }
             default:

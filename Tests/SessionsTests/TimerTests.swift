@@ -94,7 +94,7 @@ struct CookieTests {
             receiverIndex: 12345, nonce: [UInt8](repeating: 1, count: 24),
             encryptedCookie: [UInt8](repeating: 2, count: 32)
         ).encoded()
-        #expect(pair.a.receive(reply, from: pair.bEndpoint, now: pair.now, rng: &pair.rng).isEmpty)
+        #expect(pair.a.receive(reply, from: pair.bPath, now: pair.now, rng: &pair.rng).isEmpty)
         #expect(pair.a.counters.dropped[.unknownIndex] == 1)
     }
 }

@@ -74,3 +74,8 @@ public func lanEndpoint(_ host: UInt8, port: UInt16 = 4747) -> Endpoint {
 
 /// [2001:db8:0:1:ffff::42]:65535, the largest port.
 public let v6Endpoint = Endpoint(address: .v6(high: 0x2001_0DB8_0000_0001, low: 0xFFFF_0000_0000_0042), port: 65535)
+
+/// [100::low]:port, in IPv6's discard-only 100::/64 (RFC 6666): never a usable endpoint.
+public func discardOnly(_ low: UInt64 = 0, port: UInt16 = 0) -> Endpoint {
+    Endpoint(address: .v6(high: 0x0100_0000_0000_0000, low: low), port: port)
+}

@@ -45,7 +45,9 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         require(value.endpoints.count <= PeerRecordValue.maximumEndpoints, "endpoint count")
         require(value.relays.count <= PeerRecordValue.maximumRelays, "relay count")
         require(!value.endpoints.isEmpty || !value.relays.isEmpty, "neither endpoints nor relays")
-        require(!(value.endpoints + value.relays.map(\.endpoint)).contains(where: \.isRelayPath), "a relay path")
+        require(
+            !(value.endpoints + value.relays.map(\.endpoint)).contains { $0.address.isDiscardOnly },
+            "a discard-only address")
     } catch {
         require(error.description.utf8.count < 400, "error message too long")
     }

@@ -39,7 +39,7 @@ struct Harness {
             guard case .send(let bytes, _) = effect else { continue }
             if toVictim {
                 inFlight += victim.receive(
-                    bytes, from: Endpoint(address: .v4(0x0A00_0001), port: 1), now: now, rng: &rng
+                    bytes, from: .direct(Endpoint(address: .v4(0x0A00_0001), port: 1)), now: now, rng: &rng
                 )
                 .map { (false, $0) }
             } else {
@@ -47,7 +47,7 @@ struct Harness {
                     indices.append(
                         UInt32(bytes[4]) | UInt32(bytes[5]) << 8 | UInt32(bytes[6]) << 16 | UInt32(bytes[7]) << 24)
                 }
-                inFlight += peer.receive(bytes, from: victimEndpoint, now: now, rng: &rng).map { (true, $0) }
+                inFlight += peer.receive(bytes, from: .direct(victimEndpoint), now: now, rng: &rng).map { (true, $0) }
             }
         }
         self.victim = victim
@@ -79,7 +79,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     let sessionsBefore = harness.victim.establishedCount
     harness.now = harness.now + .milliseconds(30)
     var rng = harness.rng  // a separate variable: two inout accesses to `harness` would conflict
-    let effects = harness.victim.receive(input, from: harness.peerEndpoint, now: harness.now, rng: &rng)
+    let effects = harness.victim.receive(input, from: .direct(harness.peerEndpoint), now: harness.now, rng: &rng)
     harness.rng = rng
     let after = harness.victim.counters
     require(after.datagramsReceived == before.datagramsReceived + 1, "datagram not counted")
