@@ -150,7 +150,7 @@ struct LedgerPartTests {
 
     @Test func gossipedEntriesApplyInOrderAndWaitForTheirPredecessor() {
         var (bench, fixture) = Self.bench(storage: false)
-        var genesisState = bench.part.state!
+        let genesisState = bench.part.state!
         let first = fixture.transfer(100)
         let second = fixture.transfer(50, height: 1, prev: first.hash)
         let certify = { (entry: LedgerEntry) -> CertifiedEntry in
@@ -186,8 +186,6 @@ struct LedgerPartTests {
         #expect(
             bench.feed(.notice(.gossipValidate(.ledger, forgedBytes, forgedID, from: fixture.payee.publicKey)))
                 == [.gossipVerdict(forgedID, .reject)])
-        _ = genesisState.epoch
-        genesisState = bench.part.state!
     }
 
     @Test func thePendingTableIsBounded() {
