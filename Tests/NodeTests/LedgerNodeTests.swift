@@ -339,4 +339,44 @@ struct LedgerSimTests {
         }
         #expect(signed.values.allSatisfy { $0.count <= 1 }, "seed \(seed): \(signed)")
     }
+
+    @Test(arguments: [UInt64(8), 9, 10])
+    func aValidatorCrashedRightAfterVotingRefusesAnotherEntryForTheSlotFromItsRestoredLock(seed: UInt64) throws {
+        var (sim, fixture) = Self.network(seed: seed)
+        let victim = 2
+        let first = fixture.transfer(100)
+        sim.submit(.ledgerSubmit(first), id: CommandID(1), on: 4)
+        var steps = 0
+        while steps < 2_000, sim.instance(victim).ledger.recentVotes.isEmpty {
+            sim.run(for: .milliseconds(1))
+            steps += 1
+        }
+        let voted = sim.instance(victim).ledger.recentVotes
+        try #require(voted.map(\.entryHash) == [first.hash], "seed \(seed): the victim did not vote")
+        // Its vote has just left: the certificate is not back yet, so only the lock knows the slot.
+        try #require(sim.instance(victim).ledger.state?.accounts[fixture.payer.publicKey]?.nextHeight == 0)
+        #expect(sim.diskImage(of: victim).count(in: .ledgerLocks) == 1, "seed \(seed): the lock is on disk")
+        sim.kill(victim)
+        sim.run(for: .seconds(3))
+        guard case .ledgerCertified? = sim.completion(of: CommandID(1), on: 4) else {
+            Issue.record("seed \(seed): not certified")
+            return
+        }
+
+        sim.restart(victim)
+        sim.run(for: .seconds(1))
+        let restarted = sim.instance(victim).ledger
+        #expect(restarted.counters.locksRestored == 1, "seed \(seed)")
+        #expect(restarted.state?.accounts[fixture.payer.publicKey]?.nextHeight == 0, "it missed the certificate")
+
+        let conflicting = fixture.transfer(40)
+        sim.submit(.ledgerSubmit(conflicting), id: CommandID(2), on: 5)
+        sim.run(for: .seconds(12))
+        guard case .failed(.ledger)? = sim.completion(of: CommandID(2), on: 5) else {
+            Issue.record("seed \(seed): \(String(describing: sim.completion(of: CommandID(2), on: 5)))")
+            return
+        }
+        #expect(sim.instance(victim).ledger.recentVotes.isEmpty, "seed \(seed): the restarted victim voted again")
+        #expect(sim.instance(victim).ledger.counters.refusalsSent == 1, "seed \(seed): refused from its lock")
+    }
 }
