@@ -55,7 +55,9 @@ let package = Package(
         .target(name: "Ledger", dependencies: ["UmbraCore", "UmbraCrypto"], swiftSettings: strict),
         .target(
             name: "Node",
-            dependencies: ["UmbraCore", "Sessions", "Kademlia", "Gossip", "Proposals", "Relay", "Dialogue", "Tunnel"],
+            dependencies: [
+                "UmbraCore", "Sessions", "Kademlia", "Gossip", "Proposals", "Relay", "Dialogue", "Tunnel", "Ledger",
+            ],
             swiftSettings: strict),
 
         // MARK: - Shells
@@ -142,7 +144,7 @@ let package = Package(
             name: "NodeTests",
             dependencies: [
                 "Node", "NetSim", "NodeRuntime", "NodeAPI", "Kademlia", "UmbraCore", "Sessions", "Relay", "Dialogue",
-                "Tunnel", "UmbraTestKit",
+                "Tunnel", "Ledger", "UmbraTestKit",
             ],
             swiftSettings: strict
         ),

@@ -15,9 +15,14 @@
 //   A tunnel up before is torn down first.
 // disconnect: stop the data plane, end the dialogue, ask the shell to undo the host's changes,
 //   complete when it answers.
+// ledgerSubmit: send a vote request to every member of the entry's epoch committee, collect the
+//   votes (`CertificateCollector` checks each), and with more than two thirds of the stake hand the
+//   certificate to the ledger part (applied, gossiped) and complete. Refusals that leave too little
+//   stake for a quorum, or `ledgerWait` without one, fail it with the reasons heard.
 
 import Dialogue
 import Kademlia
+import Ledger
 import Proposals
 import UmbraCore
 
@@ -32,6 +37,8 @@ protocol FlowView {
     var consumerHost: ConsumerHost { get }
     /// Whether a dialogue of ours with `provider` is open (or opening).
     func hasDialogue(with provider: PublicKey) -> Bool
+    /// The ledger committee of `epoch` (nil: the ledger is off, or the epoch is not known here).
+    func ledgerCommittee(epoch: UInt64) -> Committee?
 }
 
 /// What a flow asks the node to do.
@@ -45,6 +52,10 @@ enum FlowAction: Sendable, Equatable {
     case closeDialogue(PublicKey)
     case setUpTunnel(ClientSession, ConsumerTunnelOptions)
     case tearDownTunnel
+    /// Send a ledger message to a committee member (this node itself included).
+    case sendLedger(LedgerMessage, to: PublicKey)
+    /// Apply and gossip a certified entry this flow made.
+    case ledgerCertified(CertifiedEntry)
     case complete(CommandResult)
 }
 
@@ -58,6 +69,8 @@ enum FlowInput: Sendable {
     case dialogueFailed(PublicKey, DialogueFailure)
     case pong(PublicKey, Duration)
     case hostCompleted(HostRequest, HostOutcome)
+    case ledgerVote(Vote, from: PublicKey)
+    case ledgerRefusal(EntryHash, RefusalCode, from: PublicKey)
     /// The flow's deadline passed.
     case deadline
 }
@@ -68,6 +81,8 @@ struct CommandFlow: Sendable {
     /// The longest any step waits for an answer the node itself bounds (DHT lookups, dialogue
     /// timeouts): a safety net, not a schedule.
     static let stepLimit: Duration = .seconds(60)
+    /// How long a ledger submission waits for its certificate.
+    static let ledgerWait: Duration = .seconds(10)
 
     enum State: Sendable {
         case new
@@ -85,6 +100,9 @@ struct CommandFlow: Sendable {
         case settingUpHost(ClientSession, ServiceProposal)
         /// Waiting for the shell to tear the tunnel to `provider` down.
         case tearingDown(provider: PublicKey?)
+        /// Collecting votes; `answered` holds the members that voted or refused (one answer each
+        /// counts, so the table is bounded by the committee).
+        case certifying(CertificateCollector, answered: Set<PublicKey>, refusedStake: Amount, refusals: [RefusalCode])
         case done
     }
 
@@ -192,6 +210,38 @@ struct CommandFlow: Sendable {
             return finish(.dialogueOpened(session))
         case (.dialogue(let provider), .dialogueFailed(let failed, let failure)) where failed == provider:
             return finish(.failed(.dialogue(failure)))
+        case (.certifying(var collector, var answered, let refusedStake, let refusals), .ledgerVote(let vote, _))
+        where vote.entryHash == collector.entryHash:
+            guard let certificate = try? collector.add(vote) else {
+                if collector.committee.contains(vote.validator) { answered.insert(vote.validator) }
+                state = .certifying(collector, answered: answered, refusedStake: refusedStake, refusals: refusals)
+                return []
+            }
+            let certified = CertifiedEntry(entry: collector.entry, certificate: certificate)
+            return [.ledgerCertified(certified)] + finish(.ledgerCertified(certified))
+        case (
+            .certifying(let collector, var answered, var refusedStake, var refusals),
+            .ledgerRefusal(let hash, let code, let from)
+        )
+        where hash == collector.entryHash:
+            guard let stake = collector.committee.stake(of: from), answered.insert(from).inserted else { return [] }
+            refusedStake += stake
+            refusals.append(code)
+            let total = collector.committee.totalStake
+            guard exceedsTwoThirds(total - refusedStake, of: total) else {
+                let reasons = Set(refusals.map(\.description)).sorted().joined(separator: "; ")
+                return finish(.failed(.ledger("refused by \(refusedStake) of \(total) stake: \(reasons)")))
+            }
+            state = .certifying(collector, answered: answered, refusedStake: refusedStake, refusals: refusals)
+            return []
+        case (.certifying(let collector, _, let refusedStake, _), .deadline):
+            let total = collector.committee.totalStake
+            return finish(
+                .failed(
+                    .ledger(
+                        "no quorum within \(Self.ledgerWait): \(collector.collectedStake) of \(total) stake voted, "
+                            + "\(refusedStake) refused")))
+
         case (.dialogue, .deadline):
             return finish(.failed(.dialogue(.timeout)))
 
@@ -207,7 +257,7 @@ struct CommandFlow: Sendable {
         case .fetchProposal(_, let serviceType), .discoverProviders(let serviceType, _): serviceType
         case .connect(let request): request.serviceType
         case .openDialogue(let request): request.serviceType
-        case .ping, .lookup, .publish, .disconnect, .closeDialogue: ""
+        case .ping, .lookup, .publish, .disconnect, .closeDialogue, .ledgerSubmit: ""
         }
     }
 
@@ -283,6 +333,15 @@ struct CommandFlow: Sendable {
         case .closeDialogue(let provider):
             let existed = view.hasDialogue(with: provider)
             return [.closeDialogue(provider)] + finish(.dialogueClosed(existed: existed))
+        case .ledgerSubmit(let entry):
+            guard let committee = view.ledgerCommittee(epoch: entry.epoch) else {
+                return finish(.failed(.ledger("the ledger is off here, or epoch \(entry.epoch) is unknown")))
+            }
+            state = .certifying(
+                CertificateCollector(entry: entry, committee: committee), answered: [], refusedStake: 0,
+                refusals: [])
+            deadline = now + Self.ledgerWait
+            return committee.members.map { .sendLedger(.voteRequest(entry), to: $0.identity) }
         }
     }
 

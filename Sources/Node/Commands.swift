@@ -9,6 +9,7 @@
 
 import Dialogue
 import Kademlia
+import Ledger
 import Proposals
 import UmbraCore
 
@@ -47,6 +48,9 @@ public enum NodeCommand: Sendable, Equatable {
     /// Ends the dialogue with a provider (its tunnel carries nothing more; routes stay until a
     /// disconnect).
     case closeDialogue(PublicKey)
+    /// Asks every member of the entry's epoch committee for a vote, makes the certificate from the
+    /// votes of more than two thirds of the stake, applies it here and gossips it on `ledger`.
+    case ledgerSubmit(LedgerEntry)
 }
 
 public struct DialogueRequest: Sendable, Equatable {
@@ -127,6 +131,9 @@ public enum CommandFailure: Sendable, Equatable, CustomStringConvertible {
     case invalid(String)
     /// The shell could not change the host as asked (nothing was left changed).
     case host(String)
+    /// The ledger did not certify the entry (refused by too much stake, no quorum in time, or the
+    /// ledger is off).
+    case ledger(String)
 
     public var description: String {
         switch self {
@@ -141,6 +148,7 @@ public enum CommandFailure: Sendable, Equatable, CustomStringConvertible {
             "no provider answered: " + attempts.map(\.description).joined(separator: "; ")
         case .invalid(let reason): reason
         case .host(let reason): "the host could not be changed: \(reason)"
+        case .ledger(let reason): "the entry was not certified: \(reason)"
         }
     }
 }
@@ -162,5 +170,7 @@ public enum CommandResult: Sendable, Equatable {
     case disconnected(provider: PublicKey?)
     /// `closeDialogue`: whether a dialogue with that provider was open.
     case dialogueClosed(existed: Bool)
+    /// `ledgerSubmit`: the entry with its certificate (applied here and gossiped).
+    case ledgerCertified(CertifiedEntry)
     case failed(CommandFailure)
 }

@@ -24,6 +24,9 @@ public enum FrameChannel: UInt8, Sendable, CaseIterable {
     /// One IP packet of the tunnel data plane (DESIGN §5): the payload is the packet, as read from
     /// or written to the TUN device. Only between a consumer and the provider serving it.
     case tunnel = 0x50
+    /// The ledger (`Ledger.LedgerMessage`): vote requests, votes and refusals between a client and
+    /// the members of the epoch's committee.
+    case ledger = 0x60
 }
 
 /// A decoded frame.
@@ -65,7 +68,7 @@ public enum Frame: Equatable, Sendable {
         case .dht:
             self = .dht(try DHTMessage(decoding: reader.readRemaining()))
             return
-        case .gossip, .proposalSync, .relay, .dialogue, .tunnel:
+        case .gossip, .proposalSync, .relay, .dialogue, .tunnel, .ledger:
             self = .opaque(FrameChannel(rawValue: channel)!, reader.readRemaining())
             return
         case nil: throw .unknownTag(field: "frame channel", value: UInt64(channel))

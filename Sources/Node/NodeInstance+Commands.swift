@@ -3,6 +3,7 @@
 
 import Dialogue
 import Kademlia
+import Ledger
 import Proposals
 import UmbraCore
 
@@ -49,6 +50,8 @@ extension NodeInstance: FlowView {
         return phase != .closed
     }
 
+    func ledgerCommittee(epoch: UInt64) -> Committee? { ledger.state?.committees[epoch] }
+
     // MARK: - Inputs
 
     /// Hands an input to every flow in flight (by id, so the order replays).
@@ -73,6 +76,10 @@ extension NodeInstance: FlowView {
             commandsInput(.offerStored(provider, serviceType: serviceType), now: now, rng: &rng, into: &effects)
         case .hostCompleted(let request, let outcome):
             commandsInput(.hostCompleted(request, outcome), now: now, rng: &rng, into: &effects)
+        case .ledgerVote(let vote, let from):
+            commandsInput(.ledgerVote(vote, from: from), now: now, rng: &rng, into: &effects)
+        case .ledgerRefusal(let hash, let code, let from):
+            commandsInput(.ledgerRefusal(hash, code, from: from), now: now, rng: &rng, into: &effects)
         default:
             break
         }
@@ -142,6 +149,17 @@ extension NodeInstance: FlowView {
             if let provider = tunnel.tearDownHost(&kernel) {
                 effects += closeDialogue(with: provider, now: now, rng: &rng)
             }
+            drain(now: now, rng: &rng, into: &effects)
+        case .sendLedger(let message, let member):
+            if member == identity.publicKey {
+                ledger.receiveOwn(message, &kernel, now: now, rng: &rng)
+            } else {
+                // Over the session with the member (a kept committee contact or any other peer).
+                kernel.sendFrame(.ledger, message.encoded(), to: member, now: now, rng: &rng)
+            }
+            drain(now: now, rng: &rng, into: &effects)
+        case .ledgerCertified(let certified):
+            ledger.acceptOwn(certified, &kernel)
             drain(now: now, rng: &rng, into: &effects)
         case .complete(let result):
             effects.append(.completed(id, result))

@@ -13,7 +13,7 @@ import UmbraCore
 extension NodeInstance {
     /// The part types, for what they declare (channels, gossip topics).
     static let partTypes: [any NodePart.Type] = [
-        GossipPart.self, MarketPart.self, DialoguePart.self, TunnelPart.self,
+        GossipPart.self, MarketPart.self, DialoguePart.self, TunnelPart.self, LedgerPart.self,
     ]
 
     /// Every gossip topic some part owns (the gossip part's validator registry).
@@ -25,6 +25,7 @@ extension NodeInstance {
         visitor.visit(&market, kernel: &kernel)
         visitor.visit(&dialogue, kernel: &kernel)
         visitor.visit(&tunnel, kernel: &kernel)
+        visitor.visit(&ledger, kernel: &kernel)
     }
 
     func readParts(_ reader: inout some PartReader) {
@@ -32,6 +33,7 @@ extension NodeInstance {
         reader.read(market)
         reader.read(dialogue)
         reader.read(tunnel)
+        reader.read(ledger)
     }
 
     // MARK: - Routing

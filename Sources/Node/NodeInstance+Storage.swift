@@ -191,6 +191,12 @@ extension NodeInstance {
     public mutating func storageCompleted(
         _ completion: StorageCompletion, now: Instant, rng: inout some RandomNumberGenerator
     ) -> [NodeEffect] {
+        if kernel.partStorage.remove(completion.token) != nil {
+            // A part's request (the ledger's locks and entries): the parts hear of it.
+            var effects: [NodeEffect] = []
+            broadcast(.notice(.storageCompleted(completion)), now: now, rng: &rng, into: &effects)
+            return effects
+        }
         guard let purpose = storage.inFlight.removeValue(forKey: completion.token) else { return [] }
         storage.counters.completions += 1
         var effects: [NodeEffect] = []

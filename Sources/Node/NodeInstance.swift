@@ -98,6 +98,8 @@ public struct NodeConfig: Sendable {
     public var tunnel = TunnelNodeConfig()
     /// Persistence of DHT records and routing table through storage requests (NodeInstance+Storage.swift).
     public var storage = StorageNodeConfig()
+    /// The ledger: genesis, validator role, bounds (LedgerPart.swift). Off without a genesis.
+    public var ledger = LedgerNodeConfig()
 
     public init() {}
 }
@@ -130,6 +132,7 @@ public struct NodeInstance: Sendable {
     public internal(set) var market: MarketPart
     public internal(set) var dialogue: DialoguePart
     public internal(set) var tunnel: TunnelPart
+    public internal(set) var ledger: LedgerPart
     // Still written as extensions of the node (NodeInstance+Relay*.swift); it becomes a part next.
     var relay: RelayState
     var publishedPeerRecord: PeerRecordValue?
@@ -176,6 +179,7 @@ public struct NodeInstance: Sendable {
         self.relay = RelayState(config: config.relay, now: now)
         self.dialogue = DialoguePart(identity: identity, config: config)
         self.tunnel = TunnelPart(config: config)
+        self.ledger = LedgerPart(identity: identity, config: config)
         for target in config.bootstrap where target.publicKey != identity.publicKey {
             kernel.dials[target.publicKey] = Dial(target: target, backoff: config.redialInitial, nextAttempt: nil)
         }
@@ -451,7 +455,7 @@ public struct NodeInstance: Sendable {
         case .relay:
             guard case .dialBackProbe? = try? RelayMessage(decoding: payload) else { return false }
             return true
-        case .ping, .pong, .gossip, .dialogue, .tunnel:
+        case .ping, .pong, .gossip, .dialogue, .tunnel, .ledger:
             return false
         }
     }

@@ -41,6 +41,10 @@ public struct NodeKernel: Sendable {
     /// Host requests asked of the shell and not answered yet (HostRequests.swift).
     var hostRequests: [HostToken: HostRequest] = [:]
     private var nextHostToken: UInt64 = 1
+    /// Storage requests parts issued and the shell has not answered. Their tokens have the top bit
+    /// set, so they never collide with the node's own (NodeInstance+Storage.swift).
+    var partStorage: Set<StorageToken> = []
+    private var nextPartStorageToken: UInt64 = 1 << 63
 
     init(identity: Identity, config: NodeConfig, now: Instant, rng: inout some RandomNumberGenerator) {
         self.identity = identity
@@ -129,6 +133,18 @@ public struct NodeKernel: Sendable {
         let request = HostRequest(token: token, action: action)
         hostRequests[token] = request
         effects.append(.host(request))
+        return token
+    }
+
+    /// Asks the shell to perform a storage request; the answer comes back as the notice
+    /// `storageCompleted` with the returned token. Nil when persistence is off
+    /// (`StorageNodeConfig.isEnabled`): nothing was asked, the part goes on without a disk.
+    mutating func requestStorage(_ operation: StorageOperation) -> StorageToken? {
+        guard config.storage.isEnabled else { return nil }
+        let token = StorageToken(nextPartStorageToken)
+        nextPartStorageToken += 1
+        partStorage.insert(token)
+        effects.append(.storage(StorageRequest(token: token, operation: operation)))
         return token
     }
 

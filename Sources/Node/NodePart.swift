@@ -11,6 +11,7 @@
 import Dialogue
 import Gossip
 import Kademlia
+import Ledger
 import Proposals
 import UmbraCore
 
@@ -64,9 +65,14 @@ public enum NodeNotice: Sendable, Equatable {
     case tunnelUsage([TunnelUsage])
     /// The consumer's meters for its tunnel to `provider` (sent to it as a dialogue `status`).
     case tunnelMeters(provider: PublicKey, StatusReport)
+    // Ledger (LedgerPart): what committee members answered a vote request of ours.
+    case ledgerVote(Vote, from: PublicKey)
+    case ledgerRefusal(EntryHash, RefusalCode, from: PublicKey)
     // The shell.
     /// The shell answered a host request (HostRequests.swift).
     case hostCompleted(HostRequest, HostOutcome)
+    /// The shell answered a storage request a part issued (`NodeKernel.requestStorage`).
+    case storageCompleted(StorageCompletion)
 }
 
 /// One part of the node.

@@ -1,6 +1,7 @@
 // The command flows alone: inputs in, actions out, over a fixed view of the node.
 
 import Dialogue
+import Ledger
 import Proposals
 import Testing
 import UmbraCore
@@ -17,6 +18,8 @@ private struct FixedView: FlowView {
     var dialogues: Set<PublicKey> = []
 
     func hasDialogue(with provider: PublicKey) -> Bool { dialogues.contains(provider) }
+    var committee: Committee?
+    func ledgerCommittee(epoch: UInt64) -> Committee? { epoch == 0 ? committee : nil }
 
     func offers(serviceType: String, provider: PublicKey?, country: String?, now: Instant) -> [ServiceProposal] {
         offersHeld.filter {
@@ -211,5 +214,83 @@ struct CommandFlowTests {
             failing.advance(
                 .hostCompleted(HostRequest(token: HostToken(5), action: .tearDownConsumerTunnel), .failed("busy")),
                 view: view, now: Self.now) == [.complete(.failed(.host("busy")))])
+    }
+
+    // MARK: - Ledger
+
+    /// Four members of 100 stake, and a transfer of `ids[0]` to ask them about.
+    fileprivate static func ledgerSetup() -> (FixedView, [Identity], LedgerEntry) {
+        var rng = SeededRandom(seed: 22)
+        let members = (0..<4).map { _ in Identity.generate(using: &rng) }
+        var view = FixedView(localKey: ids[3].publicKey)
+        view.committee = try? Committee(members.map { CommitteeMember(identity: $0.publicKey, stake: 100) })
+        let entry = LedgerEntry.make(
+            network: "umbra-test", epoch: 0, identity: ids[0], height: 0, prev: .zero,
+            body: .transfer(recipient: ids[1].publicKey, amount: 5))
+        return (view, members, entry)
+    }
+
+    @Test func ledgerSubmitAsksEveryMemberAndCertifiesWithMoreThanTwoThirds() {
+        let (view, members, entry) = Self.ledgerSetup()
+        var flow = CommandFlow(.ledgerSubmit(entry))
+        let asked = flow.advance(.start, view: view, now: Self.now)
+        #expect(asked == members.map { .sendLedger(.voteRequest(entry), to: $0.publicKey) })
+        func vote(_ member: Identity, for entry: LedgerEntry) -> FlowInput {
+            .ledgerVote(
+                Vote.make(
+                    identity: member, network: "umbra-test", slot: Slot(entry: entry), entryHash: entry.hash, report: 0),
+                from: member.publicKey)
+        }
+        #expect(flow.advance(vote(members[0], for: entry), view: view, now: Self.now).isEmpty)
+        // A vote signed by a non-member, or for another entry, counts for nothing.
+        #expect(flow.advance(vote(Self.ids[2], for: entry), view: view, now: Self.now).isEmpty)
+        #expect(flow.advance(vote(members[1], for: entry), view: view, now: Self.now).isEmpty)
+        #expect(flow.advance(vote(members[1], for: entry), view: view, now: Self.now).isEmpty, "a repeat")
+        let done = flow.advance(vote(members[3], for: entry), view: view, now: Self.now)
+        guard case .ledgerCertified(let certified)? = done.first, done.count == 2,
+            case .complete(.ledgerCertified(certified)) = done[1]
+        else {
+            Issue.record("no certificate: \(done)")
+            return
+        }
+        #expect(certified.certificate.votes.count == 3 && flow.isDone)
+    }
+
+    @Test func ledgerSubmitFailsOnceRefusalsLeaveNoQuorumOrAtItsDeadline() {
+        let (view, members, entry) = Self.ledgerSetup()
+        var flow = CommandFlow(.ledgerSubmit(entry))
+        _ = flow.advance(.start, view: view, now: Self.now)
+        let refuse = { (member: Identity) -> FlowInput in
+            .ledgerRefusal(entry.hash, .slotLocked, from: member.publicKey)
+        }
+        #expect(flow.advance(refuse(members[0]), view: view, now: Self.now).isEmpty, "300 of 400 may still vote")
+        #expect(flow.advance(refuse(members[0]), view: view, now: Self.now).isEmpty, "one answer per member")
+        let failed = flow.advance(refuse(members[1]), view: view, now: Self.now)
+        guard case .complete(.failed(.ledger(let reason)))? = failed.first else {
+            Issue.record("not failed: \(failed)")
+            return
+        }
+        #expect(reason.contains("another entry holds"))
+
+        var waiting = CommandFlow(.ledgerSubmit(entry))
+        _ = waiting.advance(.start, view: view, now: Self.now)
+        #expect(waiting.advance(.deadline, view: view, now: Self.now + .seconds(9)).isEmpty)
+        guard
+            case .complete(.failed(.ledger))? = waiting.advance(.deadline, view: view, now: Self.now + .seconds(10))
+                .first
+        else {
+            Issue.record("no timeout")
+            return
+        }
+
+        var off = CommandFlow(.ledgerSubmit(entry))
+        guard
+            case .complete(.failed(.ledger))? = off.advance(
+                .start, view: FixedView(localKey: Self.ids[3].publicKey), now: Self.now
+            ).first
+        else {
+            Issue.record("a node without a ledger took the command")
+            return
+        }
     }
 }

@@ -1,4 +1,5 @@
-// Ledger entries, votes, certificates, evidence and promises from untrusted bytes: each decoder
+// Ledger entries, votes, certificates, evidence, promises, the ledger channel's messages, certified
+// entries and lock records from untrusted bytes: each decoder
 // either refuses with a short typed error or returns a value that re-encodes to exactly its input and
 // respects the limits. A decoded entry is then checked by a replica and by a validator, and a decoded
 // certificate verified against the genesis committee: never a trap, and nothing is voted for without
@@ -42,6 +43,9 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     fuzzCertificate(input)
     fuzzEvidence(input)
     fuzzPromise(input)
+    fuzzMessage(input)
+    fuzzCertifiedEntry(input)
+    fuzzLockRecord(input)
     return 0
 }
 
@@ -131,4 +135,52 @@ private func fuzzPromise(_ input: [UInt8]) {
     }
     require(promise.encoded() == input, "promise re-encodes differently")
     _ = promise.verify(consumer: validators[0].publicKey, network: networkID)
+}
+
+private func fuzzMessage(_ input: [UInt8]) {
+    let message: LedgerMessage
+    do throws(DecodeError) {
+        message = try LedgerMessage(decoding: input)
+    } catch {
+        return refused(error)
+    }
+    require(message.encoded() == input, "ledger message re-encodes differently")
+    require(input.count <= LedgerMessage.maximumSize, "accepted \(input.count) bytes")
+    if case .voteRequest(let entry) = message {
+        var validator = Validator(identity: validators[0], ledger: genesisState)
+        for effect in validator.handleRequest(entry, now: now) {
+            if case .sendVote = effect { require(false, "a vote before any persist") }
+        }
+    }
+}
+
+private func fuzzCertifiedEntry(_ input: [UInt8]) {
+    let certified: CertifiedEntry
+    do throws(DecodeError) {
+        certified = try CertifiedEntry(decoding: input)
+    } catch {
+        return refused(error)
+    }
+    require(certified.encoded() == input, "certified entry re-encodes differently")
+    var replica = genesisState
+    do throws(LedgerError) {
+        // Only a real quorum of the genesis validators (the seeds carry one) gets here.
+        guard case .applied = try replica.apply(certified) else { return require(false, "applied twice at genesis") }
+        require(replica.totalHeld &+ replica.burned == replica.supply, "supply not conserved")
+        let again = try replica.apply(certified)
+        require(again == .duplicate(certified.entry.hash), "a repeat applied again")
+    } catch {
+        require(error.description.utf8.count < 400, "error message too long")
+    }
+}
+
+private func fuzzLockRecord(_ input: [UInt8]) {
+    let record: LockRecord
+    do throws(DecodeError) {
+        record = try LockRecord(decoding: input)
+    } catch {
+        return refused(error)
+    }
+    require(record.encoded() == input, "lock record re-encodes differently")
+    _ = Validator(identity: validators[0], ledger: genesisState, restoredLocks: [record])
 }

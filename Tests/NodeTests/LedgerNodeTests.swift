@@ -1,0 +1,382 @@
+// The ledger part: alone (event in, effects out), then in NetSim with four validators and two other
+// nodes, simulated disks, a crash while a lock write is in flight, and a restart that replays.
+
+import Gossip
+import Ledger
+import NetSim
+import Testing
+import UmbraCore
+import UmbraTestKit
+
+@testable import Node
+
+/// Four validators (100 stake each) and two funded accounts.
+private struct LedgerFixture {
+    static let validatorCount = 4
+    let identities: [Identity]
+
+    init(seed: UInt64) { identities = UmbraTestKit.identities(6, seed: seed ^ 0x1ED6) }
+
+    var validators: [Identity] { Array(identities.prefix(Self.validatorCount)) }
+    var payer: Identity { identities[4] }
+    var payee: Identity { identities[5] }
+
+    var genesis: GenesisParameters {
+        GenesisParameters(
+            network: network,
+            allocations: [
+                Allocation(recipient: payer.publicKey, amount: 1_000),
+                Allocation(recipient: payee.publicKey, amount: 500),
+            ],
+            committee: validators.map { CommitteeMember(identity: $0.publicKey, stake: 100) },
+            minimumBonds: MinimumBonds(provider: 10, relay: 20, validator: 50), unbondingDelay: .seconds(100),
+            evidenceLifetime: .seconds(50), committeeSize: 4, reporterRewardPPM: 100_000)
+    }
+
+    func config(index: Int, storage: Bool = true) -> NodeConfig {
+        var config = NodeConfig()
+        config.storage.isEnabled = storage
+        config.ledger.genesis = genesis
+        config.ledger.isValidator = index < Self.validatorCount
+        config.bootstrap = (0..<Self.validatorCount).map {
+            DialTarget(publicKey: identities[$0].publicKey, endpoint: NetSim.endpoint(forNode: $0))
+        }
+        return config
+    }
+
+    /// `payer`'s transfer of `amount` at `height` (on top of `prev`).
+    func transfer(_ amount: Amount, height: UInt64 = 0, prev: EntryHash = .zero) -> LedgerEntry {
+        LedgerEntry.make(
+            network: network, epoch: 0, identity: payer, height: height, prev: prev,
+            body: .transfer(recipient: payee.publicKey, amount: amount))
+    }
+}
+
+@Suite("Ledger part, alone")
+struct LedgerPartTests {
+    private static func bench(storage: Bool = true) -> (PartBench<LedgerPart>, LedgerFixture) {
+        let fixture = LedgerFixture(seed: 1)
+        let config = fixture.config(index: 0, storage: storage)
+        var bench = PartBench(identity: fixture.validators[0], config: config) { LedgerPart(identity: $0, config: $1) }
+        bench.feed(.start)
+        return (bench, fixture)
+    }
+
+    /// The storage requests the part issued since the last call.
+    private static func storageRequests(_ bench: inout PartBench<LedgerPart>) -> [StorageRequest] {
+        bench.kernel.takeEffects().compactMap { if case .storage(let request) = $0 { request } else { nil } }
+    }
+
+    /// Starts a validator and answers its loads with `locks` and `entries`.
+    private static func loaded(
+        locks: [StorageEntry] = [], entries: [StorageEntry] = []
+    ) -> (PartBench<LedgerPart>, LedgerFixture) {
+        var (bench, fixture) = bench()
+        let loads = storageRequests(&bench)
+        #expect(loads.map(\.operation) == [.load(.ledgerLocks), .load(.ledgerEntries)])
+        bench.feed(.notice(.storageCompleted(StorageCompletion(token: loads[0].token, outcome: .loaded(locks)))))
+        bench.feed(.notice(.storageCompleted(StorageCompletion(token: loads[1].token, outcome: .loaded(entries)))))
+        return (bench, fixture)
+    }
+
+    @Test func noVoteLeavesBeforeTheLockIsDurable() throws {
+        var (bench, fixture) = Self.loaded()
+        let entry = fixture.transfer(10)
+        bench.part.receiveOwn(.voteRequest(entry), &bench.kernel, now: bench.now, rng: &bench.rng)
+        #expect(bench.takeNotices().isEmpty, "no vote before the write completes")
+        let writes = Self.storageRequests(&bench)
+        try #require(writes.count == 1)
+        guard case .write(let mutations) = writes[0].operation,
+            case .put(let namespace, let key, let value) = mutations[0]
+        else {
+            Issue.record("not a lock write: \(writes[0])")
+            return
+        }
+        #expect(namespace == .ledgerLocks && key == Slot(entry: entry).storageKey)
+        #expect(try LockRecord(decoding: value).entryHash == entry.hash)
+
+        // A repeat while the write is in flight gets nothing; a failed write releases nothing.
+        bench.part.receiveOwn(.voteRequest(entry), &bench.kernel, now: bench.now, rng: &bench.rng)
+        #expect(bench.takeNotices().isEmpty && Self.storageRequests(&bench).isEmpty)
+
+        let voted = bench.feed(.notice(.storageCompleted(StorageCompletion(token: writes[0].token, outcome: .written))))
+        guard case .ledgerVote(let vote, let from)? = voted.first, voted.count == 1 else {
+            Issue.record("expected one vote, got \(voted)")
+            return
+        }
+        #expect(from == fixture.validators[0].publicKey && vote.entryHash == entry.hash)
+        #expect(vote.hasValidSignature(network: network))
+        #expect(bench.part.counters.votesSent == 1)
+    }
+
+    @Test func aFailedLockWriteSendsNoVote() throws {
+        var (bench, fixture) = Self.loaded()
+        bench.part.receiveOwn(.voteRequest(fixture.transfer(10)), &bench.kernel, now: bench.now, rng: &bench.rng)
+        let writes = Self.storageRequests(&bench)
+        try #require(writes.count == 1)
+        let notices = bench.feed(
+            .notice(.storageCompleted(StorageCompletion(token: writes[0].token, outcome: .failed("disk full")))))
+        #expect(notices.isEmpty)
+        #expect(bench.part.counters.votesSent == 0 && bench.part.counters.storageFailures == 1)
+    }
+
+    @Test func aRestoredLockRefusesAnotherEntryForItsSlotAndRepeatsItsVote() throws {
+        let fixture = LedgerFixture(seed: 1)
+        let first = fixture.transfer(10)
+        let record = LockRecord(slot: Slot(entry: first), entryHash: first.hash, report: 0, channelMark: .none)
+        var (bench, _) = Self.loaded(locks: [StorageEntry(key: record.slot.storageKey, value: record.encoded())])
+        #expect(bench.part.counters.locksRestored == 1)
+
+        bench.part.receiveOwn(.voteRequest(fixture.transfer(20)), &bench.kernel, now: bench.now, rng: &bench.rng)
+        let refused = bench.takeNotices()
+        #expect(
+            refused == [.ledgerRefusal(fixture.transfer(20).hash, .slotLocked, from: fixture.validators[0].publicKey)])
+
+        bench.part.receiveOwn(.voteRequest(first), &bench.kernel, now: bench.now, rng: &bench.rng)
+        guard case .ledgerVote(let vote, _)? = bench.takeNotices().first else {
+            Issue.record("no repeat")
+            return
+        }
+        #expect(vote.entryHash == first.hash)
+        #expect(Self.storageRequests(&bench).isEmpty, "a durable lock is not written again")
+    }
+
+    @Test func aTornLockRecordIsDeletedNotRestored() {
+        var (bench, _) = Self.loaded(locks: [StorageEntry(key: [1, 2, 3], value: [9, 9])])
+        #expect(bench.part.counters.locksRestored == 0 && bench.part.counters.storedLocksRejected == 1)
+        let fixes = Self.storageRequests(&bench)
+        #expect(fixes.map(\.operation) == [.write([.delete(.ledgerLocks, key: [1, 2, 3])])])
+    }
+
+    @Test func gossipedEntriesApplyInOrderAndWaitForTheirPredecessor() {
+        var (bench, fixture) = Self.bench(storage: false)
+        let genesisState = bench.part.state!
+        let first = fixture.transfer(100)
+        let second = fixture.transfer(50, height: 1, prev: first.hash)
+        let certify = { (entry: LedgerEntry) -> CertifiedEntry in
+            var collector = CertificateCollector(entry: entry, committee: genesisState.committee)
+            var made: Certificate?
+            for validator in fixture.validators.prefix(3) {
+                let vote = Vote.make(
+                    identity: validator, network: network, slot: Slot(entry: entry), entryHash: entry.hash, report: 0)
+                made = (try? collector.add(vote)) ?? made
+            }
+            return CertifiedEntry(entry: entry, certificate: made!)
+        }
+        let secondBytes = certify(second).encoded()
+        let secondID = MessageID(topic: .ledger, data: secondBytes)
+        let early = bench.feed(.notice(.gossipValidate(.ledger, secondBytes, secondID, from: fixture.payee.publicKey)))
+        #expect(early == [.gossipVerdict(secondID, .accept)], "a valid certificate is forwarded while it waits")
+        #expect(bench.part.pendingCount == 1 && bench.part.state!.balance(of: fixture.payer.publicKey) == 1_000)
+
+        let firstBytes = certify(first).encoded()
+        let firstID = MessageID(topic: .ledger, data: firstBytes)
+        #expect(
+            bench.feed(.notice(.gossipValidate(.ledger, firstBytes, firstID, from: fixture.payee.publicKey)))
+                == [.gossipVerdict(firstID, .accept)])
+        #expect(bench.part.pendingCount == 0)
+        #expect(bench.part.state!.balance(of: fixture.payer.publicKey) == 850)
+        #expect(bench.part.state!.balance(of: fixture.payee.publicKey) == 650)
+
+        // A forged certificate (a vote's signature broken) is rejected.
+        var forged = certify(fixture.transfer(1, height: 2, prev: second.hash))
+        forged.certificate.votes[0].signature[0] ^= 1
+        let forgedBytes = forged.encoded()
+        let forgedID = MessageID(topic: .ledger, data: forgedBytes)
+        #expect(
+            bench.feed(.notice(.gossipValidate(.ledger, forgedBytes, forgedID, from: fixture.payee.publicKey)))
+                == [.gossipVerdict(forgedID, .reject)])
+    }
+
+    @Test func thePendingTableIsBounded() {
+        let fixture = LedgerFixture(seed: 1)
+        var config = fixture.config(index: 4, storage: false)
+        config.ledger.maximumPendingEntries = 3
+        var bench = PartBench(identity: fixture.payee, config: config) { LedgerPart(identity: $0, config: $1) }
+        bench.feed(.start)
+        let committee = bench.part.state!.committee
+        for height in UInt64(1)...5 {
+            let entry = fixture.transfer(
+                1, height: height, prev: Key256(bytes: [UInt8](repeating: UInt8(height), count: 32))!)
+            var collector = CertificateCollector(entry: entry, committee: committee)
+            var made: Certificate?
+            for validator in fixture.validators.prefix(3) {
+                let vote = Vote.make(
+                    identity: validator, network: network, slot: Slot(entry: entry), entryHash: entry.hash, report: 0)
+                made = (try? collector.add(vote)) ?? made
+            }
+            let bytes = CertifiedEntry(entry: entry, certificate: made!).encoded()
+            bench.feed(
+                .notice(
+                    .gossipValidate(
+                        .ledger, bytes, MessageID(topic: .ledger, data: bytes), from: fixture.payer.publicKey)))
+        }
+        #expect(bench.part.pendingCount == 3)
+        #expect(bench.part.counters.pendingDropped == 2)
+    }
+
+    @Test func aNodeWithoutGenesisIgnoresTheLedger() {
+        let fixture = LedgerFixture(seed: 1)
+        var bench = PartBench(identity: fixture.payer, config: NodeConfig()) { LedgerPart(identity: $0, config: $1) }
+        bench.feed(.start)
+        #expect(bench.part.state == nil)
+        let id = MessageID(topic: .ledger, data: [1])
+        #expect(
+            bench.feed(.notice(.gossipValidate(.ledger, [1], id, from: fixture.payee.publicKey))) == [
+                .gossipVerdict(id, .ignore)
+            ])
+        #expect(bench.kernel.takeEffects().isEmpty)
+    }
+}
+
+@Suite("Ledger in NetSim", .timeLimit(.minutes(3)))
+struct LedgerSimTests {
+    private static func network(seed: UInt64) -> (NetSim, LedgerFixture) {
+        var sim = NetSim(
+            seed: seed,
+            link: LinkModel(minimumLatency: .milliseconds(20), maximumLatency: .milliseconds(50), lossRate: 0))
+        let fixture = LedgerFixture(seed: seed)
+        for (index, identity) in fixture.identities.enumerated() {
+            sim.addNode(identity: identity, config: fixture.config(index: index))
+        }
+        sim.run(for: .seconds(10))
+        return (sim, fixture)
+    }
+
+    private static func balances(_ sim: NetSim, _ index: Int, _ fixture: LedgerFixture) -> [Amount]? {
+        guard let state = sim.instance(index).ledger.state else { return nil }
+        return [state.balance(of: fixture.payer.publicKey), state.balance(of: fixture.payee.publicKey)]
+    }
+
+    @Test(arguments: [UInt64(1), 2, 3])
+    func aTransferIsCertifiedAndEveryNodeAgreesThenARestartReplays(seed: UInt64) throws {
+        var (sim, fixture) = Self.network(seed: seed)
+        let first = fixture.transfer(100)
+        sim.submit(.ledgerSubmit(first), id: CommandID(1), on: 4)
+        sim.run(for: .seconds(3))
+        guard case .ledgerCertified(let certified)? = sim.completion(of: CommandID(1), on: 4) else {
+            Issue.record(
+                "seed \(seed): not certified: \(String(describing: sim.completion(of: CommandID(1), on: 4)))")
+            return
+        }
+        #expect(certified.entry == first)
+        for index in 0..<sim.nodeCount {
+            #expect(Self.balances(sim, index, fixture) == [900, 600], "seed \(seed) node \(index)")
+        }
+
+        // A second transfer, submitted on a validator (it asks itself too).
+        sim.submit(.ledgerSubmit(fixture.transfer(50, height: 1, prev: first.hash)), id: CommandID(2), on: 1)
+        sim.run(for: .seconds(3))
+        guard case .ledgerCertified? = sim.completion(of: CommandID(2), on: 1) else {
+            Issue.record(
+                "seed \(seed): second not certified: \(String(describing: sim.completion(of: CommandID(2), on: 1)))")
+            return
+        }
+        for index in 0..<sim.nodeCount {
+            #expect(Self.balances(sim, index, fixture) == [850, 650], "seed \(seed) node \(index)")
+            #expect(sim.diskImage(of: index).count(in: .ledgerEntries) == 2, "seed \(seed) node \(index)")
+        }
+
+        // Node 5 restarts alone (no bootstrap peers): what it knows comes from its disk.
+        var lonely = fixture.config(index: 5)
+        lonely.bootstrap = []
+        sim.restart(5, config: lonely)
+        sim.run(for: .seconds(1))
+        #expect(sim.instance(5).ledger.counters.entriesReplayed == 2, "seed \(seed)")
+        #expect(Self.balances(sim, 5, fixture) == [850, 650], "seed \(seed)")
+    }
+
+    @Test(arguments: [UInt64(4), 5, 6, 7])
+    func aValidatorCrashedDuringItsLockWriteNeverVotesTwiceForTheSlot(seed: UInt64) throws {
+        var (sim, fixture) = Self.network(seed: seed)
+        let victim = 3
+        let first = fixture.transfer(100)
+        sim.submit(.ledgerSubmit(first), id: CommandID(1), on: 4)
+        func lockWriteInFlight() -> Bool {
+            sim.storageInFlight(of: victim).contains {
+                guard case .write(let mutations) = $0.operation else { return false }
+                return mutations.contains { $0.namespace == .ledgerLocks }
+            }
+        }
+        var steps = 0
+        while steps < 2_000, !lockWriteInFlight() {
+            sim.run(for: .milliseconds(1))
+            steps += 1
+        }
+        try #require(lockWriteInFlight(), "seed \(seed): the victim never wrote a lock")
+        let votesBefore = sim.instance(victim).ledger.recentVotes
+        #expect(votesBefore.isEmpty, "seed \(seed): no vote before the lock is durable")
+        sim.kill(victim)
+
+        // The other three carry the quorum (300 of 400 stake).
+        sim.run(for: .seconds(3))
+        guard case .ledgerCertified? = sim.completion(of: CommandID(1), on: 4) else {
+            Issue.record("seed \(seed): not certified without the victim")
+            return
+        }
+
+        sim.restart(victim)
+        sim.run(for: .seconds(2))
+        #expect(sim.instance(victim).ledger.state != nil)
+
+        // Another entry for the same slot: the live validators hold the first, so it is refused.
+        let conflicting = fixture.transfer(40)
+        sim.submit(.ledgerSubmit(conflicting), id: CommandID(2), on: 5)
+        sim.run(for: .seconds(12))
+        guard case .failed(.ledger)? = sim.completion(of: CommandID(2), on: 5) else {
+            Issue.record(
+                "seed \(seed): a second entry for one slot: \(String(describing: sim.completion(of: CommandID(2), on: 5)))"
+            )
+            return
+        }
+        for index in 0..<sim.nodeCount where index != victim {
+            #expect(Self.balances(sim, index, fixture) == [900, 600], "seed \(seed) node \(index)")
+        }
+        // Across both lives, the victim signed at most one entry per slot.
+        var signed: [Slot: Set<EntryHash>] = [:]
+        for vote in votesBefore + sim.instance(victim).ledger.recentVotes {
+            signed[vote.slot, default: []].insert(vote.entryHash)
+        }
+        #expect(signed.values.allSatisfy { $0.count <= 1 }, "seed \(seed): \(signed)")
+    }
+
+    @Test(arguments: [UInt64(8), 9, 10])
+    func aValidatorCrashedRightAfterVotingRefusesAnotherEntryForTheSlotFromItsRestoredLock(seed: UInt64) throws {
+        var (sim, fixture) = Self.network(seed: seed)
+        let victim = 2
+        let first = fixture.transfer(100)
+        sim.submit(.ledgerSubmit(first), id: CommandID(1), on: 4)
+        var steps = 0
+        while steps < 2_000, sim.instance(victim).ledger.recentVotes.isEmpty {
+            sim.run(for: .milliseconds(1))
+            steps += 1
+        }
+        let voted = sim.instance(victim).ledger.recentVotes
+        try #require(voted.map(\.entryHash) == [first.hash], "seed \(seed): the victim did not vote")
+        // Its vote has just left: the certificate is not back yet, so only the lock knows the slot.
+        try #require(sim.instance(victim).ledger.state?.accounts[fixture.payer.publicKey]?.nextHeight == 0)
+        #expect(sim.diskImage(of: victim).count(in: .ledgerLocks) == 1, "seed \(seed): the lock is on disk")
+        sim.kill(victim)
+        sim.run(for: .seconds(3))
+        guard case .ledgerCertified? = sim.completion(of: CommandID(1), on: 4) else {
+            Issue.record("seed \(seed): not certified")
+            return
+        }
+
+        sim.restart(victim)
+        sim.run(for: .seconds(1))
+        let restarted = sim.instance(victim).ledger
+        #expect(restarted.counters.locksRestored == 1, "seed \(seed)")
+        #expect(restarted.state?.accounts[fixture.payer.publicKey]?.nextHeight == 0, "it missed the certificate")
+
+        let conflicting = fixture.transfer(40)
+        sim.submit(.ledgerSubmit(conflicting), id: CommandID(2), on: 5)
+        sim.run(for: .seconds(12))
+        guard case .failed(.ledger)? = sim.completion(of: CommandID(2), on: 5) else {
+            Issue.record("seed \(seed): \(String(describing: sim.completion(of: CommandID(2), on: 5)))")
+            return
+        }
+        #expect(sim.instance(victim).ledger.recentVotes.isEmpty, "seed \(seed): the restarted victim voted again")
+        #expect(sim.instance(victim).ledger.counters.refusalsSent == 1, "seed \(seed): refused from its lock")
+    }
+}
