@@ -69,8 +69,9 @@ public enum LedgerLimits {
     public static let maximumCommitteeSize = 128
     /// The most unbondings an account may have waiting at once.
     public static let maximumPendingUnbondings = 16
-    /// The largest encoded certificate.
-    public static let maximumCertificateSize = 64 + maximumCommitteeSize * CertificateVote.encodedSize
+    /// The largest encoded certificate: epoch 8, account 32, height 8, entry hash 32, count 2, then
+    /// the votes.
+    public static let maximumCertificateSize = 82 + maximumCommitteeSize * CertificateVote.encodedSize
 }
 
 // MARK: - Checked arithmetic

@@ -186,7 +186,13 @@ struct CommandFlow: Sendable {
             switch outcome {
             case .done:
                 guard view.consumerHost == .up(plan) else {
-                    return finish(.failed(.invalid("disconnected while the host was being set up")))
+                    return [.closeDialogue(session.provider)]
+                        + finish(.failed(.invalid("disconnected while the host was being set up")))
+                }
+                guard view.hasDialogue(with: session.provider) else {
+                    // The provider ended the session meanwhile: nothing would carry the packets.
+                    return [.tearDownTunnel]
+                        + finish(.failed(.invalid("the provider ended the session while the host was being set up")))
                 }
                 return finish(.connected(session, proposal))
             case .failed(let reason):
@@ -462,6 +468,20 @@ struct CommandFlow: Sendable {
             mode: request.mode, contacts: proposal.contacts, startedAt: request.startedAt)
         return [.reach(proposal.provider, proposal.contacts), .openDialogue(dialogue)]
     }
+
+    /// Ends a connect before it completes (a disconnect came): the dialogue it opened or is opening
+    /// is closed. The host, if a set-up is in flight, is the disconnect's to tear down.
+    mutating func cancel(_ reason: String) -> [FlowAction] {
+        var actions: [FlowAction] = []
+        switch state {
+        case .opening(let candidates, let current, _): actions.append(.closeDialogue(candidates[current].provider))
+        case .settingUpHost(let session, _): actions.append(.closeDialogue(session.provider))
+        default: break
+        }
+        return actions + finish(.failed(.invalid(reason)))
+    }
+
+    var isConnect: Bool { if case .connect = command { true } else { false } }
 
     private mutating func finish(_ result: CommandResult) -> [FlowAction] {
         state = .done

@@ -24,6 +24,8 @@ public struct GossipPartCounters: Sendable, Equatable {
     /// Messages on an owned topic handed to their owner, and verdicts received.
     public var validationRequests: UInt64 = 0
     public var verdicts: UInt64 = 0
+    /// Publishes a part asked for that were larger than one gossip message, dropped.
+    public var publishesTooLarge: UInt64 = 0
     public init() {}
 }
 
@@ -86,6 +88,11 @@ public struct GossipPart: NodePart {
         case .frame(_, let payload, let key):
             receive(payload, from: key, &node, now: now, rng: &rng)
         case .notice(.gossipPublish(let topic, let data)):
+            // A message larger than the wire allows would never spread (every receiver drops it).
+            guard data.count <= GossipMessage.maximumDataSize else {
+                counters.publishesTooLarge += 1
+                return
+            }
             apply(router.publish(data, topic: topic, now: now, rng: &rng).effects, &node, now, &rng)
         case .notice(.gossipVerdict(let id, let result)):
             counters.verdicts += 1

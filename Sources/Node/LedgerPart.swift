@@ -83,6 +83,9 @@ public struct LedgerPart: NodePart {
     public static let channels: [FrameChannel] = [.ledger]
     public static let gossipTopics: [Topic] = [.ledger]
 
+    /// The stored locks could not be read at start: this node does not vote until it restarts.
+    private(set) var locksUnreadable = false
+
     enum Phase: Sendable, Equatable {
         /// No genesis (or an invalid one): nothing happens.
         case off
@@ -190,6 +193,9 @@ public struct LedgerPart: NodePart {
                 loaded = entries
             } else {
                 counters.storageFailures += 1
+                // Without its locks a member could vote twice for a slot it voted in before the
+                // restart: it stays a replica for this run (vote requests are refused as busy).
+                if namespace == .ledgerLocks { locksUnreadable = true }
             }
             if namespace == .ledgerLocks { loadedLocks = loaded } else { loadedEntries = loaded }
             guard loads.isEmpty else { return }
@@ -251,7 +257,7 @@ public struct LedgerPart: NodePart {
     private mutating func becomeReady(restoredLocks: [LockRecord], _ node: inout NodeKernel) {
         guard let replayed = replica else { return }
         phase = .ready
-        if config.isValidator {
+        if config.isValidator, !locksUnreadable {
             validator = Validator(identity: identity, ledger: replayed, restoredLocks: restoredLocks)
             replica = nil
         }
@@ -408,7 +414,8 @@ public struct LedgerPart: NodePart {
             counters.voteRequests += 1
             guard phase == .ready, validator != nil else {
                 // Not a voting member (or not loaded yet): say so, the client counts it as refused.
-                reply(.refusal(entry.hash, phase == .ready ? .notInCommittee : .busy), to: key, &node, now, &rng)
+                let code: RefusalCode = phase == .ready && !locksUnreadable ? .notInCommittee : .busy
+                reply(.refusal(entry.hash, code), to: key, &node, now, &rng)
                 return
             }
             guard persists.count < config.maximumPendingPersists else {

@@ -20,6 +20,26 @@ extension NodeInstance: FlowView {
             return [.completed(id, .failed(.busy))]
         }
         var effects: [NodeEffect] = []
+        switch command {
+        case .connect:
+            // One tunnel at a time: a second connect would race the first one's host set-up.
+            if commands.values.contains(where: \.isConnect) {
+                return [
+                    .completed(
+                        id, .failed(.invalid("another connect is in progress; wait for it, or run umbra disconnect")))
+                ]
+            }
+        case .disconnect:
+            // A connect in flight ends first, with its dialogue (the disconnect then undoes the host).
+            for other in commands.keys.sorted() where commands[other]!.isConnect {
+                var flow = commands.removeValue(forKey: other)!
+                for action in flow.cancel("cancelled by a disconnect") {
+                    perform(action, for: other, now: now, rng: &rng, into: &effects)
+                }
+            }
+        default:
+            break
+        }
         commands[id] = CommandFlow(command)
         advance(id, .start, now: now, rng: &rng, into: &effects)
         return effects

@@ -35,6 +35,9 @@ public actor TunnelController: HostNetworkHandler {
     /// One journal for both roles (entries are scoped), so neither overwrites the other's.
     private var journal: HostJournal?
     private var providerHandle: ProviderNetworkHandle?
+    /// Set by `stop`: nothing is set up any more (a set-up asked for before, or in flight across an
+    /// `await`, is refused or undone).
+    private var stopped = false
 
     /// `journalKey` authenticates the host-change journal (`HostJournalKey(identity:)`).
     public init(host: NodeDriver, directory: DataDirectory, journalKey: HostJournalKey, logger: Logger) {
@@ -101,6 +104,7 @@ public actor TunnelController: HostNetworkHandler {
     public func perform(_ action: HostAction) async -> HostOutcome {
         switch action {
         case .setUpConsumerTunnel(let plan):
+            guard !stopped else { return .failed("the node is stopping") }
             do {
                 try await setUpConsumer(plan)
                 return .done
@@ -119,6 +123,7 @@ public actor TunnelController: HostNetworkHandler {
         if consumerHandle != nil { _ = await tearDownConsumer() }
         let journal = try sharedJournal()
         let mark = await host.socketMark
+        guard !stopped else { throw TunnelError(description: "the node is stopping") }
         let options = plan.options
         if mark == nil, options.killSwitch || options.routes == .full {
             throw TunnelError(description: Self.noMarkReason)
@@ -135,6 +140,11 @@ public actor TunnelController: HostNetworkHandler {
         let handle = try ConsumerNetwork.up(config, journal: journal, runner: runner)
         consumerHandle = handle
         await host.attachDevice(handle.tun, mtu: Int(session.grant.mtu))
+        // `stop` may have run while the device was being attached (it undid the handle then).
+        guard !stopped, consumerHandle === handle else {
+            if consumerHandle === handle { _ = await tearDownConsumer() }
+            throw TunnelError(description: "the node is stopping")
+        }
         logger.info(
             "tunnel up",
             metadata: [
@@ -151,8 +161,8 @@ public actor TunnelController: HostNetworkHandler {
     /// Consumer: stops reading the TUN device and restores routes, DNS and firewall exactly.
     private func tearDownConsumer() async -> HostOutcome {
         guard let handle = consumerHandle else { return .done }
+        consumerHandle = nil  // before the await: a second tear-down finds nothing to undo
         await host.detachDevice()
-        consumerHandle = nil
         let report = handle.down()
         guard report.isComplete else {
             logger.error("could not undo every host change of the tunnel", metadata: ["report": "\(report)"])
@@ -164,6 +174,7 @@ public actor TunnelController: HostNetworkHandler {
 
     /// At a clean stop: both roles undone.
     public func stop() async {
+        stopped = true
         _ = await tearDownConsumer()
         if providerHandle != nil { await host.detachDevice() }
         if let report = providerHandle?.down(), !report.isComplete {

@@ -145,6 +145,16 @@ struct CommandFlowTests {
                 now: Self.now
             ).isEmpty)
         view.consumerHost = .up(plan)
+        // The provider ended the session meanwhile: the host is torn down again, the connect fails.
+        var ended = flow
+        guard
+            case .tearDownTunnel? = ended.advance(.hostCompleted(request, .done), view: view, now: Self.now).first,
+            ended.isDone
+        else {
+            Issue.record("an ended session was reported connected")
+            return
+        }
+        view.dialogues = [Self.ids[1].publicKey]
         guard
             case .complete(.connected(let connected, let offer))? = flow.advance(
                 .hostCompleted(request, .done), view: view, now: Self.now

@@ -168,4 +168,33 @@ struct CommandTests {
         #expect(sim.instance(0).tunnelStatus.consumer == nil)
         #expect(sim.instance(0).dialogueStatus.clients.allSatisfy { $0.phase == .closed }, "the dialogue was closed")
     }
+
+    @Test func aSecondConnectWhileOneIsInFlightIsRefused() {
+        var (sim, ids) = Self.market()
+        sim.submit(.connect(ConnectRequest(target: .country("DE"), host: .init())), id: CommandID(50), on: 0)
+        sim.submit(.connect(ConnectRequest(target: .country("FR"), host: .init())), id: CommandID(51), on: 0)
+        guard case .failed(.invalid)? = sim.completion(of: CommandID(51), on: 0) else {
+            Issue.record("\(String(describing: sim.completion(of: CommandID(51), on: 0)))")
+            return
+        }
+        sim.run(for: .seconds(3))
+        guard case .connected(let session, _)? = sim.completion(of: CommandID(50), on: 0) else {
+            Issue.record("the first connect did not complete")
+            return
+        }
+        #expect(session.provider == ids[1].publicKey && sim.hostRequests(of: 0).count == 1)
+    }
+
+    @Test func aDisconnectCancelsAConnectInFlightAndItsDialogue() {
+        var (sim, _) = Self.market()
+        sim.submit(.connect(ConnectRequest(target: .country("DE"), host: .init())), id: CommandID(60), on: 0)
+        sim.run(for: .milliseconds(20))  // the dialogue is opening
+        sim.submit(.disconnect, id: CommandID(61), on: 0)
+        #expect(sim.completion(of: CommandID(60), on: 0) == .failed(.invalid("cancelled by a disconnect")))
+        sim.run(for: .seconds(3))
+        #expect(sim.completion(of: CommandID(61), on: 0) != nil)
+        #expect(sim.instance(0).tunnelStatus.host == .none, "no tunnel comes up after the disconnect")
+        #expect(sim.instance(0).tunnelStatus.consumer == nil)
+        #expect(sim.instance(0).dialogueStatus.clients.allSatisfy { $0.phase == .closed || $0.phase == .idle })
+    }
 }

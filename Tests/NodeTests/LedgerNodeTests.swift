@@ -109,6 +109,24 @@ struct LedgerPartTests {
         #expect(bench.part.counters.votesSent == 1)
     }
 
+    @Test func aMemberWhoseLocksCannotBeReadDoesNotVote() throws {
+        var (bench, fixture) = Self.bench()
+        let loads = Self.storageRequests(&bench)
+        try #require(loads.count == 2)
+        bench.feed(.notice(.storageCompleted(StorageCompletion(token: loads[0].token, outcome: .failed("I/O error")))))
+        bench.feed(.notice(.storageCompleted(StorageCompletion(token: loads[1].token, outcome: .loaded([])))))
+        #expect(bench.part.locksUnreadable)
+        // It might have voted in any slot before the restart: it refuses, as busy, and locks nothing.
+        bench.part.receiveOwn(.voteRequest(fixture.transfer(10)), &bench.kernel, now: bench.now, rng: &bench.rng)
+        let notices = bench.takeNotices()
+        #expect(Self.storageRequests(&bench).isEmpty, "no lock write, so no vote can follow")
+        guard case .ledgerRefusal(_, let code, _)? = notices.first else {
+            Issue.record("expected a refusal, got \(notices)")
+            return
+        }
+        #expect(code == .busy && bench.part.counters.votesSent == 0)
+    }
+
     @Test func aFailedLockWriteSendsNoVote() throws {
         var (bench, fixture) = Self.loaded()
         bench.part.receiveOwn(.voteRequest(fixture.transfer(10)), &bench.kernel, now: bench.now, rng: &bench.rng)

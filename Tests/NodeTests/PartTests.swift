@@ -204,6 +204,16 @@ struct PartTests {
         #expect(bench.part.counters.drops[.notServed] == 2)
     }
 
+    @Test func gossipDropsAPublishLargerThanAMessageInsteadOfTrapping() {
+        let ids = identities(1, seed: 15)
+        var bench = PartBench(identity: ids[0], config: NodeConfig()) {
+            GossipPart(identity: $0, config: $1.market, topics: [.proposals])
+        }
+        bench.feed(.start)
+        bench.feed(.notice(.gossipPublish(.proposals, [UInt8](repeating: 7, count: 1001))))
+        #expect(bench.part.counters.publishesTooLarge == 1)
+    }
+
     @Test func tunnelHostStateFollowsTheShellsAnswers() {
         let ids = identities(2, seed: 14)
         var bench = PartBench(identity: ids[0], config: NodeConfig()) { TunnelPart(config: $1) }
