@@ -67,7 +67,7 @@ let package = Package(
         .target(
             name: "NodeRuntime",
             dependencies: [
-                "Node", "Kademlia", "UmbraCore", "Sessions", "UmbraCrypto", "Dialogue", "Tunnel", "HostNetwork",
+                "Node", "Kademlia", "UmbraCore", "Sessions", "UmbraCrypto", "Dialogue", "Tunnel", "HostNetwork", "Ledger",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -85,7 +85,7 @@ let package = Package(
             name: "NodeAPI",
             dependencies: [
                 "NodeRuntime", "Node", "Kademlia", "Sessions", "UmbraCore", "Gossip", "Proposals", "Dialogue", "Relay",
-                "Tunnel",
+                "Tunnel", "Ledger",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -98,7 +98,7 @@ let package = Package(
             name: "umbra",
             dependencies: [
                 "NodeAPI", "NodeRuntime", "HostNetwork", "NetSim", "Node", "Kademlia", "Sessions", "UmbraCore",
-                "UmbraCrypto", "Proposals", "Relay", "Dialogue", "Tunnel",
+                "UmbraCrypto", "Proposals", "Relay", "Dialogue", "Tunnel", "Ledger",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

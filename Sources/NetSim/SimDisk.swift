@@ -64,7 +64,7 @@ struct SimDisk: Sendable {
         guard !queue.isEmpty else { return nil }
         let request = queue.removeFirst().request
         switch request.operation {
-        case .load: statistics.loads += 1
+        case .load, .loadRange: statistics.loads += 1
         case .write: statistics.writes += 1
         }
         return StorageCompletion(token: request.token, outcome: image.perform(request.operation))

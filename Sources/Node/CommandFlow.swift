@@ -39,6 +39,16 @@ protocol FlowView {
     func hasDialogue(with provider: PublicKey) -> Bool
     /// The ledger committee of `epoch` (nil: the ledger is off, or the epoch is not known here).
     func ledgerCommittee(epoch: UInt64) -> Committee?
+    /// This node's next ledger entry: an earlier one of ours that holds the account's next slot and
+    /// is not certified yet (`isRetry`), else `action`'s, signed and checked against the replica.
+    func ledgerDraft(_ action: LedgerAction, now: Instant) -> Result<LedgerDraft, CommandFailure>
+}
+
+/// An entry a `ledger` command submits.
+struct LedgerDraft: Sendable, Equatable {
+    var entry: LedgerEntry
+    /// An earlier entry of ours, submitted again before the one asked for.
+    var isRetry: Bool
 }
 
 /// What a flow asks the node to do.
@@ -56,6 +66,10 @@ enum FlowAction: Sendable, Equatable {
     case sendLedger(LedgerMessage, to: PublicKey)
     /// Apply and gossip a certified entry this flow made.
     case ledgerCertified(CertifiedEntry)
+    /// An entry of ours goes out for votes (the ledger part keeps it until it is certified).
+    case ledgerSubmitted(LedgerEntry)
+    /// Read stored certified entries (answered by the input `ledgerEntriesRead` for this command).
+    case readLedgerEntries(account: PublicKey, from: UInt64, limit: Int)
     case complete(CommandResult)
 }
 
@@ -71,6 +85,8 @@ enum FlowInput: Sendable {
     case hostCompleted(HostRequest, HostOutcome)
     case ledgerVote(Vote, from: PublicKey)
     case ledgerRefusal(EntryHash, RefusalCode, from: PublicKey)
+    /// What this command's `readLedgerEntries` read (given to that command only).
+    case ledgerEntriesRead(Result<[CertifiedEntry], CommandFailure>)
     /// The flow's deadline passed.
     case deadline
 }
@@ -103,12 +119,24 @@ struct CommandFlow: Sendable {
         /// Collecting votes; `answered` holds the members that voted or refused (one answer each
         /// counts, so the table is bounded by the committee).
         case certifying(CertificateCollector, answered: Set<PublicKey>, refusedStake: Amount, refusals: [RefusalCode])
+        /// A retried entry of ours was certified; the entry asked for is drafted at the deadline
+        /// (right away), once the certified one is applied.
+        case redrafting(retried: CertifiedEntry)
+        /// Waiting for the ledger part's read of the store.
+        case readingEntries
         case done
     }
 
     let command: NodeCommand
     private(set) var state = State.new
     private(set) var deadline: Instant?
+    /// `ledger`: the earlier entry of ours certified before the one asked for.
+    private var retried: CertifiedEntry?
+    /// `ledger`: the entry out for votes is that earlier entry.
+    private var submittedRetry = false
+    /// Members asked again after a `wrongPosition` refusal, and how often.
+    private var reasks: [PublicKey: Int] = [:]
+    static let maximumReasks = 5
 
     init(_ command: NodeCommand) { self.command = command }
 
@@ -224,19 +252,42 @@ struct CommandFlow: Sendable {
                 return []
             }
             let certified = CertifiedEntry(entry: collector.entry, certificate: certificate)
-            return [.ledgerCertified(certified)] + finish(.ledgerCertified(certified))
+            if case .ledger = command, submittedRetry {
+                state = .redrafting(retried: certified)
+                deadline = now
+                return [.ledgerCertified(certified)]
+            }
+            return [.ledgerCertified(certified)] + finish(.ledgerCertified(certified, retried: retried))
+        case (.readingEntries, .ledgerEntriesRead(let result)):
+            switch result {
+            case .success(let entries): return finish(.ledgerEntries(entries))
+            case .failure(let failure): return finish(.failed(failure))
+            }
+        case (.readingEntries, .deadline):
+            return finish(.failed(.timedOut))
+        case (.redrafting(let certified), .deadline):
+            guard case .ledger(let action) = command else { return [] }
+            retried = certified
+            return submitDraft(action, view: view, now: now)
         case (
             .certifying(let collector, var answered, var refusedStake, var refusals),
             .ledgerRefusal(let hash, let code, let from)
         )
         where hash == collector.entryHash:
-            guard let stake = collector.committee.stake(of: from), answered.insert(from).inserted else { return [] }
+            guard let stake = collector.committee.stake(of: from), !answered.contains(from) else { return [] }
+            // A member that has not applied our previous entry yet (its certificate is on its way)
+            // is asked again, a few times, one round trip apart.
+            if code == .wrongPosition, reasks[from, default: 0] < Self.maximumReasks {
+                reasks[from, default: 0] += 1
+                return [.sendLedger(.voteRequest(collector.entry), to: from)]
+            }
+            answered.insert(from)
             refusedStake += stake
             refusals.append(code)
             let total = collector.committee.totalStake
             guard exceedsTwoThirds(total - refusedStake, of: total) else {
                 let reasons = Set(refusals.map(\.description)).sorted().joined(separator: "; ")
-                return finish(.failed(.ledger("refused by \(refusedStake) of \(total) stake: \(reasons)")))
+                return finish(.failed(ledgerFailure("refused by \(refusedStake) of \(total) stake: \(reasons)")))
             }
             state = .certifying(collector, answered: answered, refusedStake: refusedStake, refusals: refusals)
             return []
@@ -244,7 +295,7 @@ struct CommandFlow: Sendable {
             let total = collector.committee.totalStake
             return finish(
                 .failed(
-                    .ledger(
+                    ledgerFailure(
                         "no quorum within \(Self.ledgerWait): \(collector.collectedStake) of \(total) stake voted, "
                             + "\(refusedStake) refused")))
 
@@ -263,7 +314,7 @@ struct CommandFlow: Sendable {
         case .fetchProposal(_, let serviceType), .discoverProviders(let serviceType, _): serviceType
         case .connect(let request): request.serviceType
         case .openDialogue(let request): request.serviceType
-        case .ping, .lookup, .publish, .disconnect, .closeDialogue, .ledgerSubmit: ""
+        case .ping, .lookup, .publish, .disconnect, .closeDialogue, .ledgerSubmit, .ledger, .ledgerEntries: ""
         }
     }
 
@@ -348,7 +399,41 @@ struct CommandFlow: Sendable {
                 refusals: [])
             deadline = now + Self.ledgerWait
             return committee.members.map { .sendLedger(.voteRequest(entry), to: $0.identity) }
+        case .ledger(let action):
+            return submitDraft(action, view: view, now: now)
+        case .ledgerEntries(let account, let height, let limit):
+            state = .readingEntries
+            deadline = now + Self.stepLimit
+            return [.readLedgerEntries(account: account, from: height, limit: limit)]
         }
+    }
+
+    /// Why certifying failed; for an earlier entry sent again, which one.
+    private func ledgerFailure(_ reason: String) -> CommandFailure {
+        guard submittedRetry, case .certifying(let collector, _, _, _) = state else { return .ledger(reason) }
+        let entry = collector.entry
+        return .ledger(
+            "an earlier entry of this node (\(entry.kind) at height \(entry.height)) holds the account's next slot "
+                + "and was sent again first: \(reason)")
+    }
+
+    /// Drafts this node's next entry and asks the committee to certify it.
+    private mutating func submitDraft(_ action: LedgerAction, view: some FlowView, now: Instant) -> [FlowAction] {
+        let draft: LedgerDraft
+        switch view.ledgerDraft(action, now: now) {
+        case .success(let made): draft = made
+        case .failure(let failure): return finish(.failed(failure))
+        }
+        let entry = draft.entry
+        submittedRetry = draft.isRetry && retried == nil
+        reasks = [:]
+        guard let committee = view.ledgerCommittee(epoch: entry.epoch) else {
+            return finish(.failed(.ledger("epoch \(entry.epoch) is unknown here")))
+        }
+        state = .certifying(
+            CertificateCollector(entry: entry, committee: committee), answered: [], refusedStake: 0, refusals: [])
+        deadline = now + Self.ledgerWait
+        return [.ledgerSubmitted(entry)] + committee.members.map { .sendLedger(.voteRequest(entry), to: $0.identity) }
     }
 
     private mutating func startConnect(view: some FlowView, now: Instant) -> [FlowAction] {

@@ -51,6 +51,43 @@ public enum NodeCommand: Sendable, Equatable {
     /// Asks every member of the entry's epoch committee for a vote, makes the certificate from the
     /// votes of more than two thirds of the stake, applies it here and gossips it on `ledger`.
     case ledgerSubmit(LedgerEntry)
+    /// Makes, signs and submits this node's next entry (network, epoch, height and prev from its
+    /// replica; times from `now`), after checking it against the replica so a transfer beyond the
+    /// balance fails here with the exact reason. An entry of ours submitted before and not certified
+    /// yet holds the account's next slot: it is submitted again first (validators may have locked
+    /// the slot for it), then `action`.
+    case ledger(LedgerAction)
+    /// Reads `account`'s certified entries from this node's store, from `height` on, at most
+    /// `limit` (1...`LedgerPart.maximumEntriesRead`).
+    case ledgerEntries(account: PublicKey, from: UInt64, limit: Int)
+}
+
+/// What an account does on the ledger (`NodeCommand.ledger`).
+public enum LedgerAction: Sendable, Equatable, CustomStringConvertible {
+    case transfer(to: PublicKey, amount: Amount)
+    case bond(Role, amount: Amount)
+    case unbond(Role, amount: Amount)
+    /// Moves every unbonding whose delay has passed back to the balance.
+    case withdraw
+
+    /// The entry body of this action at `now`.
+    public func body(now: Instant) -> EntryBody {
+        switch self {
+        case .transfer(let recipient, let amount): .transfer(recipient: recipient, amount: amount)
+        case .bond(let role, let amount): .bond(role: role, amount: amount)
+        case .unbond(let role, let amount): .unbond(role: role, amount: amount, at: now)
+        case .withdraw: .withdraw(at: now)
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .transfer(let recipient, let amount): "transfer \(amount) to \(NodeAddress(publicKey: recipient))"
+        case .bond(let role, let amount): "bond \(amount) as \(role)"
+        case .unbond(let role, let amount): "unbond \(amount) of the \(role) bond"
+        case .withdraw: "withdraw"
+        }
+    }
 }
 
 public struct DialogueRequest: Sendable, Equatable {
@@ -113,7 +150,7 @@ public struct ConnectAttempt: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// Why a command failed.
-public enum CommandFailure: Sendable, Equatable, CustomStringConvertible {
+public enum CommandFailure: Error, Sendable, Equatable, CustomStringConvertible {
     /// No answer within the command's time.
     case timedOut
     /// More commands in flight than the node keeps (`maximumCommands`).
@@ -170,7 +207,10 @@ public enum CommandResult: Sendable, Equatable {
     case disconnected(provider: PublicKey?)
     /// `closeDialogue`: whether a dialogue with that provider was open.
     case dialogueClosed(existed: Bool)
-    /// `ledgerSubmit`: the entry with its certificate (applied here and gossiped).
-    case ledgerCertified(CertifiedEntry)
+    /// `ledgerSubmit`, `ledger`: the entry with its certificate (applied here and gossiped). For
+    /// `ledger`, `retried` is an entry of ours certified first because it held the slot.
+    case ledgerCertified(CertifiedEntry, retried: CertifiedEntry? = nil)
+    /// `ledgerEntries`: the stored entries, by height.
+    case ledgerEntries([CertifiedEntry])
     case failed(CommandFailure)
 }

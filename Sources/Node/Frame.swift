@@ -27,6 +27,9 @@ public enum FrameChannel: UInt8, Sendable, CaseIterable {
     /// The ledger (`Ledger.LedgerMessage`): vote requests, votes and refusals between a client and
     /// the members of the epoch's committee.
     case ledger = 0x60
+    /// Ledger catch-up (`Ledger.LedgerSyncMessage`): frontier pages and ranges of certified
+    /// entries, between any two replicas.
+    case ledgerSync = 0x61
 }
 
 /// A decoded frame.
@@ -68,7 +71,7 @@ public enum Frame: Equatable, Sendable {
         case .dht:
             self = .dht(try DHTMessage(decoding: reader.readRemaining()))
             return
-        case .gossip, .proposalSync, .relay, .dialogue, .tunnel, .ledger:
+        case .gossip, .proposalSync, .relay, .dialogue, .tunnel, .ledger, .ledgerSync:
             self = .opaque(FrameChannel(rawValue: channel)!, reader.readRemaining())
             return
         case nil: throw .unknownTag(field: "frame channel", value: UInt64(channel))

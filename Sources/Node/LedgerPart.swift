@@ -80,7 +80,7 @@ public struct LedgerCounters: Sendable, Equatable {
 }
 
 public struct LedgerPart: NodePart {
-    public static let channels: [FrameChannel] = [.ledger]
+    public static let channels: [FrameChannel] = [.ledger, .ledgerSync]
     public static let gossipTopics: [Topic] = [.ledger]
 
     /// The stored locks could not be read at start: this node does not vote until it restarts.
@@ -108,7 +108,7 @@ public struct LedgerPart: NodePart {
     /// The replica when this node is not a voting member (a member's replica is its validator's).
     private(set) var replica: LedgerState?
     private(set) var validator: Validator?
-    public private(set) var counters = LedgerCounters()
+    public internal(set) var counters = LedgerCounters()
     private var loads: [StorageToken: StorageNamespace] = [:]
     private var loadedLocks: [StorageEntry]?
     private var loadedEntries: [StorageEntry]?
@@ -119,6 +119,16 @@ public struct LedgerPart: NodePart {
     private var pendingBytes = 0
     /// The latest votes this node sent (slot, entry hash), oldest first.
     public private(set) var recentVotes: [Vote] = []
+    /// This node's own entry sent for votes and not certified yet (LedgerPart+Client.swift).
+    public internal(set) var unfinished: LedgerEntry?
+    /// Lookups of committee members' peer records in flight: record key → member.
+    var committeeLookups: [Key256: PublicKey] = [:]
+    var nextCommitteeCheck: Instant?
+    /// Store reads for `ledgerEntries` commands: storage token → command.
+    var entryReads: [StorageToken: CommandID] = [:]
+    /// Catch-up (LedgerPart+Sync.swift).
+    var sync = LedgerSyncState()
+    public internal(set) var syncCounters = LedgerSyncCounters()
 
     init(identity: Identity, config: NodeConfig) {
         self.identity = identity
@@ -131,7 +141,11 @@ public struct LedgerPart: NodePart {
     /// How many certified entries wait for a predecessor.
     public var pendingCount: Int { pending.count }
 
-    public var nextDeadline: Instant? { nil }
+    public var nextDeadline: Instant? {
+        guard phase == .ready else { return nil }
+        let syncDue = sync.partner != nil ? sync.deadline : sync.nextRound
+        return [nextCommitteeCheck, syncDue].compactMap { $0 }.min()
+    }
 
     public mutating func handle(
         _ event: PartEvent, node: inout NodeKernel, now: Instant, rng: inout some RandomNumberGenerator
@@ -139,11 +153,21 @@ public struct LedgerPart: NodePart {
         switch event {
         case .start:
             start(&node, now: now, rng: &rng)
-        case .tick, .peerUp, .peerDown:
+        case .tick:
+            reachCommittee(&node, now: now, rng: &rng)
+            syncTick(&node, now: now, rng: &rng)
+        case .peerUp(let key, _):
+            // A member reachable again (after a partition, a restart): compare frontiers soon.
+            if phase == .ready, state?.committee.contains(key) == true, sync.partner == nil { sync.gapSeen = true }
+        case .peerDown:
             break
-        case .frame(_, let payload, let key):
+        case .frame(let channel, let payload, let key):
             guard phase != .off else { return }
-            receive(payload, from: key, &node, now: now, rng: &rng)
+            if channel == .ledgerSync {
+                receiveSync(payload, from: key, &node, now: now, rng: &rng)
+            } else {
+                receive(payload, from: key, &node, now: now, rng: &rng)
+            }
         case .notice(let notice):
             guard phase != .off else {
                 if case .gossipValidate(let topic, _, let id, _) = notice, topic == .ledger {
@@ -162,6 +186,8 @@ public struct LedgerPart: NodePart {
                 take(certified, size: data.count, messageID: id, &node)
             case .storageCompleted(let completion):
                 storageCompleted(completion, &node, now: now, rng: &rng)
+            case .lookupFinished(let report):
+                committeeLookupFinished(report, &node, now: now, rng: &rng)
             default:
                 break
             }
@@ -175,12 +201,14 @@ public struct LedgerPart: NodePart {
         for target in config.committeeContacts { node.addDialTarget(target, kind: .peer, now: now, rng: &rng) }
         replica = initial
         guard let locks = node.requestStorage(.load(.ledgerLocks)),
-            let entries = node.requestStorage(.load(.ledgerEntries))
+            let entries = node.requestStorage(.load(.ledgerEntries)),
+            let own = node.requestStorage(.load(.ledgerOwn))
         else {
             becomeReady(restoredLocks: [], &node)
+            reachCommittee(&node, now: now, rng: &rng)
             return
         }
-        loads = [locks: .ledgerLocks, entries: .ledgerEntries]
+        loads = [locks: .ledgerLocks, entries: .ledgerEntries, own: .ledgerOwn]
         phase = .loading
     }
 
@@ -197,9 +225,22 @@ public struct LedgerPart: NodePart {
                 // restart: it stays a replica for this run (vote requests are refused as busy).
                 if namespace == .ledgerLocks { locksUnreadable = true }
             }
-            if namespace == .ledgerLocks { loadedLocks = loaded } else { loadedEntries = loaded }
+            switch namespace {
+            case .ledgerLocks: loadedLocks = loaded
+            case .ledgerOwn: restoreOwn(loaded)
+            default: loadedEntries = loaded
+            }
             guard loads.isEmpty else { return }
             replay(&node)
+            reachCommittee(&node, now: now, rng: &rng)
+            return
+        }
+        if let command = entryReads.removeValue(forKey: completion.token) {
+            entriesRead(completion, for: command, &node)
+            return
+        }
+        if let requester = sync.serving.removeValue(forKey: completion.token) {
+            servedRange(completion, to: requester, &node, now: now, rng: &rng)
             return
         }
         guard let (token, requester) = persists.removeValue(forKey: completion.token) else { return }
@@ -232,6 +273,7 @@ public struct LedgerPart: NodePart {
             waiting = waiting.filter { certified in
                 guard (try? replica!.apply(certified)) != nil else { return true }
                 counters.entriesReplayed += 1
+                if certified.entry.height == 0 { sync.noteAccount(certified.entry.account) }
                 progress = true
                 return false
             }
@@ -272,7 +314,7 @@ public struct LedgerPart: NodePart {
     // MARK: - Certified entries
 
     /// Takes a certified entry from gossip (answering `messageID`) or from this node's own command.
-    private mutating func take(
+    mutating func take(
         _ certified: CertifiedEntry, size: Int, messageID: MessageID?, _ node: inout NodeKernel
     ) {
         guard phase == .ready else {
@@ -283,7 +325,17 @@ public struct LedgerPart: NodePart {
         case .applied:
             answer(messageID, .accept, &node)
             retryPending(&node)
-        case .duplicate, .stale:
+        case .duplicate:
+            // Held already (often from the client's direct push, ahead of gossip): still forwarded,
+            // so replicas that hear only gossip get it, but only with a certificate that verifies.
+            counters.entriesIgnored += 1
+            guard messageID != nil else { return }
+            let entry = certified.entry
+            let valid = state?.committees[entry.epoch].map { committee in
+                (try? certified.certificate.verify(for: entry, committee: committee)) != nil
+            }
+            answer(messageID, valid == true ? .accept : .reject, &node)
+        case .stale:
             counters.entriesIgnored += 1
             answer(messageID, .ignore, &node)
         case .badCertificate:
@@ -318,7 +370,9 @@ public struct LedgerPart: NodePart {
         } catch {
             switch error {
             case .unknownEpoch: return .waits(certificateChecked: false)
-            case .wrongHeight(let expected, let got) where got > expected: return .waits(certificateChecked: true)
+            case .wrongHeight(let expected, let got) where got > expected:
+                sync.gapSeen = true
+                return .waits(certificateChecked: true)
             case .insufficientBalance, .insufficientBond, .unknownAccount, .unknownChannel:
                 return .waits(certificateChecked: true)
             case .wrongHeight, .wrongPrev: return .stale
@@ -329,6 +383,8 @@ public struct LedgerPart: NodePart {
         }
         guard case .applied = result else { return .duplicate }
         counters.entriesApplied += 1
+        ownApplied(certified.entry, &node)
+        if certified.entry.height == 0 { sync.noteAccount(certified.entry.account) }
         let key = Slot(entry: certified.entry).storageKey
         _ = node.requestStorage(.write([.put(.ledgerEntries, key: key, value: certified.encoded())]))
         return .applied
@@ -390,11 +446,14 @@ public struct LedgerPart: NodePart {
     }
 
     /// A certificate this node's own command made: applied here and published on the topic.
-    mutating func acceptOwn(_ certified: CertifiedEntry, _ node: inout NodeKernel) {
+    mutating func acceptOwn(
+        _ certified: CertifiedEntry, _ node: inout NodeKernel, now: Instant, rng: inout some RandomNumberGenerator
+    ) {
         guard phase != .off else { return }
         let bytes = certified.encoded()
         take(certified, size: bytes.count, messageID: nil, &node)
         node.notify(.gossipPublish(.ledger, bytes))
+        pushToCommittee(certified, &node, now: now, rng: &rng)
     }
 
     // MARK: - Frames

@@ -10,7 +10,7 @@ extension NodeInstance {
         rng: inout some RandomNumberGenerator, into effects: inout [NodeEffect]
     ) {
         switch channel {
-        case .gossip, .proposalSync, .dialogue, .tunnel, .ledger:
+        case .gossip, .proposalSync, .dialogue, .tunnel, .ledger, .ledgerSync:
             deliverToPart(channel, payload, from: key, now: now, rng: &rng, into: &effects)
         case .relay: relayFrame(payload, from: key, now: now, rng: &rng, into: &effects)
         case .ping, .pong, .dht:

@@ -29,6 +29,14 @@ extension NodeInstance: FlowView {
                         id, .failed(.invalid("another connect is in progress; wait for it, or run umbra disconnect")))
                 ]
             }
+        case .ledger:
+            // One entry of this account at a time: a second would be drafted at the same height.
+            if commands.values.contains(where: { if case .ledger = $0.command { true } else { false } }) {
+                return [
+                    .completed(
+                        id, .failed(.invalid("another ledger entry of this node is being certified; wait for it")))
+                ]
+            }
         case .disconnect:
             // A connect in flight ends first, with its dialogue (the disconnect then undoes the host).
             for other in commands.keys.sorted() where commands[other]!.isConnect {
@@ -72,6 +80,10 @@ extension NodeInstance: FlowView {
 
     func ledgerCommittee(epoch: UInt64) -> Committee? { ledger.state?.committees[epoch] }
 
+    func ledgerDraft(_ action: LedgerAction, now: Instant) -> Result<LedgerDraft, CommandFailure> {
+        ledger.draft(action, now: now)
+    }
+
     // MARK: - Inputs
 
     /// Hands an input to every flow in flight (by id, so the order replays).
@@ -100,6 +112,8 @@ extension NodeInstance: FlowView {
             commandsInput(.ledgerVote(vote, from: from), now: now, rng: &rng, into: &effects)
         case .ledgerRefusal(let hash, let code, let from):
             commandsInput(.ledgerRefusal(hash, code, from: from), now: now, rng: &rng, into: &effects)
+        case .ledgerEntriesRead(let id, let result):
+            advance(id, .ledgerEntriesRead(result), now: now, rng: &rng, into: &effects)
         default:
             break
         }
@@ -179,7 +193,13 @@ extension NodeInstance: FlowView {
             }
             drain(now: now, rng: &rng, into: &effects)
         case .ledgerCertified(let certified):
-            ledger.acceptOwn(certified, &kernel)
+            ledger.acceptOwn(certified, &kernel, now: now, rng: &rng)
+            drain(now: now, rng: &rng, into: &effects)
+        case .ledgerSubmitted(let entry):
+            ledger.submitted(entry, &kernel)
+            drain(now: now, rng: &rng, into: &effects)
+        case .readLedgerEntries(let account, let height, let limit):
+            ledger.readEntries(for: id, account: account, from: height, limit: limit, &kernel)
             drain(now: now, rng: &rng, into: &effects)
         case .complete(let result):
             effects.append(.completed(id, result))

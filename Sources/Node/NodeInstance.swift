@@ -455,7 +455,7 @@ public struct NodeInstance: Sendable {
         case .relay:
             guard case .dialBackProbe? = try? RelayMessage(decoding: payload) else { return false }
             return true
-        case .ping, .pong, .gossip, .dialogue, .tunnel, .ledger:
+        case .ping, .pong, .gossip, .dialogue, .tunnel, .ledger, .ledgerSync:
             return false
         }
     }

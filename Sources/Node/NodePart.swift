@@ -68,6 +68,8 @@ public enum NodeNotice: Sendable, Equatable {
     // Ledger (LedgerPart): what committee members answered a vote request of ours.
     case ledgerVote(Vote, from: PublicKey)
     case ledgerRefusal(EntryHash, RefusalCode, from: PublicKey)
+    /// The store read a `ledgerEntries` command asked for.
+    case ledgerEntriesRead(CommandID, Result<[CertifiedEntry], CommandFailure>)
     // The shell.
     /// The shell answered a host request (HostRequests.swift).
     case hostCompleted(HostRequest, HostOutcome)

@@ -50,6 +50,7 @@ public struct ControlRouter: Sendable {
         do {
             if let response = try await relayRoute(request) { return response }
             if let response = try await tunnelRoute(request) { return response }
+            if let response = try await ledgerRoute(request) { return response }
             switch (request.method, request.path) {
             case (.GET, "/v1/status"):
                 var report = StatusReport(await host.snapshot())

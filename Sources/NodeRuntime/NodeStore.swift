@@ -204,6 +204,17 @@ public final class NodeStore: Sendable {
                     let value: Data = row["value"]
                     return StorageEntry(key: [UInt8](key), value: [UInt8](value))
                 })
+        case .loadRange(let namespace, let from, let below, let limit):
+            let rows = try Row.fetchAll(
+                db,
+                sql: "SELECT key, value FROM entry WHERE namespace = ? AND key >= ? AND key < ? ORDER BY key LIMIT ?",
+                arguments: [namespace.name, Data(from), Data(below), max(0, limit)])
+            return .loaded(
+                rows.map { row in
+                    let key: Data = row["key"]
+                    let value: Data = row["value"]
+                    return StorageEntry(key: [UInt8](key), value: [UInt8](value))
+                })
         case .write(let mutations):
             for mutation in mutations {
                 switch mutation {

@@ -53,6 +53,8 @@ public enum StorageMutation: Sendable, Equatable {
 public enum StorageOperation: Sendable, Equatable {
     /// Read every entry of a namespace (ordered by key bytes).
     case load(StorageNamespace)
+    /// Read the entries of a namespace with `from <= key < below` (byte order), the first `limit`.
+    case loadRange(StorageNamespace, from: [UInt8], below: [UInt8], limit: Int)
     /// Apply the mutations in order, atomically, and complete only once they are durable.
     case write([StorageMutation])
 }
@@ -70,6 +72,7 @@ public struct StorageRequest: Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         switch operation {
         case .load(let namespace): "storage \(token) load \(namespace)"
+        case .loadRange(let namespace, _, _, let limit): "storage \(token) load up to \(limit) of \(namespace)"
         case .write(let mutations): "storage \(token) write \(mutations.count) mutations"
         }
     }
@@ -121,6 +124,11 @@ public struct StorageImage: Sendable, Equatable {
     public mutating func perform(_ operation: StorageOperation) -> StorageOutcome {
         switch operation {
         case .load(let namespace): return .loaded(entries(in: namespace))
+        case .loadRange(let namespace, let from, let below, let limit):
+            let inRange = entries(in: namespace).filter {
+                !$0.key.lexicographicallyPrecedes(from) && $0.key.lexicographicallyPrecedes(below)
+            }
+            return .loaded(Array(inRange.prefix(max(0, limit))))
         case .write(let mutations):
             for mutation in mutations { apply(mutation) }
             return .written

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import HostNetwork
+import Ledger
 import Logging
 import NIOPosix
 import Node
@@ -46,6 +47,15 @@ struct Up: AsyncParsableCommand {
 
     @OptionGroup(title: "Provider") var provider: ProvideOptions
 
+    @Option(
+        help: ArgumentHelp(
+            "The ledger network's genesis file (umbra ledger genesis makes one); remembered in the data dir, so "
+                + "later starts need not repeat it.", valueName: "file"))
+    var genesis: String?
+
+    @Flag(help: "Vote on ledger entries when this node's identity is in the committee (needs a genesis).")
+    var validator = false
+
     static let defaultBootstrapFile = "./bootstrap-peers.txt"
 
     func run() async throws {
@@ -67,6 +77,15 @@ struct Up: AsyncParsableCommand {
         logger.logLevel = level
 
         let directory = DataDirectory.resolve(options.dataDir)
+        // The genesis is checked before anything is touched: a bad file, or another network's than
+        // the data dir joined, changes nothing.
+        let ledgerGenesis: (parameters: GenesisParameters, isNew: Bool)?
+        do { ledgerGenesis = try GenesisFile.resolve(given: genesis, directory: directory) } catch {
+            throw CLIError("umbra up: --genesis: \(error)")
+        }
+        if validator, ledgerGenesis == nil {
+            throw CLIError("umbra up: --validator needs a ledger: pass --genesis FILE (see umbra ledger genesis)")
+        }
         // First of all: one node per data dir. A second `up` must not replay the journal (that would
         // undo the live node's tunnel) or touch anything else; held until the process exits.
         let lock: DataDirectoryLock
@@ -80,6 +99,20 @@ struct Up: AsyncParsableCommand {
 
         var config = NodeConfig()
         config.sessions.networkID = networkId
+        if let ledgerGenesis {
+            if ledgerGenesis.isNew {
+                do { try GenesisFile.remember(ledgerGenesis.parameters, in: directory) } catch {
+                    throw CLIError("umbra up: \(error)")
+                }
+            }
+            config.ledger.genesis = ledgerGenesis.parameters
+            config.ledger.isValidator = validator
+            if validator, !ledgerGenesis.parameters.committee.contains(where: { $0.identity == identity.publicKey }) {
+                logger.warning(
+                    "--validator: this identity is not in the genesis committee; it votes once an epoch change elects it",
+                    metadata: ["address": "\(identity.address)"])
+            }
+        }
         config.bootstrap = try loadBootstrap(logger: logger, own: identity.publicKey)
         // The node's disk: the DHT records it holds and its routing table, loaded by the node at start
         // (so a restart needs no bootstrap list) and written as they change.
@@ -159,6 +192,7 @@ struct Up: AsyncParsableCommand {
             metadata: [
                 "address": "\(identity.address)", "bootstrap.peers": "\(config.bootstrap.count)",
                 "provide": "\(config.market.provide.map { "\($0.serviceType) in \($0.location.country)" } ?? "no")",
+                "ledger": "\(config.ledger.genesis.map { "\($0.network)\(validator ? " (validator)" : "")" } ?? "off")",
             ])
         let services = ServiceGroup(
             configuration: .init(

@@ -11,7 +11,7 @@ struct Umbra: AsyncParsableCommand {
         subcommands: [
             Up.self, Down.self, Connect.self, Disconnect.self, Status.self, Peers.self, Ping.self,
             ProposalsCommand.self, SessionCommand.self,
-            DHTCommand.self, IdentityCommand.self, APICommand.self, Sim.self,
+            DHTCommand.self, IdentityCommand.self, LedgerCommand.self, APICommand.self, Sim.self,
         ]
     )
 }

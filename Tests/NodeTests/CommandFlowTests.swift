@@ -20,6 +20,9 @@ private struct FixedView: FlowView {
     func hasDialogue(with provider: PublicKey) -> Bool { dialogues.contains(provider) }
     var committee: Committee?
     func ledgerCommittee(epoch: UInt64) -> Committee? { epoch == 0 ? committee : nil }
+    /// What `ledgerDraft` answers (a test changes it between inputs).
+    var draft: Result<LedgerDraft, CommandFailure> = .failure(.invalid("the ledger is off"))
+    func ledgerDraft(_ action: LedgerAction, now: Instant) -> Result<LedgerDraft, CommandFailure> { draft }
 
     func offers(serviceType: String, provider: PublicKey?, country: String?, now: Instant) -> [ServiceProposal] {
         offersHeld.filter {
@@ -258,7 +261,7 @@ struct CommandFlowTests {
         #expect(flow.advance(vote(members[1], for: entry), view: view, now: Self.now).isEmpty, "a repeat")
         let done = flow.advance(vote(members[3], for: entry), view: view, now: Self.now)
         guard case .ledgerCertified(let certified)? = done.first, done.count == 2,
-            case .complete(.ledgerCertified(certified)) = done[1]
+            case .complete(.ledgerCertified(certified, nil)) = done[1]
         else {
             Issue.record("no certificate: \(done)")
             return
@@ -302,5 +305,68 @@ struct CommandFlowTests {
             Issue.record("a node without a ledger took the command")
             return
         }
+    }
+
+    @Test func aLedgerActionSendsAnUnfinishedEntryFirstThenDraftsAgain() {
+        var (view, members, earlier) = Self.ledgerSetup()
+        func votes(for entry: LedgerEntry) -> [FlowInput] {
+            members.prefix(3).map {
+                .ledgerVote(
+                    Vote.make(
+                        identity: $0, network: "umbra-test", slot: Slot(entry: entry), entryHash: entry.hash, report: 0),
+                    from: $0.publicKey)
+            }
+        }
+        let action = LedgerAction.transfer(to: Self.ids[2].publicKey, amount: 7)
+        var flow = CommandFlow(.ledger(action))
+        view.draft = .success(LedgerDraft(entry: earlier, isRetry: true))
+        let asked = flow.advance(.start, view: view, now: Self.now)
+        #expect(
+            asked == [.ledgerSubmitted(earlier)] + members.map { .sendLedger(.voteRequest(earlier), to: $0.publicKey) })
+        var last: [FlowAction] = []
+        for input in votes(for: earlier) { last = flow.advance(input, view: view, now: Self.now) }
+        guard case .ledgerCertified(let retried)? = last.first, last.count == 1 else {
+            Issue.record("the earlier entry was not certified alone: \(last)")
+            return
+        }
+        #expect(!flow.isDone && flow.deadline == Self.now, "the asked-for entry is drafted once that one is applied")
+
+        // Drafted against the state that applied the earlier entry.
+        let next = LedgerEntry.make(
+            network: "umbra-test", epoch: 0, identity: Self.ids[0], height: 1, prev: earlier.hash,
+            body: action.body(now: Self.now))
+        view.draft = .success(LedgerDraft(entry: next, isRetry: false))
+        #expect(flow.advance(.deadline, view: view, now: Self.now).first == .ledgerSubmitted(next))
+        for input in votes(for: next) { last = flow.advance(input, view: view, now: Self.now) }
+        guard case .complete(.ledgerCertified(let certified, let first?))? = last.last else {
+            Issue.record("not certified: \(last)")
+            return
+        }
+        #expect(certified.entry == next && first == retried && flow.isDone)
+    }
+
+    @Test func aLedgerActionTheReplicaRefusesFailsWithItsReasonAndSendsNothing() {
+        var (view, _, _) = Self.ledgerSetup()
+        view.draft = .failure(.invalid("insufficient balance: transfer 7 needs 7, the balance is 0"))
+        var flow = CommandFlow(.ledger(.transfer(to: Self.ids[2].publicKey, amount: 7)))
+        #expect(
+            flow.advance(.start, view: view, now: Self.now) == [
+                .complete(.failed(.invalid("insufficient balance: transfer 7 needs 7, the balance is 0")))
+            ])
+    }
+
+    @Test func aRetriedEntryThatFailsSaysItWasTheEarlierEntry() {
+        var (view, members, earlier) = Self.ledgerSetup()
+        view.draft = .success(LedgerDraft(entry: earlier, isRetry: true))
+        var flow = CommandFlow(.ledger(.withdraw))
+        _ = flow.advance(.start, view: view, now: Self.now)
+        _ = flow.advance(.ledgerRefusal(earlier.hash, .busy, from: members[0].publicKey), view: view, now: Self.now)
+        let failed = flow.advance(
+            .ledgerRefusal(earlier.hash, .busy, from: members[1].publicKey), view: view, now: Self.now)
+        guard case .complete(.failed(.ledger(let reason)))? = failed.first else {
+            Issue.record("not failed: \(failed)")
+            return
+        }
+        #expect(reason.hasPrefix("an earlier entry of this node (transfer at height 0)"))
     }
 }

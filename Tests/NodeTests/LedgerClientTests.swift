@@ -1,0 +1,166 @@
+// The ledger's client side in NetSim: `NodeCommand.ledger` (the node drafts, signs, checks and
+// certifies its own entries; an unfinished entry is sent again first), committee members reached
+// without being listed in any contact list, and catch-up: a node added after entries were
+// certified, and one on the far side of a partition, fetch what they missed from the committee.
+
+import Ledger
+import NetSim
+import Testing
+import UmbraCore
+import UmbraTestKit
+
+@testable import Node
+
+/// Four validators (100 stake each), a funded payer, a payee and a latecomer.
+private struct ClientFixture {
+    let identities: [Identity]
+
+    init(seed: UInt64) { identities = UmbraTestKit.identities(7, seed: seed ^ 0xC11E) }
+
+    var payer: Identity { identities[4] }
+    var payee: Identity { identities[5] }
+    var latecomer: Identity { identities[6] }
+
+    var genesis: GenesisParameters {
+        GenesisParameters(
+            network: "client-test", allocations: [Allocation(recipient: payer.publicKey, amount: 10_000)],
+            committee: identities.prefix(4).map { CommitteeMember(identity: $0.publicKey, stake: 100) },
+            minimumBonds: MinimumBonds(provider: 10, relay: 20, validator: 50), unbondingDelay: .seconds(100),
+            evidenceLifetime: .seconds(50), committeeSize: 4, reporterRewardPPM: 100_000)
+    }
+
+    /// Node `index`'s settings: the ledger on, validators vote; the bootstrap is node 0 alone, so the
+    /// other committee members are found through the DHT.
+    func config(index: Int) -> NodeConfig {
+        var config = NodeConfig()
+        config.storage.isEnabled = true
+        config.ledger.genesis = genesis
+        config.ledger.isValidator = index < 4
+        if index != 0 {
+            config.bootstrap = [DialTarget(publicKey: identities[0].publicKey, endpoint: NetSim.endpoint(forNode: 0))]
+        }
+        return config
+    }
+}
+
+@Suite("Ledger client and catch-up in NetSim", .timeLimit(.minutes(3)))
+struct LedgerClientTests {
+    private static func network(seed: UInt64, nodes: Int = 6) -> (NetSim, ClientFixture) {
+        var sim = NetSim(
+            seed: seed,
+            link: LinkModel(minimumLatency: .milliseconds(20), maximumLatency: .milliseconds(50), lossRate: 0))
+        let fixture = ClientFixture(seed: seed)
+        for index in 0..<nodes {
+            sim.addNode(identity: fixture.identities[index], config: fixture.config(index: index))
+        }
+        sim.run(for: .seconds(15))
+        return (sim, fixture)
+    }
+
+    private static func balance(_ sim: NetSim, _ index: Int, of identity: Identity) -> Amount? {
+        sim.instance(index).ledger.state?.balance(of: identity.publicKey)
+    }
+
+    @Test(arguments: [UInt64(1), 2, 3])
+    func theNodeDraftsItsOwnEntriesAndEveryNodeAgrees(seed: UInt64) throws {
+        var (sim, fixture) = Self.network(seed: seed)
+        for member in 1..<4 {
+            #expect(
+                sim.instance(4).sessions.isEstablished(fixture.identities[member].publicKey),
+                "seed \(seed): the payer reached committee member \(member) through the DHT")
+        }
+        for round in 1...3 {
+            sim.submit(
+                .ledger(.transfer(to: fixture.payee.publicKey, amount: 100)), id: CommandID(UInt64(round)), on: 4)
+            sim.run(for: .seconds(2))
+            guard case .ledgerCertified(let certified, nil)? = sim.completion(of: CommandID(UInt64(round)), on: 4)
+            else {
+                Issue.record(
+                    "seed \(seed) round \(round): \(String(describing: sim.completion(of: CommandID(UInt64(round)), on: 4)))"
+                )
+                return
+            }
+            #expect(certified.entry.height == UInt64(round - 1) && certified.entry.account == fixture.payer.publicKey)
+        }
+        for index in 0..<sim.nodeCount {
+            #expect(Self.balance(sim, index, of: fixture.payee) == 300, "seed \(seed) node \(index)")
+        }
+        // Refused here with the reason, nothing sent: the height does not move.
+        sim.submit(.ledger(.transfer(to: fixture.payee.publicKey, amount: 1_000_000)), id: CommandID(9), on: 4)
+        sim.run(for: .milliseconds(10))
+        guard case .failed(.invalid(let reason))? = sim.completion(of: CommandID(9), on: 4) else {
+            Issue.record("seed \(seed): \(String(describing: sim.completion(of: CommandID(9), on: 4)))")
+            return
+        }
+        #expect(reason.hasPrefix("insufficient balance"))
+        #expect(sim.instance(4).ledger.state?.accounts[fixture.payer.publicKey]?.nextHeight == 3)
+
+        // The stored entries read back by a command, in height order.
+        sim.submit(.ledgerEntries(account: fixture.payer.publicKey, from: 1, limit: 10), id: CommandID(11), on: 2)
+        sim.run(for: .seconds(1))
+        guard case .ledgerEntries(let entries)? = sim.completion(of: CommandID(11), on: 2) else {
+            Issue.record("seed \(seed): \(String(describing: sim.completion(of: CommandID(11), on: 2)))")
+            return
+        }
+        #expect(entries.map(\.entry.height) == [1, 2])
+    }
+
+    @Test(arguments: [UInt64(4), 5])
+    func anEntryWithoutQuorumIsSentAgainBeforeTheNextOne(seed: UInt64) throws {
+        var (sim, fixture) = Self.network(seed: seed)
+        sim.kill(2)
+        sim.kill(3)
+        sim.submit(.ledger(.transfer(to: fixture.payee.publicKey, amount: 10)), id: CommandID(1), on: 4)
+        sim.run(for: .seconds(12))
+        guard case .failed(.ledger)? = sim.completion(of: CommandID(1), on: 4) else {
+            Issue.record("seed \(seed): \(String(describing: sim.completion(of: CommandID(1), on: 4)))")
+            return
+        }
+        let unfinished = try #require(sim.instance(4).ledger.unfinished)
+        // The payer restarts (its unfinished entry comes back from its disk) and the validators return.
+        sim.restart(4)
+        sim.restart(2)
+        sim.restart(3)
+        sim.run(for: .seconds(15))
+        #expect(sim.instance(4).ledger.unfinished == unfinished, "seed \(seed): restored from the disk")
+        sim.submit(.ledger(.transfer(to: fixture.payee.publicKey, amount: 20)), id: CommandID(2), on: 4)
+        sim.run(for: .seconds(4))
+        guard case .ledgerCertified(let certified, let retried?)? = sim.completion(of: CommandID(2), on: 4) else {
+            Issue.record("seed \(seed): \(String(describing: sim.completion(of: CommandID(2), on: 4)))")
+            return
+        }
+        #expect(retried.entry == unfinished && certified.entry.height == 1)
+        #expect(sim.instance(4).ledger.unfinished == nil)
+        for index in 0..<sim.nodeCount {
+            #expect(Self.balance(sim, index, of: fixture.payee) == 30, "seed \(seed) node \(index)")
+        }
+    }
+
+    @Test(arguments: [UInt64(6), 7, 8])
+    func aLateNodeAndAPartitionedOneCatchUp(seed: UInt64) throws {
+        var (sim, fixture) = Self.network(seed: seed)
+        // Node 5 is cut off from everyone while the payer makes entries.
+        for other in 0..<5 { sim.partition(5, other) }
+        for round in 1...4 {
+            sim.submit(.ledger(.transfer(to: fixture.payee.publicKey, amount: 5)), id: CommandID(UInt64(round)), on: 4)
+            sim.run(for: .seconds(2))
+        }
+        #expect(Self.balance(sim, 0, of: fixture.payee) == 20, "seed \(seed)")
+        #expect(Self.balance(sim, 5, of: fixture.payee) == 0, "seed \(seed): the partition held")
+        for other in 0..<5 { sim.partition(5, other, cut: false) }
+        // A node that joins now saw none of it.
+        let late = sim.addNode(identity: fixture.latecomer, config: fixture.config(index: 6))
+        // The late node starts a round soon after it reaches a member; the healed one within a
+        // round interval (or sooner, once a session to a member comes back up).
+        sim.run(for: .seconds(10))
+        #expect(Self.balance(sim, late, of: fixture.payee) == 20, "seed \(seed): the late node caught up")
+        sim.run(for: LedgerPart.syncInterval)
+        for index in [5, late] {
+            #expect(Self.balance(sim, index, of: fixture.payee) == 20, "seed \(seed) node \(index)")
+            #expect(
+                sim.instance(index).ledger.state?.accounts[fixture.payer.publicKey]?.nextHeight == 4,
+                "seed \(seed) node \(index)")
+            #expect(sim.instance(index).ledger.syncCounters.entriesFetched >= 1, "seed \(seed) node \(index)")
+        }
+    }
+}
