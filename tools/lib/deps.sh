@@ -1,10 +1,11 @@
 # Installs the system packages Umbra needs when they are missing (Debian/Ubuntu, apt).
 # Sourced by tools/test and tools/demo; safe to run repeatedly. libsqlite3-dev is for GRDB (the node
-# store), sqlite3 for its tests. iperf3, wireguard-go and
+# store), sqlite3 for its tests, spin and gcc for tools/check-model. iperf3, wireguard-go and
 # wireguard-tools are for tools/bench-tunnel; they go in without their recommends, because
 # wireguard-tools recommends the WireGuard kernel module, which apt satisfies with a whole kernel image.
 umbra_install_deps() {
-    local packages=(libsodium-dev libsqlite3-dev sqlite3 pkg-config python3 iproute2 procps nftables iputils-ping curl)
+    local packages=(libsodium-dev libsqlite3-dev sqlite3 pkg-config python3 iproute2 procps nftables iputils-ping curl
+        spin gcc)
     local bench_packages=(iperf3 wireguard-go wireguard-tools)
     local missing=() missing_bench=()
     for package in "${packages[@]}"; do
