@@ -42,5 +42,6 @@ let package = Package(
         fuzzTarget("FuzzTunnelOffload", products: ["UmbraCore", "Tunnel"]),
         fuzzTarget("FuzzNode", products: ["UmbraCore", "NetSim"]),
         fuzzTarget("FuzzLedgerEntry", products: ["UmbraCore", "Ledger"]),
+        fuzzTarget("FuzzLedgerSync", products: ["UmbraCore", "Ledger"]),
     ]
 )
