@@ -67,7 +67,8 @@ let package = Package(
         .target(
             name: "NodeRuntime",
             dependencies: [
-                "Node", "Kademlia", "UmbraCore", "Sessions", "UmbraCrypto", "Dialogue", "Tunnel", "HostNetwork", "Ledger",
+                "Node", "Kademlia", "UmbraCore", "Sessions", "UmbraCrypto", "Dialogue", "Tunnel", "HostNetwork",
+                "Ledger",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
