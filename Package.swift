@@ -80,7 +80,9 @@ let package = Package(
         ),
         .target(
             name: "NetSim",
-            dependencies: ["Node", "Kademlia", "Gossip", "Proposals", "UmbraCore", "Sessions", "Relay", heap],
+            dependencies: [
+                "Node", "Kademlia", "Gossip", "Proposals", "UmbraCore", "Sessions", "Relay", "Ledger", heap,
+            ],
             swiftSettings: strict),
         .target(
             name: "NodeAPI",

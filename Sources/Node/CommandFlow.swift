@@ -134,6 +134,11 @@ struct CommandFlow: Sendable {
     private var retried: CertifiedEntry?
     /// `ledger`: the entry out for votes is that earlier entry.
     private var submittedRetry = false
+    /// When certifying gives up (`ledgerWait` after the vote requests left).
+    private var certifyBy = Instant.zero
+    /// The wait before unanswered members are asked again.
+    private var resendDelay = Self.firstResend
+    static let firstResend: Duration = .milliseconds(400)
     /// Members asked again after a `wrongPosition` refusal, and how often.
     private var reasks: [PublicKey: Int] = [:]
     static let maximumReasks = 5
@@ -291,6 +296,14 @@ struct CommandFlow: Sendable {
             }
             state = .certifying(collector, answered: answered, refusedStake: refusedStake, refusals: refusals)
             return []
+        case (.certifying(let collector, let answered, _, _), .deadline) where now < certifyBy:
+            // Datagrams get lost: members that have not answered are asked again (a member answers
+            // a repeat with the vote it stored), with the wait doubling up to the certification limit.
+            resendDelay = resendDelay * 2
+            deadline = min(now + resendDelay, certifyBy)
+            return collector.committee.members.map(\.identity).filter { !answered.contains($0) }.map {
+                .sendLedger(.voteRequest(collector.entry), to: $0)
+            }
         case (.certifying(let collector, _, let refusedStake, _), .deadline):
             let total = collector.committee.totalStake
             return finish(
@@ -397,7 +410,9 @@ struct CommandFlow: Sendable {
             state = .certifying(
                 CertificateCollector(entry: entry, committee: committee), answered: [], refusedStake: 0,
                 refusals: [])
-            deadline = now + Self.ledgerWait
+            certifyBy = now + Self.ledgerWait
+            resendDelay = Self.firstResend
+            deadline = now + resendDelay
             return committee.members.map { .sendLedger(.voteRequest(entry), to: $0.identity) }
         case .ledger(let action):
             return submitDraft(action, view: view, now: now)
@@ -432,7 +447,9 @@ struct CommandFlow: Sendable {
         }
         state = .certifying(
             CertificateCollector(entry: entry, committee: committee), answered: [], refusedStake: 0, refusals: [])
-        deadline = now + Self.ledgerWait
+        certifyBy = now + Self.ledgerWait
+        resendDelay = Self.firstResend
+        deadline = now + resendDelay
         return [.ledgerSubmitted(entry)] + committee.members.map { .sendLedger(.voteRequest(entry), to: $0.identity) }
     }
 

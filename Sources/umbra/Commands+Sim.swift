@@ -8,7 +8,7 @@ import UmbraCore
 struct Sim: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run deterministic simulations of the overlay (NetSim: virtual time, seeded links).",
-        subcommands: [Handshake.self, DHT.self, GossipSimulation.self])
+        subcommands: [Handshake.self, DHT.self, GossipSimulation.self, LedgerSimulation.self])
 
     struct DHT: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -261,5 +261,76 @@ enum Digest {
             hash = hash &* 0x100_0000_01b3
         }
         return String(hash, radix: 16)
+    }
+}
+
+extension Sim {
+    struct LedgerSimulation: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "ledger",
+            abstract:
+                "The ledger: V validators (f of them down) and C clients each making E transfers; prints finality, "
+                + "throughput and whether every node agrees.")
+        @Option(help: "Validators in the committee.") var validators = 4
+        @Option(help: "Validators down from the start (fewer than a third).") var down = 0
+        @Option(help: "Clients, each with its own account.") var clients = 10
+        @Option(help: "Transfers each client makes, one after another.") var entries = 10
+        @Option(help: "RNG seed; the same seed gives the same result.") var seed: UInt64 = 1
+        @Option(help: "Minimum one-way link latency in ms.") var minLatencyMs = 20
+        @Option(help: "Maximum one-way link latency in ms.") var maxLatencyMs = 50
+        @Option(help: "Datagram loss rate, 0 to 1.") var loss = 0.0
+        @Flag(help: "Print JSON.") var json = false
+
+        func validate() throws {
+            guard (1...64).contains(validators) else { throw ValidationError("--validators must be 1 to 64") }
+            guard 0 <= down, 3 * down < validators else {
+                throw ValidationError("--down must be below a third of --validators (the committee must still certify)")
+            }
+            guard (1...500).contains(clients) else { throw ValidationError("--clients must be 1 to 500") }
+            guard (1...1000).contains(entries) else { throw ValidationError("--entries must be 1 to 1000") }
+            guard (0...1).contains(loss) else { throw ValidationError("--loss must be between 0 and 1") }
+            guard 0 <= minLatencyMs, minLatencyMs <= maxLatencyMs else {
+                throw ValidationError("--min-latency-ms must be between 0 and --max-latency-ms")
+            }
+        }
+
+        func run() async throws {
+            var config = LedgerSimConfig()
+            config.validators = validators
+            config.down = down
+            config.clients = clients
+            config.entriesPerClient = entries
+            config.seed = seed
+            config.link = LinkModel(
+                minimumLatency: .milliseconds(minLatencyMs), maximumLatency: .milliseconds(maxLatencyMs),
+                lossRate: loss)
+            let started = ContinuousClock.now
+            let result = LedgerSim(config: config).run()
+            let wall = (ContinuousClock.now - started).seconds
+            if json {
+                var object =
+                    try JSONSerialization.jsonObject(with: ControlJSON.encoder.encode(result)) as! [String: Any]
+                object["wall_seconds"] = wall
+                let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])
+                print(String(data: data, encoding: .utf8)!)
+            } else {
+                print(
+                    "validators \(result.validators) (\(result.down) down), clients \(result.clients), seed \(result.seed), "
+                        + "links \(minLatencyMs)-\(maxLatencyMs) ms")
+                print("certified   \(result.certified) of \(result.submitted) (\(result.failed) failed)")
+                print(
+                    String(
+                        format: "finality    p50 %.0f ms  p90 %.0f ms  p99 %.0f ms (virtual)", result.finalityP50Ms,
+                        result.finalityP90Ms, result.finalityP99Ms))
+                print(String(format: "throughput  %.1f certified entries/s (virtual)", result.entriesPerSecond))
+                print(
+                    "agreement   \(result.nodesAgreeing) of \(result.nodesLive) live nodes hold the same heads and balances; "
+                        + "supply \(result.supplyConserved ? "conserved" : "NOT conserved")")
+                print(String(format: "wall        %.1f s", wall))
+            }
+            guard result.nodesAgreeing == result.nodesLive, result.supplyConserved else {
+                throw CLIError("umbra sim ledger: the nodes disagree at the end")
+            }
+        }
     }
 }

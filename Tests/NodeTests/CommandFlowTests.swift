@@ -287,7 +287,14 @@ struct CommandFlowTests {
 
         var waiting = CommandFlow(.ledgerSubmit(entry))
         _ = waiting.advance(.start, view: view, now: Self.now)
-        #expect(waiting.advance(.deadline, view: view, now: Self.now + .seconds(9)).isEmpty)
+        // Before its limit, a deadline asks the members that have not answered again.
+        let resent = waiting.advance(.deadline, view: view, now: Self.now + .milliseconds(400))
+        #expect(resent == members.map { .sendLedger(.voteRequest(entry), to: $0.publicKey) })
+        #expect(waiting.deadline == Self.now + .milliseconds(1200), "the wait doubles")
+        #expect(
+            !waiting.advance(.deadline, view: view, now: Self.now + .seconds(9)).contains {
+                if case .complete = $0 { true } else { false }
+            })
         guard
             case .complete(.failed(.ledger))? = waiting.advance(.deadline, view: view, now: Self.now + .seconds(10))
                 .first
