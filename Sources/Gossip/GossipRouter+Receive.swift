@@ -33,7 +33,7 @@ extension GossipRouter {
             return effects
         }
         switch message {
-        case .subscribe(let topics): handleSubscribe(topics, from: peer)
+        case .subscribe(let topics): handleSubscribe(topics, from: peer, &effects)
         case .unsubscribe(let topics): handleUnsubscribe(topics, from: peer)
         case .publish(let topic, let data):
             handlePublish(topic: topic, data: data, from: peer, now: now, validate: validate, &effects)
@@ -47,7 +47,23 @@ extension GossipRouter {
 
     // MARK: - Subscriptions
 
-    private mutating func handleSubscribe(_ topics: [Topic], from peer: GossipPeer) {
+    private mutating func handleSubscribe(_ topics: [Topic], from peer: GossipPeer, _ effects: inout [GossipEffect]) {
+        // A live peer only announces changes, so a subscription to topics it already holds means it
+        // started over (a restart its new session did not reveal: the session layer sees a handshake
+        // like a rekey). It lost our subscriptions and its mesh: forget its mesh places and send ours
+        // again, so both sides graft afresh. Its score is kept.
+        if !topics.isEmpty, topics.allSatisfy({ peerStates[peer]!.topics.contains($0) }) {
+            counters.peersRestarted += 1
+            peerStates[peer]!.topics = []
+            for topic in meshes.keys.sorted() { meshes[topic]?.remove(peer) }
+            for topic in fanout.keys.sorted() { fanout[topic]?.remove(peer) }
+            let ours = subscriptions
+            for start in stride(from: 0, to: ours.count, by: GossipMessage.maximumTopics) {
+                send(
+                    .subscribe(Array(ours[start..<min(start + GossipMessage.maximumTopics, ours.count)])), to: peer,
+                    &effects)
+            }
+        }
         for topic in topics where peerStates[peer]!.topics.count < config.maximumTopicsPerPeer {
             peerStates[peer]!.topics.insert(topic)
         }

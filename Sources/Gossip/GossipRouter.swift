@@ -97,6 +97,8 @@ public struct GossipCounters: Sendable, Equatable {
     public var unknownPeerDrops: UInt64 = 0
     /// `addPeer` calls refused at `maximumPeers`.
     public var peersRefused: UInt64 = 0
+    /// Peers that announced topics they already held: they restarted, and were greeted again.
+    public var peersRestarted: UInt64 = 0
     public var heartbeats: UInt64 = 0
     /// Messages handed to a validator that answers later.
     public var validationsDeferred: UInt64 = 0

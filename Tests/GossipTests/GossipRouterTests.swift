@@ -25,6 +25,22 @@ import UmbraTestKit
         #expect(bench.router.peers == [peerKey(1), peerKey(2)])
     }
 
+    @Test func aPeerThatAnnouncesTopicsItHeldRestartedAndIsGreetedAgain() {
+        var bench = Bench()
+        bench.subscribe(.ledger)
+        bench.subscribe(.proposals)
+        bench.meshPeers(1...3)
+        #expect(bench.router.mesh(.ledger).isEmpty && bench.router.mesh(.proposals).count == 3)
+        // Peer 2 restarted behind a session that looked like a rekey: it announces its topics again.
+        let greeted = sends(bench.receive(.subscribe([.proposals]), from: 2))
+        #expect(greeted.map(\.message) == [.subscribe([.ledger, .proposals])] && greeted.first?.to == peerKey(2))
+        #expect(!bench.router.mesh(.proposals).contains(peerKey(2)), "its mesh place is gone: both sides graft afresh")
+        #expect(bench.router.counters.peersRestarted == 1)
+        // A change (a new topic) is not a restart.
+        #expect(sends(bench.receive(.subscribe([.ledger]), from: 3)).isEmpty)
+        #expect(bench.router.counters.peersRestarted == 1)
+    }
+
     @Test func subscribeGraftsDPeersOfTheTopic() {
         var bench = Bench()
         for number in 1...10 {
