@@ -204,3 +204,26 @@ extension LedgerPart {
         node.notify(.ledgerEntriesRead(command, .success(entries)))
     }
 }
+
+// MARK: - Provider bonds for the market
+
+extension LedgerPart {
+    /// Tells the market of a provider bond an applied entry changed (the whole table after evidence,
+    /// which may burn anyone's stake).
+    mutating func noteBondChange(_ entry: LedgerEntry, _ node: inout NodeKernel) {
+        guard let state else { return }
+        switch entry.body {
+        case .bond(.provider, _), .unbond(.provider, _, _):
+            let bond = state.accounts[entry.account]?.bonded(.provider) ?? 0
+            node.notify(
+                .providerBonds(
+                    ProviderBonds(
+                        minimum: state.parameters.minimumBonds.provider, bonds: [entry.account: bond], isComplete: false
+                    )))
+        case .evidence:
+            node.notify(.providerBonds(ProviderBonds(state)))
+        default:
+            break
+        }
+    }
+}

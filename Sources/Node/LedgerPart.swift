@@ -299,6 +299,7 @@ public struct LedgerPart: NodePart {
     private mutating func becomeReady(restoredLocks: [LockRecord], _ node: inout NodeKernel) {
         guard let replayed = replica else { return }
         phase = .ready
+        node.notify(.providerBonds(ProviderBonds(replayed)))
         if config.isValidator, !locksUnreadable {
             validator = Validator(identity: identity, ledger: replayed, restoredLocks: restoredLocks)
             replica = nil
@@ -384,6 +385,7 @@ public struct LedgerPart: NodePart {
         guard case .applied = result else { return .duplicate }
         counters.entriesApplied += 1
         ownApplied(certified.entry, &node)
+        noteBondChange(certified.entry, &node)
         if certified.entry.height == 0 { sync.noteAccount(certified.entry.account) }
         let key = Slot(entry: certified.entry).storageKey
         _ = node.requestStorage(.write([.put(.ledgerEntries, key: key, value: certified.encoded())]))

@@ -79,6 +79,8 @@ public struct MarketCounters: Sendable, Equatable {
     public var gossipDialsAbandoned: UInt64 = 0
     public var proposalsPublished: UInt64 = 0
     public var withdrawalsPublished: UInt64 = 0
+    /// Offers dropped because their provider has no provider bond (with a ledger only).
+    public var proposalsUnbonded: UInt64 = 0
     public init() {}
 }
 
@@ -87,6 +89,9 @@ public struct ProviderStatus: Sendable, Equatable {
     public var proposal: ServiceProposal?
     public var withdrawn: Bool
     public var nextRefresh: Instant?
+    /// With a ledger: the provider bond the offer needs, when this node's is below it (the offer is
+    /// not published, or withdrawn, until then).
+    public var bondNeeded: UInt64?
 }
 
 /// The market part at a glance.
@@ -128,6 +133,8 @@ public struct MarketPart: NodePart {
     /// How consumers reach this node, as the relay side last said (`NodeNotice.contactsChanged`).
     var contacts: ServiceProposal.Contacts
     var provider: ProviderRole?
+    /// Providers' bonds, with a ledger (nil: no ledger, every signed offer counts).
+    public internal(set) var bonds: ProviderBonds?
 
     /// The provider role (`MarketConfig.provide` set): the offer and its refresh schedule.
     struct ProviderRole: Sendable {
@@ -140,6 +147,8 @@ public struct MarketPart: NodePart {
         var tombstoned = false
         var indexPublished = false
         var republishedAtMeshSizes: Set<Int> = []
+        /// Withdrawn because the provider bond fell below the minimum: published again once bonded.
+        var withdrawnForBond = false
     }
 
     init(identity: Identity, config: NodeConfig) {
@@ -150,6 +159,10 @@ public struct MarketPart: NodePart {
         self.sync = ProposalSyncClient(config: config.market.sync)
         self.contacts = ServiceProposal.Contacts(direct: Array(config.advertisedEndpoints.prefix(4)))
         self.provider = config.market.provide.map { ProviderRole(offer: $0) }
+        // With a ledger, no provider counts until the ledger part reports the bonds.
+        self.bonds = config.ledger.genesis.map {
+            ProviderBonds(minimum: $0.minimumBonds.provider, bonds: [:], isComplete: true)
+        }
     }
 
     public var nextDeadline: Instant? {
@@ -177,6 +190,12 @@ public struct MarketPart: NodePart {
         case .notice(let notice):
             switch notice {
             case .gossipValidate(let topic, let data, let id, _) where topic == .proposals:
+                guard admitsProvider(of: data) else {
+                    counters.proposalsUnbonded += 1
+                    counters.proposalsIgnored += 1
+                    node.notify(.gossipVerdict(id, .ignore))
+                    return
+                }
                 let outcome = store.verifyAndInsert(data, networkID: networkID, now: now)
                 let verdict = Self.validation(of: outcome)
                 noteStored(outcome, data, &node)
@@ -198,6 +217,9 @@ public struct MarketPart: NodePart {
                 republishAsMeshForms(meshSize: meshSize, peers: peers, &node, now: now, rng: &rng)
             case .contactsChanged(let newContacts):
                 contacts = newContacts
+            case .providerBonds(let report):
+                if bonds == nil { bonds = report } else { bonds!.merge(report) }
+                ownBondChanged(&node, now: now, rng: &rng)
             default:
                 break
             }
@@ -249,13 +271,23 @@ public struct MarketPart: NodePart {
             if page.isLast { directFetches.removeValue(forKey: page.requestID) }
             for item in page.items {
                 guard (try? SignedProposal(decoding: item))?.provider == key else { continue }
+                guard admitsProvider(of: item) else {
+                    counters.proposalsUnbonded += 1
+                    continue
+                }
                 let outcome = store.verifyAndInsert(item, networkID: networkID, now: now)
                 countSyncItem(outcome)
                 noteStored(outcome, item, &node)
             }
         case .page:
             let (items, syncEffects) = sync.handle(message, from: key, now: now)
-            for item in items { countSyncItem(store.verifyAndInsert(item, networkID: networkID, now: now)) }
+            for item in items {
+                guard admitsProvider(of: item) else {
+                    counters.proposalsUnbonded += 1
+                    continue
+                }
+                countSyncItem(store.verifyAndInsert(item, networkID: networkID, now: now))
+            }
             apply(syncEffects, &node, now, &rng)
             noteSyncProgress(now: now)
         }
@@ -287,9 +319,12 @@ public struct MarketPart: NodePart {
         serviceType: String, country: String?, maxPricePerGiB: UInt64?, maxPricePerMinute: UInt64?,
         now: Instant, limit: Int, rtt: (PublicKey) -> Duration?
     ) -> [ServiceProposal] {
-        store.query(
+        let found = store.query(
             serviceType: serviceType, country: country, maxPricePerGiB: maxPricePerGiB,
             maxPricePerMinute: maxPricePerMinute, consumer: identity.publicKey, now: now, limit: limit, rtt: rtt)
+        // Offers stored before their provider unbonded are held but not offered.
+        guard let bonds else { return found }
+        return found.filter { bonds.admits($0.provider) }
     }
 
     /// Asks `provider` at `endpoint` for its own proposal of `serviceType` (see
@@ -333,7 +368,40 @@ public struct MarketPart: NodePart {
     }
 
     var providerStatus: ProviderStatus? {
-        provider.map { ProviderStatus(proposal: $0.own?.offer, withdrawn: $0.tombstoned, nextRefresh: $0.nextRefresh) }
+        provider.map {
+            ProviderStatus(
+                proposal: $0.own?.offer, withdrawn: $0.tombstoned, nextRefresh: $0.nextRefresh,
+                bondNeeded: bonds.flatMap { $0.admits(identity.publicKey) ? nil : $0.minimum })
+        }
+    }
+
+    // MARK: - Stakes
+
+    /// Whether an offer's provider may offer services: always without a ledger; with one, only with a
+    /// provider bond of at least the minimum. Withdrawals always pass (an unbonded provider withdraws).
+    func admitsProvider(of bytes: [UInt8]) -> Bool {
+        guard let bonds else { return true }
+        guard let signed = try? SignedProposal(decoding: bytes) else { return true }  // the store refuses it
+        guard signed.offer != nil else { return true }
+        return bonds.admits(signed.provider)
+    }
+
+    /// This node's own bond may have changed: publish once bonded, withdraw when it falls short.
+    private mutating func ownBondChanged(_ node: inout NodeKernel, now: Instant, rng: inout some RandomNumberGenerator)
+    {
+        guard let role = provider, let bonds else { return }
+        if bonds.admits(identity.publicKey) {
+            if role.withdrawnForBond {
+                provider!.withdrawnForBond = false
+                provider!.tombstoned = false
+                provider!.nextRefresh = now
+            } else if role.own == nil, role.nextRefresh != nil {
+                provider!.nextRefresh = now
+            }
+        } else if role.own != nil, !role.tombstoned {
+            withdraw(&node, now: now)
+            provider!.withdrawnForBond = true
+        }
     }
 
     // MARK: - Internals
@@ -400,6 +468,11 @@ public struct MarketPart: NodePart {
     ) {
         guard var role = provider else { return }
         role.nextRefresh = now + config.refreshInterval
+        if let bonds, !bonds.admits(identity.publicKey) {
+            // No offer without a provider bond; the bond's arrival publishes at once.
+            provider = role
+            return
+        }
         // Milliseconds since the epoch grow across restarts; +1 covers two refreshes in one ms.
         role.lastSeq = max(role.lastSeq + 1, UInt64(max(0, now.nanoseconds / 1_000_000)))
         let offer = ServiceProposal(

@@ -65,7 +65,9 @@ public enum NodeNotice: Sendable, Equatable {
     case tunnelUsage([TunnelUsage])
     /// The consumer's meters for its tunnel to `provider` (sent to it as a dialogue `status`).
     case tunnelMeters(provider: PublicKey, StatusReport)
-    // Ledger (LedgerPart): what committee members answered a vote request of ours.
+    // Ledger (LedgerPart): providers' bonds (the market admits only bonded providers' offers)...
+    case providerBonds(ProviderBonds)
+    // ... and what committee members answered a vote request of ours.
     case ledgerVote(Vote, from: PublicKey)
     case ledgerRefusal(EntryHash, RefusalCode, from: PublicKey)
     /// The store read a `ledgerEntries` command asked for.

@@ -20,8 +20,11 @@ public struct ProposalReport: Codable, Sendable, Equatable {
     public var seq: UInt64
     public var expiresInSeconds: Double
     public var rttMs: Double?
+    /// The provider's certified provider bond (with a ledger; nil without one).
+    public var bond: UInt64?
 
-    public init(_ proposal: ServiceProposal, now: Instant, rtt: Duration?) {
+    public init(_ proposal: ServiceProposal, now: Instant, rtt: Duration?, bond: UInt64? = nil) {
+        self.bond = bond
         provider = NodeAddress(publicKey: proposal.provider).description
         serviceType = proposal.serviceType
         country = proposal.location.country
@@ -66,6 +69,8 @@ public struct MarketReport: Codable, Sendable, Equatable {
         public var seq: UInt64?
         public var withdrawn: Bool
         public var nextRefreshInSeconds: Double?
+        /// With a ledger: the provider bond the offer needs, when this node's is below it.
+        public var bondNeeded: UInt64?
     }
 
     public var gossipPeers: [GossipPeer]
@@ -121,7 +126,7 @@ public struct MarketReport: Codable, Sendable, Equatable {
         provider = status.provider.map {
             Provider(
                 serviceType: $0.proposal?.serviceType, seq: $0.proposal?.seq, withdrawn: $0.withdrawn,
-                nextRefreshInSeconds: $0.nextRefresh.map { $0.since(now).seconds })
+                nextRefreshInSeconds: $0.nextRefresh.map { $0.since(now).seconds }, bondNeeded: $0.bondNeeded)
         }
     }
 }
@@ -155,7 +160,11 @@ extension ControlRouter {
                 serviceType: service, country: country, maxPricePerGiB: limits["max_price_gib"],
                 maxPricePerMinute: limits["max_price_min"], now: now, limit: limit)
             return ProposalsReport(
-                proposals: found.map { ProposalReport($0, now: now, rtt: instance.measuredRTT(to: $0.provider)) },
+                proposals: found.map {
+                    ProposalReport(
+                        $0, now: now, rtt: instance.measuredRTT(to: $0.provider),
+                        bond: instance.market.bonds?.bond(of: $0.provider))
+                },
                 stored: instance.marketStatus.proposals)
         }
         report.indexed = discovered?.indexed

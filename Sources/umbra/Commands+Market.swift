@@ -180,16 +180,19 @@ struct ProposalsCommand: AsyncParsableCommand {
             if let indexed = report.indexed { print("DHT provider index: \(indexed) providers") }
             return
         }
+        // With a ledger, each provider's bond is shown (only bonded providers' offers count).
+        let bonded = report.proposals.contains { $0.bond != nil }
         let rows = report.proposals.map { proposal in
             [
                 proposal.provider, proposal.country + (proposal.region.map { "/\($0)" } ?? ""),
                 proposal.ipType ?? "-", "\(proposal.pricePerGib)", "\(proposal.pricePerMinute)", "\(proposal.capacity)",
                 proposal.access, proposal.rttMs.map { String(format: "%.1f ms", $0) } ?? "-",
                 proposal.direct.first ?? (proposal.relays.isEmpty ? "-" : "relayed"),
-            ]
+            ] + (bonded ? [proposal.bond.map(String.init) ?? "-"] : [])
         }
         Format.table(
-            header: ["PROVIDER", "LOCATION", "IP", "PRICE/GIB", "PRICE/MIN", "CAPACITY", "ACCESS", "RTT", "CONTACT"],
+            header: ["PROVIDER", "LOCATION", "IP", "PRICE/GIB", "PRICE/MIN", "CAPACITY", "ACCESS", "RTT", "CONTACT"]
+                + (bonded ? ["BOND"] : []),
             rows: rows)
         print("\(report.proposals.count) matching of \(report.stored) live proposals")
         if let indexed = report.indexed {

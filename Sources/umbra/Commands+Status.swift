@@ -41,7 +41,10 @@ struct Status: AsyncParsableCommand {
             if let provider = market.provider {
                 print(
                     "providing   \(provider.serviceType ?? "-") seq \(provider.seq.map(String.init) ?? "-")"
-                        + (provider.withdrawn ? " (withdrawn)" : ""))
+                        + (provider.withdrawn ? " (withdrawn)" : "")
+                        + (provider.bondNeeded.map {
+                            "; not offered: needs a provider bond of \($0) (umbra ledger bond provider \($0))"
+                        } ?? ""))
             }
         }
         if let relay = report.relay { printRelayStatus(relay) }

@@ -3,8 +3,10 @@
 // without being listed in any contact list, and catch-up: a node added after entries were
 // certified, and one on the far side of a partition, fetch what they missed from the committee.
 
+import Gossip
 import Ledger
 import NetSim
+import Proposals
 import Testing
 import UmbraCore
 import UmbraTestKit
@@ -162,5 +164,82 @@ struct LedgerClientTests {
                 "seed \(seed) node \(index)")
             #expect(sim.instance(index).ledger.syncCounters.entriesFetched >= 1, "seed \(seed) node \(index)")
         }
+    }
+}
+
+@Suite("Stakes gate the market, in NetSim", .timeLimit(.minutes(3)))
+struct StakeGateTests {
+    @Test(arguments: [UInt64(11), 12])
+    func anOfferCountsOnlyWhileItsProviderIsBonded(seed: UInt64) throws {
+        var sim = NetSim(
+            seed: seed,
+            link: LinkModel(minimumLatency: .milliseconds(20), maximumLatency: .milliseconds(50), lossRate: 0))
+        let fixture = ClientFixture(seed: seed)
+        let provider = 4
+        for index in 0..<6 {
+            var config = fixture.config(index: index)
+            if index == provider {
+                var offer = ProvideConfig()
+                offer.location = .init(country: "DE")
+                config.market.provide = offer
+            }
+            sim.addNode(identity: fixture.identities[index], config: config)
+        }
+        let key = fixture.identities[provider].publicKey
+        func offered(on index: Int) -> Bool {
+            sim.instance(index).proposals(serviceType: "ip-tunnel", country: "DE", now: sim.now).contains {
+                $0.provider == key
+            }
+        }
+        sim.run(for: .seconds(15))
+        #expect(!offered(on: 5), "seed \(seed): no bond, no offer")
+        #expect(sim.instance(provider).market.providerStatus?.bondNeeded == 10)
+        #expect(sim.instance(provider).market.counters.proposalsPublished == 0, "it did not even publish")
+
+        sim.submit(.ledger(.bond(.provider, amount: 10)), id: CommandID(1), on: provider)
+        sim.run(for: .seconds(5))
+        guard case .ledgerCertified? = sim.completion(of: CommandID(1), on: provider) else {
+            Issue.record("seed \(seed): \(String(describing: sim.completion(of: CommandID(1), on: provider)))")
+            return
+        }
+        for index in [0, 1, 5] { #expect(offered(on: index), "seed \(seed) node \(index): bonded, offered") }
+        #expect(sim.instance(5).market.bonds?.bond(of: key) == 10)
+
+        sim.submit(.ledger(.unbond(.provider, amount: 10)), id: CommandID(2), on: provider)
+        sim.run(for: .seconds(5))
+        guard case .ledgerCertified? = sim.completion(of: CommandID(2), on: provider) else {
+            Issue.record("seed \(seed): \(String(describing: sim.completion(of: CommandID(2), on: provider)))")
+            return
+        }
+        for index in [0, 1, 5] { #expect(!offered(on: index), "seed \(seed) node \(index): unbonded, withdrawn") }
+        #expect(sim.instance(provider).market.providerStatus?.withdrawn == true)
+    }
+
+    @Test func aGossipedOfferOfAnUnbondedProviderIsDroppedAndCounted() throws {
+        let fixture = ClientFixture(seed: 13)
+        var config = fixture.config(index: 5)
+        config.storage.isEnabled = false
+        var bench = PartBench(identity: fixture.identities[5], config: config) { MarketPart(identity: $0, config: $1) }
+        bench.feed(.start)
+        let stranger = fixture.identities[6]
+        let offer = ServiceProposal(
+            provider: stranger.publicKey, seq: 1, issuedAt: bench.now, expiresAt: bench.now + .seconds(600),
+            serviceType: "ip-tunnel", location: .init(country: "DE"), pricePerGiB: 1, pricePerMinute: 1, capacity: 8,
+            access: .open, contacts: .init(direct: []))
+        let bytes = try SignedProposal.make(offer: offer, identity: stranger, networkID: config.sessions.networkID)
+            .encoded()
+        let id = MessageID(topic: .proposals, data: bytes)
+        #expect(
+            bench.feed(.notice(.gossipValidate(.proposals, bytes, id, from: stranger.publicKey))) == [
+                .gossipVerdict(id, .ignore)
+            ])
+        #expect(bench.part.counters.proposalsUnbonded == 1 && bench.part.store.offers(now: bench.now).isEmpty)
+        bench.feed(
+            .notice(
+                .providerBonds(ProviderBonds(minimum: 10, bonds: [stranger.publicKey: 10], isComplete: false))))
+        #expect(
+            bench.feed(.notice(.gossipValidate(.proposals, bytes, id, from: stranger.publicKey))).last
+                == .gossipVerdict(id, .accept))
+        #expect(bench.part.store.offers(now: bench.now).map(\.provider) == [stranger.publicKey])
     }
 }
