@@ -39,6 +39,10 @@ protocol FlowView {
     func hasDialogue(with provider: PublicKey) -> Bool
     /// The ledger committee of `epoch` (nil: the ledger is off, or the epoch is not known here).
     func ledgerCommittee(epoch: UInt64) -> Committee?
+    /// The epoch whose committee must anchor `entry` (a crossing), nil when none must.
+    func ledgerAnchorEpoch(for entry: LedgerEntry) -> UInt64?
+    /// The consumer of a channel this node knows (to check close reports' promises as they arrive).
+    func ledgerChannelConsumer(_ channel: ChannelID) -> PublicKey?
 }
 
 /// What a flow asks the node to do.
@@ -69,10 +73,25 @@ enum FlowInput: Sendable {
     case dialogueFailed(PublicKey, DialogueFailure)
     case pong(PublicKey, Duration)
     case hostCompleted(HostRequest, HostOutcome)
-    case ledgerVote(Vote, from: PublicKey)
+    case ledgerVote(Vote, proof: ChannelPromise?, from: PublicKey)
     case ledgerRefusal(EntryHash, RefusalCode, from: PublicKey)
     /// The flow's deadline passed.
     case deadline
+}
+
+/// One committee's side of a ledger submission: its votes, and who answered (one answer per member
+/// counts, so the table is bounded by the committee).
+struct LedgerQuorum: Sendable {
+    var collector: CertificateCollector
+    var answered: Set<PublicKey> = []
+    var refusedStake: Amount = 0
+    var certificate: Certificate?
+
+    /// Whether the members that have not refused still carry more than two thirds of the stake.
+    var canReachQuorum: Bool {
+        let total = collector.committee.totalStake
+        return exceedsTwoThirds(total - refusedStake, of: total)
+    }
 }
 
 struct CommandFlow: Sendable {
@@ -100,9 +119,8 @@ struct CommandFlow: Sendable {
         case settingUpHost(ClientSession, ServiceProposal)
         /// Waiting for the shell to tear the tunnel to `provider` down.
         case tearingDown(provider: PublicKey?)
-        /// Collecting votes; `answered` holds the members that voted or refused (one answer each
-        /// counts, so the table is bounded by the committee).
-        case certifying(CertificateCollector, answered: Set<PublicKey>, refusedStake: Amount, refusals: [RefusalCode])
+        /// Collecting votes: from the entry's epoch committee, and for a crossing from the anchor's.
+        case certifying([LedgerQuorum], refusals: [RefusalCode])
         case done
     }
 
@@ -216,37 +234,55 @@ struct CommandFlow: Sendable {
             return finish(.dialogueOpened(session))
         case (.dialogue(let provider), .dialogueFailed(let failed, let failure)) where failed == provider:
             return finish(.failed(.dialogue(failure)))
-        case (.certifying(var collector, var answered, let refusedStake, let refusals), .ledgerVote(let vote, _))
-        where vote.entryHash == collector.entryHash:
-            guard let certificate = try? collector.add(vote) else {
-                if collector.committee.contains(vote.validator) { answered.insert(vote.validator) }
-                state = .certifying(collector, answered: answered, refusedStake: refusedStake, refusals: refusals)
+        case (.certifying(var quorums, let refusals), .ledgerVote(let vote, let proof, _))
+        where vote.entryHash == quorums[0].collector.entryHash:
+            // Only a vote that checks marks its member as answered: a forged one naming a member
+            // changes nothing.
+            for index in quorums.indices where quorums[index].collector.epoch == vote.epoch {
+                do throws(LedgerError) {
+                    let made = try quorums[index].collector.add(vote, proof: proof)
+                    quorums[index].answered.insert(vote.validator)
+                    if let made { quorums[index].certificate = made }
+                } catch {
+                    continue
+                }
+            }
+            let certificates = quorums.compactMap(\.certificate)
+            guard certificates.count == quorums.count else {
+                state = .certifying(quorums, refusals: refusals)
                 return []
             }
-            let certified = CertifiedEntry(entry: collector.entry, certificate: certificate)
+            let certified = CertifiedEntry(
+                entry: quorums[0].collector.entry, certificate: certificates[0], anchor: certificates.dropFirst().first)
             return [.ledgerCertified(certified)] + finish(.ledgerCertified(certified))
-        case (
-            .certifying(let collector, var answered, var refusedStake, var refusals),
-            .ledgerRefusal(let hash, let code, let from)
-        )
-        where hash == collector.entryHash:
-            guard let stake = collector.committee.stake(of: from), answered.insert(from).inserted else { return [] }
-            refusedStake += stake
-            refusals.append(code)
-            let total = collector.committee.totalStake
-            guard exceedsTwoThirds(total - refusedStake, of: total) else {
-                let reasons = Set(refusals.map(\.description)).sorted().joined(separator: "; ")
-                return finish(.failed(.ledger("refused by \(refusedStake) of \(total) stake: \(reasons)")))
+        case (.certifying(var quorums, var refusals), .ledgerRefusal(let hash, let code, let from))
+        where hash == quorums[0].collector.entryHash:
+            var counted = false
+            for index in quorums.indices {
+                guard let stake = quorums[index].collector.committee.stake(of: from),
+                    quorums[index].answered.insert(from).inserted
+                else { continue }
+                quorums[index].refusedStake += stake
+                counted = true
             }
-            state = .certifying(collector, answered: answered, refusedStake: refusedStake, refusals: refusals)
+            guard counted else { return [] }
+            refusals.append(code)
+            if let blocked = quorums.first(where: { !$0.canReachQuorum }) {
+                let total = blocked.collector.committee.totalStake
+                let reasons = Set(refusals.map(\.description)).sorted().joined(separator: "; ")
+                return finish(
+                    .failed(.ledger("refused by \(blocked.refusedStake) of \(total) stake: \(reasons)")))
+            }
+            state = .certifying(quorums, refusals: refusals)
             return []
-        case (.certifying(let collector, _, let refusedStake, _), .deadline):
-            let total = collector.committee.totalStake
+        case (.certifying(let quorums, _), .deadline):
+            let short = quorums.first { $0.certificate == nil } ?? quorums[0]
+            let total = short.collector.committee.totalStake
             return finish(
                 .failed(
                     .ledger(
-                        "no quorum within \(Self.ledgerWait): \(collector.collectedStake) of \(total) stake voted, "
-                            + "\(refusedStake) refused")))
+                        "no quorum within \(Self.ledgerWait): \(short.collector.collectedStake) of \(total) stake "
+                            + "of epoch \(short.collector.epoch) voted, \(short.refusedStake) refused")))
 
         case (.dialogue, .deadline):
             return finish(.failed(.dialogue(.timeout)))
@@ -343,11 +379,28 @@ struct CommandFlow: Sendable {
             guard let committee = view.ledgerCommittee(epoch: entry.epoch) else {
                 return finish(.failed(.ledger("the ledger is off here, or epoch \(entry.epoch) is unknown")))
             }
-            state = .certifying(
-                CertificateCollector(entry: entry, committee: committee), answered: [], refusedStake: 0,
-                refusals: [])
+            var consumer: PublicKey?
+            if case .channelClose(let channel, _) = entry.body { consumer = view.ledgerChannelConsumer(channel) }
+            var quorums = [
+                LedgerQuorum(
+                    collector: CertificateCollector(entry: entry, committee: committee, channelConsumer: consumer))
+            ]
+            // A crossing also needs the anchor committee's votes (docs/protocol.md §15.4).
+            if let anchorEpoch = view.ledgerAnchorEpoch(for: entry) {
+                guard let anchor = view.ledgerCommittee(epoch: anchorEpoch) else {
+                    return finish(.failed(.ledger("epoch \(anchorEpoch) is unknown here")))
+                }
+                quorums.append(
+                    LedgerQuorum(
+                        collector: CertificateCollector(
+                            entry: entry, committee: anchor, epoch: anchorEpoch, channelConsumer: consumer)))
+            }
+            state = .certifying(quorums, refusals: [])
             deadline = now + Self.ledgerWait
-            return committee.members.map { .sendLedger(.voteRequest(entry), to: $0.identity) }
+            var asked = Set<PublicKey>()
+            return quorums.flatMap(\.collector.committee.members).compactMap { member in
+                asked.insert(member.identity).inserted ? .sendLedger(.voteRequest(entry), to: member.identity) : nil
+            }
         }
     }
 

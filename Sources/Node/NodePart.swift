@@ -66,7 +66,7 @@ public enum NodeNotice: Sendable, Equatable {
     /// The consumer's meters for its tunnel to `provider` (sent to it as a dialogue `status`).
     case tunnelMeters(provider: PublicKey, StatusReport)
     // Ledger (LedgerPart): what committee members answered a vote request of ours.
-    case ledgerVote(Vote, from: PublicKey)
+    case ledgerVote(Vote, proof: ChannelPromise?, from: PublicKey)
     case ledgerRefusal(EntryHash, RefusalCode, from: PublicKey)
     // The shell.
     /// The shell answered a host request (HostRequests.swift).
