@@ -452,6 +452,38 @@ struct LedgerSimTests {
         #expect(Self.balances(sim, 5, fixture) == [850, 650], "seed \(seed)")
     }
 
+    @Test(arguments: [UInt64(11), 12])
+    func anEntryAfterAnEpochChangeCarriesTheOldCommitteesAnchor(seed: UInt64) throws {
+        var (sim, fixture) = Self.network(seed: seed)
+        let next = try #require(sim.instance(0).ledger.state?.nextCommittee())
+        let change = LedgerEntry.make(
+            network: UmbraTestKit.network, epoch: 0, identity: fixture.payee, height: 0, prev: .zero,
+            body: .epochChange(newEpoch: 1, committee: next, at: sim.now))
+        sim.submit(.ledgerSubmit(change), id: CommandID(1), on: 4)
+        sim.run(for: .seconds(3))
+        guard case .ledgerCertified? = sim.completion(of: CommandID(1), on: 4) else {
+            Issue.record("seed \(seed): epoch change not certified")
+            return
+        }
+        for index in 0..<sim.nodeCount { #expect(sim.instance(index).ledger.state?.epoch == 1, "node \(index)") }
+
+        // The payer's first entry of epoch 1 leaves its epoch 0: both committees certify it.
+        let crossing = LedgerEntry.make(
+            network: UmbraTestKit.network, epoch: 1, identity: fixture.payer, height: 0, prev: .zero,
+            body: .transfer(recipient: fixture.payee.publicKey, amount: 100))
+        sim.submit(.ledgerSubmit(crossing), id: CommandID(2), on: 5)
+        sim.run(for: .seconds(3))
+        guard case .ledgerCertified(let certified)? = sim.completion(of: CommandID(2), on: 5) else {
+            Issue.record("seed \(seed): \(String(describing: sim.completion(of: CommandID(2), on: 5)))")
+            return
+        }
+        #expect(certified.certificate.epoch == 1 && certified.anchor?.epoch == 0, "seed \(seed)")
+        for index in 0..<sim.nodeCount {
+            #expect(Self.balances(sim, index, fixture) == [900, 600], "seed \(seed) node \(index)")
+            #expect(sim.instance(index).ledger.state?.accounts[fixture.payer.publicKey]?.epoch == 1)
+        }
+    }
+
     @Test(arguments: [UInt64(4), 5, 6, 7])
     func aValidatorCrashedDuringItsLockWriteNeverVotesTwiceForTheSlot(seed: UInt64) throws {
         var (sim, fixture) = Self.network(seed: seed)
