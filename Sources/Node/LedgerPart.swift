@@ -19,8 +19,9 @@
 //   failed write feeds `persistFailed(token:)`, and the next request for the entry writes it again.
 //   At start the saved locks are loaded into `Validator(restoredLocks:)`, so a member restarted
 //   after a crash never signs a second entry for a slot; a record that does not decode keeps its
-//   slot refused. Locks the validator releases (its account's certified height passed them) are
-//   deleted. With storage off the lock is only in memory (a test or a throwaway network).
+//   slot refused. Locks below an account's certified height are dropped from memory at once and
+//   deleted from disk at the next start, once the replayed entries (durable) pass them. With
+//   storage off the lock is only in memory (a test or a throwaway network).
 // - Client. `NodeCommand.ledgerSubmit` (CommandFlow.swift) sends vote requests; this part hands
 //   the votes and refusals it receives to the commands (`NodeNotice.ledgerVote/ledgerRefusal`), and
 //   applies and gossips the certificate the command made (`acceptOwn`).
@@ -90,7 +91,7 @@ public struct LedgerCounters: Sendable, Equatable {
     public var entryWriteFailures: UInt64 = 0
     /// Applied entries never written (retries exhausted): a restart will not replay them.
     public var entryWritesLost: UInt64 = 0
-    /// Lock records deleted because the validator released them.
+    /// Lock records deleted at start because the replayed entries pass them.
     public var locksDeleted: UInt64 = 0
     public var malformed: UInt64 = 0
     public init() {}
@@ -341,8 +342,11 @@ public struct LedgerPart: NodePart {
         }
     }
 
-    /// Deletes the lock records the validator released (its accounts' certified heights passed
-    /// them). A failed delete only leaves a record the next start releases again.
+    /// Deletes the lock records the validator released at start: the replayed entries, read from
+    /// disk, pass them, so the replica refuses their positions after any later restart too. (Locks
+    /// released while running are only dropped from memory: the entries that pass them may not be
+    /// durable yet, and a restart without them and without the lock could vote again.) A failed
+    /// delete only leaves a record the next start releases again.
     private mutating func deleteReleasedLocks(_ node: inout NodeKernel) {
         guard let released = validator?.takeReleasedLocks(), !released.isEmpty else { return }
         counters.locksDeleted += UInt64(released.count)
@@ -431,7 +435,8 @@ public struct LedgerPart: NodePart {
         }
         guard case .applied = result else { return .duplicate }
         counters.entriesApplied += 1
-        deleteReleasedLocks(&node)
+        // Dropped from memory; their records go at the next start (`deleteReleasedLocks`).
+        _ = validator?.takeReleasedLocks()
         let certified = verified.certified
         let mutations: [StorageMutation] = [
             .put(.ledgerEntries, key: Slot(entry: certified.entry).storageKey, value: certified.encoded())

@@ -192,23 +192,41 @@ struct LedgerPartTests {
         #expect(vote.entryHash == entry.hash)
     }
 
-    @Test func locksBelowTheCertifiedHeightAreDeleted() throws {
-        var (bench, fixture) = Self.loaded()
-        let committee = bench.part.state!.committee
+    @Test func locksBelowTheReplayedHeightAreDeletedAtStartAndOnlyThen() throws {
+        let fixture = LedgerFixture(seed: 1)
+        let committee = try LedgerState(genesis: fixture.genesis).committee
         let first = fixture.transfer(10)
         let second = fixture.transfer(20, height: 1, prev: first.hash)
-        var requests: [StorageOperation] = []
-        for entry in [first, second] {
-            bench.part.receiveOwn(.voteRequest(entry), &bench.kernel, now: bench.now, rng: &bench.rng)
-            let writes = Self.storageRequests(&bench)
-            try #require(writes.count == 1)
-            bench.feed(.notice(.storageCompleted(StorageCompletion(token: writes[0].token, outcome: .written))))
-            bench.part.acceptOwn(Self.certified(entry, fixture, committee), &bench.kernel)
-            requests += Self.storageRequests(&bench).map(\.operation)
+        let record = { (entry: LedgerEntry) in
+            let lock = LockRecord(slot: Slot(entry: entry), entryHash: entry.hash, report: 0, channelMark: .none)
+            return StorageEntry(key: lock.slot.storageKey, value: lock.encoded())
         }
-        #expect(requests.contains(.write([.delete(.ledgerLocks, key: Slot(entry: first).storageKey)])))
-        #expect(!requests.contains(.write([.delete(.ledgerLocks, key: Slot(entry: second).storageKey)])))
+        let stored = { (entry: LedgerEntry) in
+            StorageEntry(key: Slot(entry: entry).storageKey, value: Self.certified(entry, fixture, committee).encoded())
+        }
+        var (bench, _) = Self.loaded(locks: [record(first), record(second)], entries: [stored(first), stored(second)])
+        #expect(bench.part.counters.entriesReplayed == 2)
+        // The replayed entries are on disk: the lock below the last certified height can go.
+        #expect(
+            Self.storageRequests(&bench).map(\.operation) == [
+                .write([.delete(.ledgerLocks, key: Slot(entry: first).storageKey)])
+            ])
         #expect(bench.part.counters.locksDeleted == 1)
+
+        // While running, a lock the ledger passes is dropped from memory, but its record stays until
+        // the entries that pass it are known durable (the next start).
+        let third = fixture.transfer(30, height: 2, prev: second.hash)
+        bench.part.receiveOwn(.voteRequest(third), &bench.kernel, now: bench.now, rng: &bench.rng)
+        let writes = Self.storageRequests(&bench)
+        try #require(writes.count == 1)
+        bench.feed(.notice(.storageCompleted(StorageCompletion(token: writes[0].token, outcome: .written))))
+        bench.part.acceptOwn(Self.certified(third, fixture, committee), &bench.kernel)
+        let later = Self.storageRequests(&bench).map(\.operation)
+        #expect(
+            !later.contains { operation in
+                guard case .write(let mutations) = operation else { return false }
+                return mutations.contains { if case .delete = $0 { true } else { false } }
+            })
     }
 
     @Test func aFailedEntryWriteIsRetriedThenCounted() throws {
