@@ -1,24 +1,29 @@
 // Certificates (DESIGN §6): votes for one entry from strictly more than two thirds of the epoch
 // committee's stake. Wire form (docs/protocol.md §15.4): epoch u64 | account 32 | height u64 |
-// entry hash 32 | count u16 | count × (validator 32 | report u64 | signature 64), validators in
-// strictly increasing byte order (canonical, no duplicates). Each vote is rebuilt from the shared
-// fields and its own, then verified.
+// entry hash 32 | count u16 | count × (validator 32 | report u64 | signature 64 | [promise 104 when
+// report > 0]), validators in strictly increasing byte order (canonical, no duplicates). Each vote is
+// rebuilt from the shared fields and its own, then verified. A report is only as good as the
+// consumer's promise it carries (the ledger checks that promise against the channel).
 
 import UmbraCore
 import UmbraCrypto
 
 /// One validator's part of a certificate.
 public struct CertificateVote: Hashable, Sendable {
+    /// Without a proof; a vote with a report adds `ChannelPromise.encodedSize`.
     public static let encodedSize = 32 + 8 + Ed25519.signatureBytes
 
     public var validator: PublicKey
     public var report: Amount
     public var signature: [UInt8]
+    /// The consumer's promise of `report` (present exactly when `report > 0`).
+    public var proof: ChannelPromise?
 
-    public init(validator: PublicKey, report: Amount, signature: [UInt8]) {
+    public init(validator: PublicKey, report: Amount, signature: [UInt8], proof: ChannelPromise? = nil) {
         self.validator = validator
         self.report = report
         self.signature = signature
+        self.proof = proof
     }
 }
 
@@ -81,23 +86,33 @@ public struct Certificate: Hashable, Sendable {
         }
     }
 
-    /// The highest `report` among the votes: what a certified channel close settles to the provider
-    /// (at least; the ledger also counts claims it already applied).
-    public var highestReport: Amount { votes.map(\.report).max() ?? 0 }
+    /// The promises the votes' reports rest on: what a certified channel close can settle to the
+    /// provider (the ledger checks each against the channel and also counts claims it applied).
+    public var proofs: [ChannelPromise] { votes.compactMap(\.proof) }
 
     /// Throws unless this certifies `entry`: same slot and hash, the committee is `committee` (of
-    /// `entry.epoch`), every voter a member with a valid signature, no voter twice, and the voters'
-    /// stake strictly more than two thirds of the committee's.
+    /// `entry.epoch`), every voter a member with a valid signature, no voter twice, every report
+    /// carrying a promise of its amount, and the voters' stake strictly more than two thirds of the
+    /// committee's.
     public func verify(for entry: LedgerEntry, committee: Committee) throws(LedgerError) {
-        guard epoch == entry.epoch else { throw .wrongEpoch(expected: entry.epoch, got: epoch) }
-        guard account == entry.account, height == entry.height, entryHash == entry.hash else {
+        try verify(for: entry, hash: entry.hash, committee: committee, epoch: entry.epoch)
+    }
+
+    /// As `verify(for:committee:)`, with the votes' epoch `epoch`: the entry's own for its certificate,
+    /// the account's previous epoch for an anchor (`CertifiedEntry.anchor`).
+    func verify(for entry: LedgerEntry, hash: EntryHash, committee: Committee, epoch: UInt64) throws(LedgerError) {
+        guard self.epoch == epoch else { throw .wrongEpoch(expected: epoch, got: self.epoch) }
+        guard account == entry.account, height == entry.height, entryHash == hash else {
             throw .voteForOtherEntry
         }
         var seen = Set<PublicKey>()
         var signed: Amount = 0
-        for vote in fullVotes {
+        for (vote, part) in zip(fullVotes, votes) {
             guard let stake = committee.stake(of: vote.validator) else { throw .notInCommittee(vote.validator) }
             guard seen.insert(vote.validator).inserted else { throw .duplicateVote(vote.validator) }
+            guard part.proof?.amount == (vote.report > 0 ? vote.report : nil) else {
+                throw .unprovenReport(vote.validator)
+            }
             guard vote.hasValidSignature(network: entry.network) else { throw .badVoteSignature(vote.validator) }
             signed = try signed.adding(stake)
         }
@@ -119,6 +134,7 @@ public struct Certificate: Hashable, Sendable {
             writer.write(vote.validator)
             writer.write(vote.report)
             writer.write(raw: vote.signature)
+            if let proof = vote.proof { writer.write(raw: proof.encoded()) }
         }
         return writer.bytes
     }
@@ -143,9 +159,16 @@ public struct Certificate: Hashable, Sendable {
         }
         var votes: [CertificateVote] = []
         for _ in 0..<count {
-            let vote = CertificateVote(
+            var vote = CertificateVote(
                 validator: try reader.readPublicKey(), report: try reader.readUInt64(),
                 signature: try reader.readSignature())
+            if vote.report > 0 {
+                let proof = try ChannelPromise.read(from: &reader)
+                guard proof.amount == vote.report else {
+                    throw .invalid(field: "certificate", reason: "a report and its promise differ")
+                }
+                vote.proof = proof
+            }
             if let last = votes.last, !last.validator.bytes.lexicographicallyPrecedes(vote.validator.bytes) {
                 throw .invalid(field: "certificate", reason: "validators not in strictly increasing order")
             }
@@ -159,53 +182,78 @@ public struct Certificate: Hashable, Sendable {
 public struct CertifiedEntry: Hashable, Sendable {
     public var entry: LedgerEntry
     public var certificate: Certificate
+    /// For a crossing (an entry of a later epoch than its account's last entry): the same entry
+    /// certified by the committee of the account's epoch, whose members lock (account, height) across
+    /// epochs. Nil otherwise.
+    public var anchor: Certificate?
 
-    public init(entry: LedgerEntry, certificate: Certificate) {
+    public init(entry: LedgerEntry, certificate: Certificate, anchor: Certificate? = nil) {
         self.entry = entry
         self.certificate = certificate
+        self.anchor = anchor
     }
+
+    /// BLAKE2b-256 of the wire form: two certificates for one entry are two items.
+    public var identity: Key256 { LedgerDomain.hash(encoded()) }
 }
 
 // MARK: - Collector
 
 /// Gathers votes for one entry until they form a certificate (a client's side of DESIGN §6).
-/// Every vote is checked as it arrives: epoch, slot and hash, committee membership, signature.
+/// Every vote is checked as it arrives: epoch, slot and hash, committee membership, signature, and a
+/// report's promise.
 public struct CertificateCollector: Sendable {
     public let entry: LedgerEntry
     public let entryHash: EntryHash
     public let committee: Committee
+    /// The epoch of the votes: the entry's, or the account's previous one for an anchor.
+    public let epoch: UInt64
+    /// The consumer of the channel the entry closes, when known: a report's promise is checked
+    /// against it as it arrives.
+    public let channelConsumer: PublicKey?
     private var votes: [PublicKey: CertificateVote] = [:]
     private var signedStake: Amount = 0
     /// Set once the votes carry more than two thirds of the stake.
     public private(set) var certificate: Certificate?
 
-    /// `committee` must be the committee of `entry.epoch`.
-    public init(entry: LedgerEntry, committee: Committee) {
+    /// `committee` must be the committee of `epoch` (by default the entry's epoch; for an anchor, the
+    /// epoch of the account's last entry).
+    public init(entry: LedgerEntry, committee: Committee, epoch: UInt64? = nil, channelConsumer: PublicKey? = nil) {
         self.entry = entry
         self.entryHash = entry.hash
         self.committee = committee
+        self.epoch = epoch ?? entry.epoch
+        self.channelConsumer = channelConsumer
     }
 
     /// The stake of the votes collected so far.
     public var collectedStake: Amount { signedStake }
 
-    /// Adds `vote`; returns the certificate when this vote completes it (once), nil otherwise. A
-    /// repeated vote of one validator is ignored. Throws (and keeps nothing) for a vote of the wrong
-    /// epoch, slot or entry, of a non-member, or with a bad signature.
-    public mutating func add(_ vote: Vote) throws(LedgerError) -> Certificate? {
-        guard vote.epoch == entry.epoch else { throw .wrongEpoch(expected: entry.epoch, got: vote.epoch) }
+    /// Adds `vote` (with `proof`, the promise its report rests on); returns the certificate when this
+    /// vote completes it (once), nil otherwise. A repeated vote of one validator is ignored. Throws
+    /// (and keeps nothing) for a vote of the wrong epoch, slot or entry, of a non-member, with a bad
+    /// signature, or with a report its proof does not match.
+    public mutating func add(_ vote: Vote, proof: ChannelPromise? = nil) throws(LedgerError) -> Certificate? {
+        guard vote.epoch == epoch else { throw .wrongEpoch(expected: epoch, got: vote.epoch) }
         guard vote.account == entry.account, vote.height == entry.height, vote.entryHash == entryHash else {
             throw .voteForOtherEntry
         }
         guard let stake = committee.stake(of: vote.validator) else { throw .notInCommittee(vote.validator) }
         guard vote.hasValidSignature(network: entry.network) else { throw .badVoteSignature(vote.validator) }
+        if vote.report > 0 {
+            guard let proof, proof.amount == vote.report, case .channelClose(let channel, _) = entry.body,
+                proof.channel == channel,
+                channelConsumer.map({ proof.verify(consumer: $0, network: entry.network) }) ?? true
+            else { throw .unprovenReport(vote.validator) }
+        }
         guard votes[vote.validator] == nil else { return nil }
         votes[vote.validator] = CertificateVote(
-            validator: vote.validator, report: vote.report, signature: vote.signature)
+            validator: vote.validator, report: vote.report, signature: vote.signature,
+            proof: vote.report > 0 ? proof : nil)
         signedStake = try signedStake.adding(stake)
         guard certificate == nil, exceedsTwoThirds(signedStake, of: committee.totalStake) else { return nil }
         let made = Certificate(
-            epoch: entry.epoch, account: entry.account, height: entry.height, entryHash: entryHash,
+            epoch: epoch, account: entry.account, height: entry.height, entryHash: entryHash,
             votes: Array(votes.values))
         certificate = made
         return made

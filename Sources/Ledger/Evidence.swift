@@ -1,7 +1,7 @@
 // Evidence of an offense (DESIGN §6, "Slashing on evidence only"). Each kind verifies on its own,
 // with nothing but the network id: the signatures inside prove who did it.
 // Wire form (docs/protocol.md §15.5): tag u8, then
-//   1 double vote:        vote (184) | vote (184)
+//   1 double vote (one validator, account and height, any epochs): vote (184) | vote (184)
 //   2 claim after close:  close entry (u16 + bytes) | close vote (184) | claim entry (u16 + bytes) | claim vote (184)
 //   3 equivocation (one account, height and epoch):       entry (u16 + bytes) | entry (u16 + bytes)
 // Entries inside evidence may not themselves be evidence (the recursion stops at one level).
@@ -11,7 +11,8 @@ import UmbraCrypto
 
 /// Proof that an identity broke a rule.
 public indirect enum Evidence: Hashable, Sendable {
-    /// One validator signed two different entries for one slot.
+    /// One validator signed two different entries for one account and height, in one epoch or in
+    /// two: an honest validator locks (account, height) across epochs (docs/threat-model.md).
     case doubleVote(Vote, Vote)
     /// One validator voted to close a channel reporting `closeVote.report`, and acked (voted for) a
     /// claim on that channel above that report: an honest validator never acks a claim after its
@@ -42,14 +43,19 @@ public indirect enum Evidence: Hashable, Sendable {
     public func verify(network: String) throws(LedgerError) -> Offense {
         switch self {
         case .doubleVote(let first, let second):
-            guard first.validator == second.validator, first.slot == second.slot else {
-                throw .invalidEvidence("the votes are not one validator's for one slot")
-            }
+            guard first.validator == second.validator, first.account == second.account,
+                first.height == second.height
+            else { throw .invalidEvidence("the votes are not one validator's for one account and height") }
             guard first.entryHash != second.entryHash else { throw .invalidEvidence("the votes are for one entry") }
             guard first.hasValidSignature(network: network), second.hasValidSignature(network: network) else {
                 throw .invalidEvidence("a vote signature does not verify")
             }
-            return offense(1, first.validator, first.epoch, first.slot.keyBytes)
+            // One offense per (validator, account, height), whichever epochs; it is complete at the
+            // later vote, so its lifetime counts from the later epoch.
+            var position = ByteWriter(capacity: 40)
+            position.write(first.account)
+            position.write(first.height)
+            return offense(1, first.validator, max(first.epoch, second.epoch), position.bytes)
 
         case .claimAfterClose(let closeEntry, let closeVote, let claimEntry, let claimVote):
             guard closeVote.validator == claimVote.validator else {

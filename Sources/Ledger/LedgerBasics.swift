@@ -70,8 +70,9 @@ public enum LedgerLimits {
     /// The most unbondings an account may have waiting at once.
     public static let maximumPendingUnbondings = 16
     /// The largest encoded certificate: epoch 8, account 32, height 8, entry hash 32, count 2, then
-    /// the votes.
-    public static let maximumCertificateSize = 82 + maximumCommitteeSize * CertificateVote.encodedSize
+    /// the votes, each with a report's promise.
+    public static let maximumCertificateSize =
+        82 + maximumCommitteeSize * (CertificateVote.encodedSize + ChannelPromise.encodedSize)
 }
 
 // MARK: - Checked arithmetic

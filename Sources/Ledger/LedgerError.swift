@@ -49,6 +49,12 @@ public enum LedgerError: Error, Hashable, Sendable, CustomStringConvertible {
     case duplicateVote(PublicKey)
     case noQuorum(signed: Amount, total: Amount)
     case invalidCommittee(String)
+    /// A vote's close report without the consumer's promise of that amount.
+    case unprovenReport(PublicKey)
+    /// The entry leaves its account's epoch without the anchor of that epoch's committee.
+    case anchorRequired(epoch: UInt64)
+    /// The validator's stored lock for this slot could not be read: it refuses the slot.
+    case lockUnreadable
 
     public var description: String {
         switch self {
@@ -88,6 +94,9 @@ public enum LedgerError: Error, Hashable, Sendable, CustomStringConvertible {
         case .duplicateVote(let key): "two votes of \(key) in one certificate"
         case .noQuorum(let signed, let total): "votes carry \(signed) of \(total) stake, not more than two thirds"
         case .invalidCommittee(let reason): "invalid committee: \(reason)"
+        case .unprovenReport(let key): "the close report of \(key) carries no matching promise"
+        case .anchorRequired(let epoch): "the entry leaves epoch \(epoch) without that committee's anchor"
+        case .lockUnreadable: "the validator's stored lock for this slot is unreadable"
         }
     }
 }

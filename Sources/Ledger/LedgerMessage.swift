@@ -1,10 +1,10 @@
 // What the ledger puts on the wire and on disk around the core (docs/protocol.md §15.8–§15.10):
 //
 // - `LedgerMessage`, the frames of the ledger's channel between a client and a committee member:
-//   tag u8 | body. 1 vote request: entry (u16 length + entry). 2 vote: vote (184). 3 refusal:
-//   entry hash 32 | code u8.
+//   tag u8 | body. 1 vote request: entry (u16 length + entry). 2 vote: vote (184) | [promise (104)
+//   when the vote's report > 0]. 3 refusal: entry hash 32 | code u8.
 // - `CertifiedEntry`'s wire form, what the `ledger` gossip topic carries and replicas store:
-//   entry (u16 length + entry) | certificate.
+//   entry (u16 length + entry) | certificate | [anchor certificate].
 // - `LockRecord`'s disk form, what a validator makes durable before its vote leaves.
 //
 // Every decoder is bounded, canonical and refuses trailing bytes; errors are `DecodeError`s.
@@ -31,7 +31,7 @@ public enum RefusalCode: UInt8, Hashable, Sendable, CaseIterable, CustomStringCo
 
     public init(_ error: LedgerError) {
         switch error {
-        case .slotLocked: self = .slotLocked
+        case .slotLocked, .lockUnreadable: self = .slotLocked
         case .wrongHeight, .wrongPrev: self = .wrongPosition
         case .insufficientBalance, .insufficientBond, .unknownAccount, .overflow: self = .insufficientFunds
         case .wrongEpoch, .unknownEpoch: self = .wrongEpoch
@@ -61,14 +61,18 @@ public enum RefusalCode: UInt8, Hashable, Sendable, CaseIterable, CustomStringCo
 public enum LedgerMessage: Hashable, Sendable {
     /// A client asks a committee member to vote for `entry`.
     case voteRequest(LedgerEntry)
-    /// The member's vote (sent only once its lock is durable).
-    case vote(Vote)
+    /// The member's vote (sent only once its lock is durable), with the consumer's promise its
+    /// report rests on (present exactly when `vote.report > 0`).
+    case vote(Vote, proof: ChannelPromise?)
     /// The member refused the entry with this hash.
     case refusal(EntryHash, RefusalCode)
 
     enum Tag: UInt8 {
         case voteRequest = 1, vote = 2, refusal = 3
     }
+
+    /// A vote without a report.
+    public static func vote(_ vote: Vote) -> LedgerMessage { .vote(vote, proof: nil) }
 
     /// The largest encoded message (a vote request with the largest entry).
     public static let maximumSize = 1 + 2 + LedgerLimits.maximumEntrySize
@@ -79,9 +83,10 @@ public enum LedgerMessage: Hashable, Sendable {
         case .voteRequest(let entry):
             writer.write(Tag.voteRequest.rawValue)
             writer.write(lengthPrefixed: entry.encoded())
-        case .vote(let vote):
+        case .vote(let vote, let proof):
             writer.write(Tag.vote.rawValue)
             writer.write(raw: vote.encoded())
+            if let proof { writer.write(raw: proof.encoded()) }
         case .refusal(let hash, let code):
             writer.write(Tag.refusal.rawValue)
             writer.write(hash)
@@ -99,7 +104,16 @@ public enum LedgerMessage: Hashable, Sendable {
         let tagByte = try reader.readUInt8()
         switch Tag(rawValue: tagByte) {
         case .voteRequest: self = .voteRequest(try LedgerEntry.readPrefixed(from: &reader))
-        case .vote: self = .vote(try Vote.read(from: &reader))
+        case .vote:
+            let vote = try Vote.read(from: &reader)
+            var proof: ChannelPromise?
+            if vote.report > 0 {
+                proof = try ChannelPromise.read(from: &reader)
+                guard proof?.amount == vote.report else {
+                    throw .invalid(field: "vote", reason: "a report and its promise differ")
+                }
+            }
+            self = .vote(vote, proof: proof)
         case .refusal:
             let hash = try reader.readKey256()
             let codeByte = try reader.readUInt8()
@@ -127,14 +141,15 @@ extension LedgerEntry {
 // MARK: - Certified entries
 
 extension CertifiedEntry {
-    /// The largest encoded certified entry.
-    public static let maximumSize = 2 + LedgerLimits.maximumEntrySize + LedgerLimits.maximumCertificateSize
+    /// The largest encoded certified entry (with an anchor).
+    public static let maximumSize = 2 + LedgerLimits.maximumEntrySize + 2 * LedgerLimits.maximumCertificateSize
 
-    /// `entry (u16 length + entry) | certificate`.
+    /// `entry (u16 length + entry) | certificate | [anchor certificate]`.
     public func encoded() -> [UInt8] {
         var writer = ByteWriter(capacity: 600)
         writer.write(lengthPrefixed: entry.encoded())
         writer.write(raw: certificate.encoded())
+        if let anchor { writer.write(raw: anchor.encoded()) }
         return writer.bytes
     }
 
@@ -147,8 +162,9 @@ extension CertifiedEntry {
         var reader = ByteReader(bytes)
         let entry = try LedgerEntry.readPrefixed(from: &reader)
         let certificate = try Certificate.read(from: &reader)
+        let anchor = reader.isAtEnd ? nil : try Certificate.read(from: &reader)
         try reader.expectEnd()
-        self.init(entry: entry, certificate: certificate)
+        self.init(entry: entry, certificate: certificate, anchor: anchor)
     }
 }
 
@@ -156,10 +172,10 @@ extension CertifiedEntry {
 
 extension LockRecord {
     /// The largest encoded record.
-    public static let maximumSize = 32 + 8 + 8 + 32 + 8 + 1 + 32 + 8
+    public static let maximumSize = 32 + 8 + 8 + 32 + 8 + 1 + 32 + ChannelPromise.encodedSize
 
     /// `account 32 | height u64 | epoch u64 | entry hash 32 | report u64 | mark u8 (0 none, 1 claim,
-    /// 2 close) | [channel 32 | amount u64] for a claim, [channel 32] for a close`.
+    /// 2 close) | [promise 104] for a claim, [channel 32 | promise 104 when report > 0] for a close`.
     public func encoded() -> [UInt8] {
         var writer = ByteWriter(capacity: Self.maximumSize)
         writer.write(slot.account)
@@ -170,13 +186,13 @@ extension LockRecord {
         switch channelMark {
         case .none:
             writer.write(UInt8(0))
-        case .claim(let channel, let amount):
+        case .claim(let promise):
             writer.write(UInt8(1))
-            writer.write(channel)
-            writer.write(amount)
-        case .close(let channel):
+            writer.write(raw: promise.encoded())
+        case .close(let channel, let proof):
             writer.write(UInt8(2))
             writer.write(channel)
+            if let proof { writer.write(raw: proof.encoded()) }
         }
         return writer.bytes
     }
@@ -192,8 +208,14 @@ extension LockRecord {
         let mark: ChannelMark
         switch markByte {
         case 0: mark = .none
-        case 1: mark = .claim(try reader.readKey256(), try reader.readUInt64())
-        case 2: mark = .close(try reader.readKey256())
+        case 1: mark = .claim(try ChannelPromise.read(from: &reader))
+        case 2:
+            let channel = try reader.readKey256()
+            let proof = report > 0 ? try ChannelPromise.read(from: &reader) : nil
+            if let proof, proof.channel != channel || proof.amount != report {
+                throw .invalid(field: "lock record", reason: "a close report and its promise differ")
+            }
+            mark = .close(channel, proof: proof)
         default: throw .unknownTag(field: "lock channel mark", value: UInt64(markByte))
         }
         try reader.expectEnd()
@@ -206,6 +228,13 @@ extension Slot {
     /// account, then height, then epoch.
     public var storageKey: [UInt8] {
         account.bytes + Self.bigEndian(height) + Self.bigEndian(epoch)
+    }
+
+    /// The slot a storage key names (nil unless it is 48 bytes).
+    public init?(storageKey key: [UInt8]) {
+        guard key.count == 48, let account = try? PublicKey(bytes: key[0..<32]) else { return nil }
+        func integer(_ start: Int) -> UInt64 { key[start..<start + 8].reduce(0) { $0 << 8 | UInt64($1) } }
+        self.init(account: account, height: integer(32), epoch: integer(40))
     }
 
     static func bigEndian(_ value: UInt64) -> [UInt8] {

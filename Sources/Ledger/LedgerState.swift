@@ -1,9 +1,11 @@
 // The ledger's deterministic state machine (DESIGN §6): applies certified entries to balances, bonds,
 // unbondings, channels and slashes. Every replica that applies the same certified entries ends in the
 // same state whatever the order across accounts (an account's own entries apply in height order;
-// credits to other accounts commute). `apply` is all or nothing: a thrown `LedgerError` leaves the
-// state as it was. An entry refused for `insufficientBalance` or `unknownChannel`/`unknownAccount` may
-// depend on a certified entry of another account not applied yet: the caller retries it later.
+// credits to other accounts commute). `apply` is all or nothing: every rule is checked on a draft of
+// the few accounts an entry touches before anything changes, so a thrown `LedgerError` leaves the
+// state as it was (and nothing else is copied). An entry refused for `insufficientBalance` or
+// `unknownChannel`/`unknownAccount` may depend on a certified entry of another account not applied
+// yet: the caller retries it later (`verify` once, then `apply(VerifiedEntry)` as often as needed).
 
 import UmbraCore
 
@@ -24,6 +26,9 @@ public struct AccountState: Hashable, Sendable {
     public var unbonding: [Unbonding] = []
     /// Stake burned from this account by evidence.
     public var slashed: Amount = 0
+    /// The epoch of the account's last entry (0 before its first). Its next entry is of this epoch or
+    /// a later one; a later one needs an anchor from this epoch's committee.
+    public var epoch: UInt64 = 0
 
     public func bonded(_ role: Role) -> Amount { bonded[role] ?? 0 }
 
@@ -49,9 +54,24 @@ public struct Channel: Hashable, Sendable {
     public var expiry: Instant
     /// The highest certified claim.
     public var claimed: Amount
+    /// The consumer's promise of `claimed` (nil while nothing is claimed): what a validator's close
+    /// report rests on.
+    public var claimProof: ChannelPromise?
     public var settlement: Settlement?
 
     public var isClosed: Bool { settlement != nil }
+}
+
+/// A certified entry whose certificate, anchor and signature `LedgerState.verify` checked: it can
+/// wait and be retried without checking them again.
+public struct VerifiedEntry: Sendable {
+    public let certified: CertifiedEntry
+    public let hash: EntryHash
+
+    fileprivate init(certified: CertifiedEntry, hash: EntryHash) {
+        self.certified = certified
+        self.hash = hash
+    }
 }
 
 /// What `apply` did.
@@ -136,38 +156,119 @@ public struct LedgerState: Sendable {
 
     // MARK: Applying
 
-    /// Verifies `certified`'s certificate against the committee of its entry's epoch, then applies
-    /// the entry. A certified channel close settles at least the highest report in the certificate.
+    /// Verifies `certified` (its certificate against the committee of its entry's epoch, its anchor
+    /// against the committee of the anchor's epoch, the entry's signature), then applies the entry. A
+    /// certified channel close settles the highest promise its votes prove (docs/protocol.md §15.4).
     public mutating func apply(_ certified: CertifiedEntry) throws(LedgerError) -> ApplyOutcome {
+        let hash = certified.entry.hash
+        if applied.contains(hash) { return .duplicate(hash) }
+        return try apply(verify(certified))
+    }
+
+    /// Checks what does not depend on the account's position: the certificate and anchor signatures
+    /// and quorums, and the entry's signature. The result can be applied (and retried) without
+    /// checking them again: committees never change once known.
+    public func verify(_ certified: CertifiedEntry) throws(LedgerError) -> VerifiedEntry {
         let entry = certified.entry
         let hash = entry.hash
-        if applied.contains(hash) { return .duplicate(hash) }
         guard let committee = committees[entry.epoch] else { throw .unknownEpoch(entry.epoch) }
-        try certified.certificate.verify(for: entry, committee: committee)
-        var next = self
-        try next.execute(entry, hash: hash, closeReport: certified.certificate.highestReport)
-        self = next
-        return .applied(hash)
+        try certified.certificate.verify(for: entry, hash: hash, committee: committee, epoch: entry.epoch)
+        if let anchor = certified.anchor {
+            guard anchor.epoch < entry.epoch else {
+                throw .invalidField(field: "anchor", reason: "not of an earlier epoch than the entry")
+            }
+            guard let old = committees[anchor.epoch] else { throw .unknownEpoch(anchor.epoch) }
+            try anchor.verify(for: entry, hash: hash, committee: old, epoch: anchor.epoch)
+        }
+        guard entry.hasValidSignature else { throw .badSignature }
+        return VerifiedEntry(certified: certified, hash: hash)
     }
 
-    /// Throws the error `apply` would throw for `entry` (certificate aside), without changing anything:
-    /// what a validator checks before it votes. `closeReport` stands in for the certificate's reports.
-    public func check(_ entry: LedgerEntry, closeReport: Amount = 0) throws(LedgerError) {
-        var scratch = self
-        try scratch.execute(entry, hash: entry.hash, closeReport: closeReport)
+    /// Applies an entry `verify` accepted. All or nothing: every rule is checked before anything
+    /// changes, and nothing is copied but the few accounts the entry touches.
+    public mutating func apply(_ verified: VerifiedEntry) throws(LedgerError) -> ApplyOutcome {
+        if applied.contains(verified.hash) { return .duplicate(verified.hash) }
+        let certified = verified.certified
+        let proofs = certified.certificate.proofs + (certified.anchor?.proofs ?? [])
+        let draft = try plan(
+            certified.entry, hash: verified.hash, proofs: proofs, anchor: .certified(certified.anchor?.epoch),
+            signatureChecked: true)
+        commit(draft, hash: verified.hash)
+        return .applied(verified.hash)
     }
 
-    /// Applies `entry` in place. Not atomic by itself: callers run it on a copy (`apply`, `check`).
-    private mutating func execute(_ entry: LedgerEntry, hash: EntryHash, closeReport: Amount) throws(LedgerError) {
+    /// Throws the error `apply` would throw for `entry` (certificate and anchor aside), without
+    /// changing anything: what a validator checks before it votes.
+    public func check(_ entry: LedgerEntry) throws(LedgerError) {
+        _ = try plan(entry, hash: entry.hash, proofs: [], anchor: .notChecked, signatureChecked: false)
+    }
+
+    /// The epoch whose committee must anchor `entry`, if it is a crossing (its epoch above its
+    /// account's, docs/protocol.md §15.4); nil when the certificate of its own epoch suffices.
+    public func anchorEpoch(for entry: LedgerEntry) -> UInt64? {
+        let accountEpoch = accounts[entry.account]?.epoch ?? 0
+        return entry.epoch > accountEpoch ? accountEpoch : nil
+    }
+
+    /// How `plan` treats the anchor rule.
+    private enum AnchorRule {
+        /// The anchor epoch the certified entry carries (nil: none).
+        case certified(UInt64?)
+        /// A validator's check before voting: the client gathers the anchor.
+        case notChecked
+    }
+
+    /// What applying an entry changes: the accounts it touches (their new states), at most one
+    /// channel, and the rest. Built by `plan` (which throws and changes nothing), applied by
+    /// `commit` (which cannot fail).
+    private struct Draft {
+        var accounts: [PublicKey: AccountState] = [:]
+        var channel: Channel?
+        var punished: Key256?
+        var burned: Amount?
+        var epochChange: (epoch: UInt64, committee: Committee, endedAt: Instant)?
+    }
+
+    /// `key`'s state as the draft sees it.
+    private func account(_ key: PublicKey, in draft: Draft) -> AccountState {
+        draft.accounts[key] ?? accounts[key] ?? AccountState()
+    }
+
+    private func credit(_ recipient: PublicKey, _ amount: Amount, in draft: inout Draft) throws(LedgerError) {
+        var state = account(recipient, in: draft)
+        state.balance = try state.balance.adding(amount)
+        draft.accounts[recipient] = state
+    }
+
+    /// Every rule of `entry`, checked against the state without changing it.
+    private func plan(
+        _ entry: LedgerEntry, hash: EntryHash, proofs: [ChannelPromise], anchor: AnchorRule, signatureChecked: Bool
+    ) throws(LedgerError) -> Draft {
         guard entry.network == network else { throw .wrongNetwork(entry.network) }
         guard entry.kind != .genesisAllocation else { throw .genesisEntry }
-        guard entry.hasValidSignature else { throw .badSignature }
+        guard signatureChecked || entry.hasValidSignature else { throw .badSignature }
         guard var account = accounts[entry.account] else { throw .unknownAccount(entry.account) }
         guard entry.height == account.nextHeight else {
             throw .wrongHeight(expected: account.nextHeight, got: entry.height)
         }
         guard entry.prev == account.head else { throw .wrongPrev }
+        // An account's epochs never go back, and it moves to a later epoch only with an anchor from
+        // the committee of its current one (docs/threat-model.md, epoch changes).
+        guard entry.epoch >= account.epoch else { throw .wrongEpoch(expected: account.epoch, got: entry.epoch) }
+        if case .certified(let anchorEpoch) = anchor {
+            if entry.epoch > account.epoch {
+                guard anchorEpoch == account.epoch else { throw .anchorRequired(epoch: account.epoch) }
+            } else if anchorEpoch != nil {
+                throw .invalidField(field: "anchor", reason: "the entry does not leave its account's epoch")
+            }
+        }
+        if !proofs.isEmpty {
+            guard case .channelClose = entry.body else {
+                throw .invalidField(field: "report", reason: "a report on an entry that closes no channel")
+            }
+        }
 
+        var draft = Draft()
         switch entry.body {
         case .genesisAllocation:
             throw .genesisEntry
@@ -178,9 +279,7 @@ public struct LedgerState: Sendable {
                 throw .invalidField(field: "recipient", reason: "is the sender")
             }
             try debit(&account, amount)
-            accounts[entry.account] = account
-            try credit(recipient, amount)
-            account = accounts[entry.account] ?? account
+            try credit(recipient, amount, in: &draft)
 
         case .bond(let role, let amount):
             guard amount > 0 else { throw .invalidField(field: "amount", reason: "must be positive") }
@@ -218,7 +317,7 @@ public struct LedgerState: Sendable {
             guard deposit > 0 else { throw .invalidField(field: "deposit", reason: "must be positive") }
             guard provider != entry.account else { throw .invalidField(field: "provider", reason: "is the consumer") }
             try debit(&account, deposit)
-            channels[hash] = Channel(
+            draft.channel = Channel(
                 id: hash, consumer: entry.account, provider: provider, deposit: deposit, expiry: expiry, claimed: 0,
                 settlement: nil)
 
@@ -229,9 +328,10 @@ public struct LedgerState: Sendable {
             guard promise.amount <= channel.deposit else { throw .claimAboveDeposit(deposit: channel.deposit) }
             // A claim certified after the close is already counted in the close's reports (quorum
             // intersection): it only advances the provider's chain.
-            if !channel.isClosed {
-                channel.claimed = max(channel.claimed, promise.amount)
-                channels[promise.channel] = channel
+            if !channel.isClosed, promise.amount > channel.claimed {
+                channel.claimed = promise.amount
+                channel.claimProof = promise
+                draft.channel = channel
             }
 
         case .channelClose(let id, let at):
@@ -242,24 +342,33 @@ public struct LedgerState: Sendable {
             if entry.account == channel.consumer && entry.account != channel.provider {
                 guard at >= channel.expiry else { throw .channelNotExpired(expiry: channel.expiry) }
             }
+            // A report counts only with the consumer's promise it rests on.
+            var proven: Amount = 0
+            for proof in proofs {
+                guard proof.channel == id else {
+                    throw .invalidField(field: "report", reason: "a promise for another channel")
+                }
+                guard proof.verify(consumer: channel.consumer, network: network) else { throw .badPromiseSignature }
+                proven = max(proven, proof.amount)
+            }
             if !channel.isClosed {
-                let paid = min(channel.deposit, max(channel.claimed, closeReport))
+                let paid = min(channel.deposit, max(channel.claimed, proven))
                 let refunded = channel.deposit - paid
                 channel.settlement = .init(paid: paid, refunded: refunded)
-                channels[id] = channel
-                accounts[entry.account] = account
-                try credit(channel.provider, paid)
-                try credit(channel.consumer, refunded)
-                account = accounts[entry.account] ?? account
+                draft.channel = channel
+                draft.accounts[entry.account] = account
+                try credit(channel.provider, paid, in: &draft)
+                try credit(channel.consumer, refunded, in: &draft)
+                account = self.account(entry.account, in: draft)
             }
 
         case .evidence(let evidence, let at):
             let offense = try evidence.verify(network: network)
             guard !punished.contains(offense.key) else { throw .duplicateEvidence }
             if let end = epochEnds[offense.epoch], at > end + parameters.evidenceLifetime { throw .evidenceExpired }
-            accounts[entry.account] = account
-            try slash(offense, reporter: entry.account)
-            account = accounts[entry.account] ?? account
+            draft.accounts[entry.account] = account
+            try slash(offense, reporter: entry.account, in: &draft)
+            account = self.account(entry.account, in: draft)
 
         case .epochChange(let newEpoch, let members, let at):
             guard entry.epoch == epoch else { throw .wrongEpoch(expected: epoch, got: entry.epoch) }
@@ -268,14 +377,27 @@ public struct LedgerState: Sendable {
             guard members.count <= parameters.committeeSize else {
                 throw .invalidCommittee("\(members.count) members, the committee size is \(parameters.committeeSize)")
             }
-            committees[newEpoch] = next
-            epochEnds[epoch] = at
-            epoch = newEpoch
+            draft.epochChange = (newEpoch, next, at)
         }
 
         account.nextHeight += 1
         account.head = hash
-        accounts[entry.account] = account
+        account.epoch = entry.epoch
+        draft.accounts[entry.account] = account
+        return draft
+    }
+
+    /// Applies a draft `plan` built. Cannot fail.
+    private mutating func commit(_ draft: Draft, hash: EntryHash) {
+        for (key, account) in draft.accounts { accounts[key] = account }
+        if let channel = draft.channel { channels[channel.id] = channel }
+        if let key = draft.punished { punished.insert(key) }
+        if let burned = draft.burned { self.burned = burned }
+        if let change = draft.epochChange {
+            committees[change.epoch] = change.committee
+            epochEnds[epoch] = change.endedAt
+            epoch = change.epoch
+        }
         applied.insert(hash)
     }
 
@@ -286,25 +408,23 @@ public struct LedgerState: Sendable {
         account.balance -= amount
     }
 
-    private mutating func credit(_ recipient: PublicKey, _ amount: Amount) throws(LedgerError) {
-        var account = accounts[recipient, default: AccountState()]
-        account.balance = try account.balance.adding(amount)
-        accounts[recipient] = account
-    }
-
-    /// Burns the offender's bonded and unbonding stake; the reporter gets `reporterRewardPPM` of it.
-    private mutating func slash(_ offense: Evidence.Offense, reporter: PublicKey) throws(LedgerError) {
-        guard var offender = accounts[offense.offender], offender.stake > 0 else {
+    /// Burns the offender's bonded and unbonding stake; the reporter gets `reporterRewardPPM` of it,
+    /// unless it is the offender (an offender reporting itself would only get its reward back).
+    private func slash(_ offense: Evidence.Offense, reporter: PublicKey, in draft: inout Draft) throws(LedgerError) {
+        var offender = account(offense.offender, in: draft)
+        guard accounts[offense.offender] != nil, offender.stake > 0 else {
             throw .invalidEvidence("the offender has no stake to burn")
         }
         let stake = offender.stake
-        let reward = stake.scaled(by: UInt64(parameters.reporterRewardPPM), over: UInt64(GenesisParameters.ppm))
+        let reward =
+            reporter == offense.offender
+            ? 0 : stake.scaled(by: UInt64(parameters.reporterRewardPPM), over: UInt64(GenesisParameters.ppm))
         offender.bonded = [:]
         offender.unbonding = []
         offender.slashed = try offender.slashed.adding(stake)
-        accounts[offense.offender] = offender
-        try credit(reporter, reward)
-        burned = try burned.adding(stake - reward)
-        punished.insert(offense.key)
+        draft.accounts[offense.offender] = offender
+        try credit(reporter, reward, in: &draft)
+        draft.burned = try burned.adding(stake - reward)
+        draft.punished = offense.key
     }
 }

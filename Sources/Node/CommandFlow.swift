@@ -39,6 +39,10 @@ protocol FlowView {
     func hasDialogue(with provider: PublicKey) -> Bool
     /// The ledger committee of `epoch` (nil: the ledger is off, or the epoch is not known here).
     func ledgerCommittee(epoch: UInt64) -> Committee?
+    /// The epoch whose committee must anchor `entry` (a crossing), nil when none must.
+    func ledgerAnchorEpoch(for entry: LedgerEntry) -> UInt64?
+    /// The consumer of a channel this node knows (to check close reports' promises as they arrive).
+    func ledgerChannelConsumer(_ channel: ChannelID) -> PublicKey?
     /// This node's next ledger entry: an earlier one of ours that holds the account's next slot and
     /// is not certified yet (`isRetry`), else `action`'s, signed and checked against the replica.
     func ledgerDraft(_ action: LedgerAction, now: Instant) -> Result<LedgerDraft, CommandFailure>
@@ -83,12 +87,27 @@ enum FlowInput: Sendable {
     case dialogueFailed(PublicKey, DialogueFailure)
     case pong(PublicKey, Duration)
     case hostCompleted(HostRequest, HostOutcome)
-    case ledgerVote(Vote, from: PublicKey)
+    case ledgerVote(Vote, proof: ChannelPromise?, from: PublicKey)
     case ledgerRefusal(EntryHash, RefusalCode, from: PublicKey)
     /// What this command's `readLedgerEntries` read (given to that command only).
     case ledgerEntriesRead(Result<[CertifiedEntry], CommandFailure>)
     /// The flow's deadline passed.
     case deadline
+}
+
+/// One committee's side of a ledger submission: its votes, and who answered (one answer per member
+/// counts, so the table is bounded by the committee).
+struct LedgerQuorum: Sendable {
+    var collector: CertificateCollector
+    var answered: Set<PublicKey> = []
+    var refusedStake: Amount = 0
+    var certificate: Certificate?
+
+    /// Whether the members that have not refused still carry more than two thirds of the stake.
+    var canReachQuorum: Bool {
+        let total = collector.committee.totalStake
+        return exceedsTwoThirds(total - refusedStake, of: total)
+    }
 }
 
 struct CommandFlow: Sendable {
@@ -116,9 +135,8 @@ struct CommandFlow: Sendable {
         case settingUpHost(ClientSession, ServiceProposal)
         /// Waiting for the shell to tear the tunnel to `provider` down.
         case tearingDown(provider: PublicKey?)
-        /// Collecting votes; `answered` holds the members that voted or refused (one answer each
-        /// counts, so the table is bounded by the committee).
-        case certifying(CertificateCollector, answered: Set<PublicKey>, refusedStake: Amount, refusals: [RefusalCode])
+        /// Collecting votes: from the entry's epoch committee, and for a crossing from the anchor's.
+        case certifying([LedgerQuorum], refusals: [RefusalCode])
         /// A retried entry of ours was certified; the entry asked for is drafted at the deadline
         /// (right away), once the certified one is applied.
         case redrafting(retried: CertifiedEntry)
@@ -249,14 +267,26 @@ struct CommandFlow: Sendable {
             return finish(.dialogueOpened(session))
         case (.dialogue(let provider), .dialogueFailed(let failed, let failure)) where failed == provider:
             return finish(.failed(.dialogue(failure)))
-        case (.certifying(var collector, var answered, let refusedStake, let refusals), .ledgerVote(let vote, _))
-        where vote.entryHash == collector.entryHash:
-            guard let certificate = try? collector.add(vote) else {
-                if collector.committee.contains(vote.validator) { answered.insert(vote.validator) }
-                state = .certifying(collector, answered: answered, refusedStake: refusedStake, refusals: refusals)
+        case (.certifying(var quorums, let refusals), .ledgerVote(let vote, let proof, _))
+        where vote.entryHash == quorums[0].collector.entryHash:
+            // Only a vote that checks marks its member as answered: a forged one naming a member
+            // changes nothing.
+            for index in quorums.indices where quorums[index].collector.epoch == vote.epoch {
+                do throws(LedgerError) {
+                    let made = try quorums[index].collector.add(vote, proof: proof)
+                    quorums[index].answered.insert(vote.validator)
+                    if let made { quorums[index].certificate = made }
+                } catch {
+                    continue
+                }
+            }
+            let certificates = quorums.compactMap(\.certificate)
+            guard certificates.count == quorums.count else {
+                state = .certifying(quorums, refusals: refusals)
                 return []
             }
-            let certified = CertifiedEntry(entry: collector.entry, certificate: certificate)
+            let certified = CertifiedEntry(
+                entry: quorums[0].collector.entry, certificate: certificates[0], anchor: certificates.dropFirst().first)
             if case .ledger = command, submittedRetry {
                 state = .redrafting(retried: certified)
                 deadline = now
@@ -274,43 +304,54 @@ struct CommandFlow: Sendable {
             guard case .ledger(let action) = command else { return [] }
             retried = certified
             return submitDraft(action, view: view, now: now)
-        case (
-            .certifying(let collector, var answered, var refusedStake, var refusals),
-            .ledgerRefusal(let hash, let code, let from)
-        )
-        where hash == collector.entryHash:
-            guard let stake = collector.committee.stake(of: from), !answered.contains(from) else { return [] }
+        case (.certifying(var quorums, var refusals), .ledgerRefusal(let hash, let code, let from))
+        where hash == quorums[0].collector.entryHash:
             // A member that has not applied our previous entry yet (its certificate is on its way)
             // is asked again, a few times, one round trip apart.
-            if code == .wrongPosition, reasks[from, default: 0] < Self.maximumReasks {
+            let unanswered = quorums.contains {
+                $0.collector.committee.contains(from) && !$0.answered.contains(from)
+            }
+            if code == .wrongPosition, unanswered, reasks[from, default: 0] < Self.maximumReasks {
                 reasks[from, default: 0] += 1
-                return [.sendLedger(.voteRequest(collector.entry), to: from)]
+                return [.sendLedger(.voteRequest(quorums[0].collector.entry), to: from)]
             }
-            answered.insert(from)
-            refusedStake += stake
+            var counted = false
+            for index in quorums.indices {
+                guard let stake = quorums[index].collector.committee.stake(of: from),
+                    quorums[index].answered.insert(from).inserted
+                else { continue }
+                quorums[index].refusedStake += stake
+                counted = true
+            }
+            guard counted else { return [] }
             refusals.append(code)
-            let total = collector.committee.totalStake
-            guard exceedsTwoThirds(total - refusedStake, of: total) else {
+            if let blocked = quorums.first(where: { !$0.canReachQuorum }) {
+                let total = blocked.collector.committee.totalStake
                 let reasons = Set(refusals.map(\.description)).sorted().joined(separator: "; ")
-                return finish(.failed(ledgerFailure("refused by \(refusedStake) of \(total) stake: \(reasons)")))
+                return finish(
+                    .failed(ledgerFailure("refused by \(blocked.refusedStake) of \(total) stake: \(reasons)")))
             }
-            state = .certifying(collector, answered: answered, refusedStake: refusedStake, refusals: refusals)
+            state = .certifying(quorums, refusals: refusals)
             return []
-        case (.certifying(let collector, let answered, _, _), .deadline) where now < certifyBy:
+        case (.certifying(let quorums, _), .deadline) where now < certifyBy:
             // Datagrams get lost: members that have not answered are asked again (a member answers
             // a repeat with the vote it stored), with the wait doubling up to the certification limit.
             resendDelay = resendDelay * 2
             deadline = min(now + resendDelay, certifyBy)
-            return collector.committee.members.map(\.identity).filter { !answered.contains($0) }.map {
-                .sendLedger(.voteRequest(collector.entry), to: $0)
+            var asked = Set<PublicKey>()
+            return quorums.flatMap { quorum in
+                quorum.collector.committee.members.map(\.identity).filter { !quorum.answered.contains($0) }
+            }.compactMap { member in
+                asked.insert(member).inserted ? .sendLedger(.voteRequest(quorums[0].collector.entry), to: member) : nil
             }
-        case (.certifying(let collector, _, let refusedStake, _), .deadline):
-            let total = collector.committee.totalStake
+        case (.certifying(let quorums, _), .deadline):
+            let short = quorums.first { $0.certificate == nil } ?? quorums[0]
+            let total = short.collector.committee.totalStake
             return finish(
                 .failed(
                     ledgerFailure(
-                        "no quorum within \(Self.ledgerWait): \(collector.collectedStake) of \(total) stake voted, "
-                            + "\(refusedStake) refused")))
+                        "no quorum within \(Self.ledgerWait): \(short.collector.collectedStake) of \(total) stake "
+                            + "of epoch \(short.collector.epoch) voted, \(short.refusedStake) refused")))
 
         case (.dialogue, .deadline):
             return finish(.failed(.dialogue(.timeout)))
@@ -404,16 +445,7 @@ struct CommandFlow: Sendable {
             let existed = view.hasDialogue(with: provider)
             return [.closeDialogue(provider)] + finish(.dialogueClosed(existed: existed))
         case .ledgerSubmit(let entry):
-            guard let committee = view.ledgerCommittee(epoch: entry.epoch) else {
-                return finish(.failed(.ledger("the ledger is off here, or epoch \(entry.epoch) is unknown")))
-            }
-            state = .certifying(
-                CertificateCollector(entry: entry, committee: committee), answered: [], refusedStake: 0,
-                refusals: [])
-            certifyBy = now + Self.ledgerWait
-            resendDelay = Self.firstResend
-            deadline = now + resendDelay
-            return committee.members.map { .sendLedger(.voteRequest(entry), to: $0.identity) }
+            return certify(entry, view: view, now: now)
         case .ledger(let action):
             return submitDraft(action, view: view, now: now)
         case .ledgerEntries(let account, let height, let limit):
@@ -423,10 +455,41 @@ struct CommandFlow: Sendable {
         }
     }
 
+    /// Asks the entry's committee (and for a crossing the anchor's) to certify `entry`.
+    private mutating func certify(_ entry: LedgerEntry, view: some FlowView, now: Instant) -> [FlowAction] {
+        guard let committee = view.ledgerCommittee(epoch: entry.epoch) else {
+            return finish(.failed(.ledger("the ledger is off here, or epoch \(entry.epoch) is unknown")))
+        }
+        var consumer: PublicKey?
+        if case .channelClose(let channel, _) = entry.body { consumer = view.ledgerChannelConsumer(channel) }
+        var quorums = [
+            LedgerQuorum(collector: CertificateCollector(entry: entry, committee: committee, channelConsumer: consumer))
+        ]
+        // A crossing also needs the anchor committee's votes (docs/protocol.md §15.4).
+        if let anchorEpoch = view.ledgerAnchorEpoch(for: entry) {
+            guard let anchor = view.ledgerCommittee(epoch: anchorEpoch) else {
+                return finish(.failed(.ledger("epoch \(anchorEpoch) is unknown here")))
+            }
+            quorums.append(
+                LedgerQuorum(
+                    collector: CertificateCollector(
+                        entry: entry, committee: anchor, epoch: anchorEpoch, channelConsumer: consumer)))
+        }
+        state = .certifying(quorums, refusals: [])
+        certifyBy = now + Self.ledgerWait
+        resendDelay = Self.firstResend
+        reasks = [:]
+        deadline = now + resendDelay
+        var asked = Set<PublicKey>()
+        return quorums.flatMap(\.collector.committee.members).compactMap { member in
+            asked.insert(member.identity).inserted ? .sendLedger(.voteRequest(entry), to: member.identity) : nil
+        }
+    }
+
     /// Why certifying failed; for an earlier entry sent again, which one.
     private func ledgerFailure(_ reason: String) -> CommandFailure {
-        guard submittedRetry, case .certifying(let collector, _, _, _) = state else { return .ledger(reason) }
-        let entry = collector.entry
+        guard submittedRetry, case .certifying(let quorums, _) = state else { return .ledger(reason) }
+        let entry = quorums[0].collector.entry
         return .ledger(
             "an earlier entry of this node (\(entry.kind) at height \(entry.height)) holds the account's next slot "
                 + "and was sent again first: \(reason)")
@@ -439,18 +502,10 @@ struct CommandFlow: Sendable {
         case .success(let made): draft = made
         case .failure(let failure): return finish(.failed(failure))
         }
-        let entry = draft.entry
         submittedRetry = draft.isRetry && retried == nil
-        reasks = [:]
-        guard let committee = view.ledgerCommittee(epoch: entry.epoch) else {
-            return finish(.failed(.ledger("epoch \(entry.epoch) is unknown here")))
-        }
-        state = .certifying(
-            CertificateCollector(entry: entry, committee: committee), answered: [], refusedStake: 0, refusals: [])
-        certifyBy = now + Self.ledgerWait
-        resendDelay = Self.firstResend
-        deadline = now + resendDelay
-        return [.ledgerSubmitted(entry)] + committee.members.map { .sendLedger(.voteRequest(entry), to: $0.identity) }
+        let asked = certify(draft.entry, view: view, now: now)
+        guard case .certifying = state else { return asked }
+        return [.ledgerSubmitted(draft.entry)] + asked
     }
 
     private mutating func startConnect(view: some FlowView, now: Instant) -> [FlowAction] {

@@ -222,14 +222,14 @@ extension LedgerPart {
                 syncCounters.unsolicited += 1
                 let hash = certified.entry.hash
                 let known = state.applied.contains(hash)
-                take(certified, size: payload.count, messageID: nil, &node)
+                take(certified, size: payload.count, messageID: nil, source: key, &node)
                 if !known, self.state?.applied.contains(hash) == true {
                     node.notify(.gossipPublish(.ledger, certified.encoded()))
                 }
                 return
             }
             syncCounters.entriesFetched += 1
-            take(certified, size: payload.count, messageID: nil, &node)
+            take(certified, size: payload.count, messageID: nil, source: key, &node)
             let next = fetching.next + 1
             if next < fetching.end {
                 sync.fetching = (fetching.account, next, fetching.end, fetching.to)

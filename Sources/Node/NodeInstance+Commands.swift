@@ -84,6 +84,10 @@ extension NodeInstance: FlowView {
         ledger.draft(action, now: now)
     }
 
+    func ledgerAnchorEpoch(for entry: LedgerEntry) -> UInt64? { ledger.state?.anchorEpoch(for: entry) }
+
+    func ledgerChannelConsumer(_ channel: ChannelID) -> PublicKey? { ledger.state?.channels[channel]?.consumer }
+
     // MARK: - Inputs
 
     /// Hands an input to every flow in flight (by id, so the order replays).
@@ -108,8 +112,8 @@ extension NodeInstance: FlowView {
             commandsInput(.offerStored(provider, serviceType: serviceType), now: now, rng: &rng, into: &effects)
         case .hostCompleted(let request, let outcome):
             commandsInput(.hostCompleted(request, outcome), now: now, rng: &rng, into: &effects)
-        case .ledgerVote(let vote, let from):
-            commandsInput(.ledgerVote(vote, from: from), now: now, rng: &rng, into: &effects)
+        case .ledgerVote(let vote, let proof, let from):
+            commandsInput(.ledgerVote(vote, proof: proof, from: from), now: now, rng: &rng, into: &effects)
         case .ledgerRefusal(let hash, let code, let from):
             commandsInput(.ledgerRefusal(hash, code, from: from), now: now, rng: &rng, into: &effects)
         case .ledgerEntriesRead(let id, let result):

@@ -68,7 +68,7 @@ public enum NodeNotice: Sendable, Equatable {
     // Ledger (LedgerPart): providers' bonds (the market admits only bonded providers' offers)...
     case providerBonds(ProviderBonds)
     // ... and what committee members answered a vote request of ours.
-    case ledgerVote(Vote, from: PublicKey)
+    case ledgerVote(Vote, proof: ChannelPromise?, from: PublicKey)
     case ledgerRefusal(EntryHash, RefusalCode, from: PublicKey)
     /// The store read a `ledgerEntries` command asked for.
     case ledgerEntriesRead(CommandID, Result<[CertifiedEntry], CommandFailure>)

@@ -167,15 +167,18 @@ struct EpochTests {
         for index in net.validators.indices {
             #expect(net.vote(index, stale, now: t0 + 2) == .failure(.wrongEpoch(expected: 1, got: 0)))
         }
-        // The dropped validator no longer votes; alice (now a member) does.
+        // Carol's first entry of epoch 1 leaves her epoch 0: the dropped validator votes only as a
+        // member of epoch 0's committee (the anchor); alice (now a member) votes in epoch 1.
         var aliceValidator = Validator(identity: alice, ledger: net.replica)
         let fresh = entry(carol, .transfer(recipient: bob.publicKey, amount: 1), on: net.replica)
         let droppedIndex = validatorIdentities.firstIndex { $0.publicKey == dropped.publicKey }!
-        #expect(net.vote(droppedIndex, fresh, now: t0 + 2) == .failure(.notInCommittee(dropped.publicKey)))
-        guard case .persistLock = aliceValidator.handleRequest(fresh, now: t0 + 2).first else {
+        #expect(net.replica.anchorEpoch(for: fresh) == 0)
+        #expect(try net.vote(droppedIndex, fresh, now: t0 + 2).get().epoch == 0)
+        guard case .persistLock(_, let lock) = aliceValidator.handleRequest(fresh, now: t0 + 2).first else {
             Issue.record("the new member refused")
             return
         }
+        #expect(lock.slot.epoch == 1)
         // A certificate from the old committee does not certify an epoch-1 entry.
         let old = CertifiedEntry(entry: fresh, certificate: certificate(fresh, by: validatorIdentities))
         var replica = net.replica
@@ -188,7 +191,9 @@ struct EpochTests {
                 ([alice] + validatorIdentities).first { $0.publicKey == member.identity }!
             }
             return try again.apply(
-                CertifiedEntry(entry: repeatChange, certificate: certificate(repeatChange, by: voters)))
+                CertifiedEntry(
+                    entry: repeatChange, certificate: certificate(repeatChange, by: voters),
+                    anchor: certificate(repeatChange, by: Array(validatorIdentities.prefix(3)), epoch: 0)))
         }
     }
 }

@@ -42,22 +42,30 @@ func entry(_ who: Identity, _ body: EntryBody, on state: LedgerState, epoch: UIn
         prev: account?.head ?? .zero, body: body)
 }
 
-/// A certificate for `entry` signed by `voters` (reports all `report`).
-func certificate(_ entry: LedgerEntry, by voters: [Identity], report: Amount = 0) -> Certificate {
+/// A certificate for `entry` signed by `voters` in `epoch` (default: the entry's), every vote
+/// reporting `proof`'s amount (0 without one).
+func certificate(
+    _ entry: LedgerEntry, by voters: [Identity], proof: ChannelPromise? = nil, epoch: UInt64? = nil
+) -> Certificate {
+    let slot = Slot(account: entry.account, height: entry.height, epoch: epoch ?? entry.epoch)
     let votes = voters.map {
-        Vote.make(identity: $0, network: entry.network, slot: Slot(entry: entry), entryHash: entry.hash, report: report)
+        Vote.make(identity: $0, network: entry.network, slot: slot, entryHash: entry.hash, report: proof?.amount ?? 0)
     }
     return Certificate(
-        epoch: entry.epoch, account: entry.account, height: entry.height, entryHash: entry.hash,
-        votes: votes.map { CertificateVote(validator: $0.validator, report: $0.report, signature: $0.signature) })
+        epoch: slot.epoch, account: entry.account, height: entry.height, entryHash: entry.hash,
+        votes: votes.map {
+            CertificateVote(validator: $0.validator, report: $0.report, signature: $0.signature, proof: proof)
+        })
 }
 
-/// Applies `entry` with a certificate from the first three validators.
+/// Applies `entry` with a certificate from the first three validators (reports resting on `proof`).
 @discardableResult
-func applyCertified(_ entry: LedgerEntry, to state: inout LedgerState, report: Amount = 0) throws -> ApplyOutcome {
+func applyCertified(
+    _ entry: LedgerEntry, to state: inout LedgerState, proof: ChannelPromise? = nil
+) throws -> ApplyOutcome {
     try state.apply(
         CertifiedEntry(
-            entry: entry, certificate: certificate(entry, by: Array(validatorIdentities.prefix(3)), report: report)))
+            entry: entry, certificate: certificate(entry, by: Array(validatorIdentities.prefix(3)), proof: proof)))
 }
 
 /// Appends `body` for `who` on `state`, certified; returns the entry.
@@ -83,35 +91,78 @@ struct Network {
         replica = start
     }
 
-    /// The vote of validator `index` for `entry` (persisting at once), or the refusal.
-    mutating func vote(_ index: Int, _ entry: LedgerEntry, now: Instant) -> Result<Vote, LedgerError> {
-        var effects = validators[index].handleRequest(entry, now: now)
-        if case .persistLock(let token, _) = effects.first {
-            effects = validators[index].persisted(token: token)
+    /// The votes of validator `index` for `entry` (persisting at once; two for a crossing when it
+    /// sits in both committees), or the refusal.
+    mutating func votes(
+        _ index: Int, _ entry: LedgerEntry, now: Instant
+    ) -> Result<[(Vote, ChannelPromise?)], LedgerError> {
+        var votes: [(Vote, ChannelPromise?)] = []
+        for effect in validators[index].handleRequest(entry, now: now) {
+            switch effect {
+            case .persistLock(let token, _):
+                for case .sendVote(let vote, let proof) in validators[index].persisted(token: token) {
+                    votes.append((vote, proof))
+                }
+            case .sendVote(let vote, let proof): votes.append((vote, proof))
+            case .refuse(_, let error): return .failure(error)
+            }
         }
-        switch effects.first {
-        case .sendVote(let vote): return .success(vote)
-        case .refuse(_, let error): return .failure(error)
-        default:
-            Issue.record("unexpected effects \(effects)")
-            return .failure(.voteForOtherEntry)
+        return .success(votes)
+    }
+
+    /// The (first) vote of validator `index` for `entry` (persisting at once), or the refusal.
+    mutating func vote(_ index: Int, _ entry: LedgerEntry, now: Instant) -> Result<Vote, LedgerError> {
+        switch votes(index, entry, now: now) {
+        case .success(let votes):
+            guard let first = votes.first else {
+                Issue.record("no vote")
+                return .failure(.voteForOtherEntry)
+            }
+            return .success(first.0)
+        case .failure(let error): return .failure(error)
         }
     }
 
-    /// Runs `entry` through every validator, builds the certificate and applies it everywhere.
+    /// Runs `entry` through every validator, builds the certificate (and the anchor for a crossing)
+    /// and applies it everywhere.
     @discardableResult
     mutating func certify(_ entry: LedgerEntry, now: Instant) throws -> CertifiedEntry {
-        var collector = CertificateCollector(entry: entry, committee: replica.committees[entry.epoch]!)
-        var made: Certificate?
+        var consumer: PublicKey?
+        if case .channelClose(let channel, _) = entry.body { consumer = replica.channels[channel]?.consumer }
+        var collectors = [
+            CertificateCollector(entry: entry, committee: replica.committees[entry.epoch]!, channelConsumer: consumer)
+        ]
+        if let anchor = replica.anchorEpoch(for: entry) {
+            collectors.append(
+                CertificateCollector(
+                    entry: entry, committee: replica.committees[anchor]!, epoch: anchor, channelConsumer: consumer))
+        }
+        var made: [UInt64: Certificate] = [:]
         var refusals: [LedgerError] = []
         for index in validators.indices {
-            switch vote(index, entry, now: now) {
-            case .success(let vote): if let certificate = try collector.add(vote) { made = certificate }
+            switch votes(index, entry, now: now) {
+            case .success(let votes):
+                for (vote, proof) in votes {
+                    for slot in collectors.indices where collectors[slot].epoch == vote.epoch {
+                        if let certificate = try collectors[slot].add(vote, proof: proof) {
+                            made[vote.epoch] = certificate
+                        }
+                    }
+                }
             case .failure(let error): refusals.append(error)
             }
         }
-        guard let certificate = made else { throw refusals.first ?? LedgerError.noQuorum(signed: 0, total: 0) }
-        let certified = CertifiedEntry(entry: entry, certificate: certificate)
+        guard let certificate = made[entry.epoch] else {
+            throw refusals.first ?? LedgerError.noQuorum(signed: 0, total: 0)
+        }
+        var anchor: Certificate?
+        if collectors.count > 1 {
+            guard let anchorCertificate = made[collectors[1].epoch] else {
+                throw refusals.first ?? LedgerError.anchorRequired(epoch: collectors[1].epoch)
+            }
+            anchor = anchorCertificate
+        }
+        let certified = CertifiedEntry(entry: entry, certificate: certificate, anchor: anchor)
         try distribute(certified)
         return certified
     }

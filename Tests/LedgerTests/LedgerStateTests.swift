@@ -212,13 +212,15 @@ struct LedgerStateTests {
         let open = try append(
             alice, .channelOpen(provider: carol.publicKey, deposit: 300, expiry: t0 + 60), to: &ledger)
         let close = entry(carol, .channelClose(channel: open.hash, at: t0 + 1), on: ledger)
-        try applyCertified(close, to: &ledger, report: 90)
+        try applyCertified(
+            close, to: &ledger, proof: .make(channel: open.hash, amount: 90, consumer: alice, network: network))
         #expect(ledger.channels[open.hash]?.settlement == Channel.Settlement(paid: 90, refunded: 210))
         // A report above the deposit still pays at most the deposit.
         let second = try append(
             alice, .channelOpen(provider: carol.publicKey, deposit: 10, expiry: t0 + 60), to: &ledger)
         try applyCertified(
-            entry(carol, .channelClose(channel: second.hash, at: t0 + 1), on: ledger), to: &ledger, report: 11)
+            entry(carol, .channelClose(channel: second.hash, at: t0 + 1), on: ledger), to: &ledger,
+            proof: .make(channel: second.hash, amount: 11, consumer: alice, network: network))
         #expect(ledger.channels[second.hash]?.settlement == Channel.Settlement(paid: 10, refunded: 0))
         #expect(ledger.totalHeld == ledger.supply)
     }

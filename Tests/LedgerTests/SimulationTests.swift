@@ -21,15 +21,18 @@ struct ChannelPropertyTests {
                 to: &ledger)
             highestCertified = max(highestCertified, amount)
         }
-        // The close certificate's votes report what each validator acked (possibly above the deposit
-        // for a buggy report: the ledger caps it).
+        // The close certificate's votes report what each validator acked, each with the consumer's
+        // promise (possibly above the deposit, which the consumer may sign: the ledger caps it).
         let reports = (0..<3).map { _ in Amount.random(in: 0...(deposit + 10), using: &rng) }
         let closer = Bool.random(using: &rng) ? alice : carol
         let close = entry(closer, .channelClose(channel: open.hash, at: t0 + 60), on: ledger)
         let votes = zip(validatorIdentities.prefix(3), reports).map { who, report in
             let vote = Vote.make(
                 identity: who, network: network, slot: Slot(entry: close), entryHash: close.hash, report: report)
-            return CertificateVote(validator: vote.validator, report: vote.report, signature: vote.signature)
+            let proof = ChannelPromise.make(channel: open.hash, amount: report, consumer: alice, network: network)
+            return CertificateVote(
+                validator: vote.validator, report: vote.report, signature: vote.signature,
+                proof: report > 0 ? proof : nil)
         }
         let certificate = Certificate(
             epoch: 0, account: close.account, height: close.height, entryHash: close.hash, votes: votes)
@@ -59,7 +62,7 @@ struct ChannelPropertyTests {
                     return
                 }
                 report = lock.report
-                guard case .sendVote(let vote) = validator.persisted(token: token).first else {
+                guard case .sendVote(let vote, _) = validator.persisted(token: token).first else {
                     Issue.record("no close vote")
                     return
                 }
@@ -128,19 +131,19 @@ struct ByzantineSimulationTests {
             for effect in net.validators[validator].handleRequest(request, now: t0) {
                 switch effect {
                 case .persistLock(let token, _): waiting.append((validator, token))
-                case .sendVote(let vote): try deliver(vote)
+                case .sendVote(let vote, _): try deliver(vote)
                 case .refuse(_, let error):
                     #expect(error == .slotLocked(existing: toBob.hash) || error == .slotLocked(existing: toCarol.hash))
                 }
             }
             if Bool.random(using: &rng), !waiting.isEmpty {
                 let (index, token) = waiting.remove(at: Int.random(in: 0..<waiting.count, using: &rng))
-                for case .sendVote(let vote) in net.validators[index].persisted(token: token) { try deliver(vote) }
+                for case .sendVote(let vote, _) in net.validators[index].persisted(token: token) { try deliver(vote) }
             }
         }
         waiting.shuffle(using: &rng)
         for (index, token) in waiting {
-            for case .sendVote(let vote) in net.validators[index].persisted(token: token) { try deliver(vote) }
+            for case .sendVote(let vote, _) in net.validators[index].persisted(token: token) { try deliver(vote) }
         }
 
         // Quorum intersection: at most one of the two conflicting entries is certified.

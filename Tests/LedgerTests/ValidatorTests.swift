@@ -23,7 +23,7 @@ struct ValidatorTests {
         #expect(validator.handleRequest(request, now: t0).isEmpty)
         #expect(validator.persisted(token: token + 1).isEmpty)
         let released = validator.persisted(token: token)
-        guard case .sendVote(let vote) = try #require(released.first) else {
+        guard case .sendVote(let vote, nil) = try #require(released.first) else {
             Issue.record("expected a vote, got \(released)")
             return
         }
@@ -32,7 +32,7 @@ struct ValidatorTests {
         #expect(vote.hasValidSignature(network: network))
         #expect(validator.persisted(token: token).isEmpty)
         // A repeated request gets the stored vote back, without another persist.
-        #expect(validator.handleRequest(request, now: t0) == [.sendVote(vote)])
+        #expect(validator.handleRequest(request, now: t0) == [.sendVote(vote, proof: nil)])
     }
 
     @Test("a different entry for a locked slot is refused, durable or not")
@@ -91,8 +91,8 @@ struct ValidatorTests {
         let open = try net.submit(
             alice, .channelOpen(provider: carol.publicKey, deposit: 500, expiry: t0 + 60), now: t0)
         let id = open.entry.hash
-        let claim1 = entry(
-            carol, .channelClaim(.make(channel: id, amount: 100, consumer: alice, network: network)), on: net.replica)
+        let promise100 = ChannelPromise.make(channel: id, amount: 100, consumer: alice, network: network)
+        let claim1 = entry(carol, .channelClaim(promise100), on: net.replica)
         var lone = net.validators[0]
         _ = lone.handleRequest(claim1, now: t0)
         #expect(lone.ackedClaims[id] == 100)
@@ -103,9 +103,9 @@ struct ValidatorTests {
             return
         }
         #expect(lock.report == 100)
-        #expect(lock.channelMark == .close(id))
-        guard case .sendVote(let vote) = lone.persisted(token: token).first else { return }
-        #expect(vote.report == 100)
+        #expect(lock.channelMark == .close(id, proof: promise100))
+        guard case .sendVote(let vote, let proof) = lone.persisted(token: token).first else { return }
+        #expect(vote.report == 100 && proof == promise100, "the report travels with its promise")
         #expect(lone.closeVotes[id] == 100)
         // Any claim after that is refused, however high.
         let claim2 = LedgerEntry.make(

@@ -23,6 +23,8 @@ private struct FixedView: FlowView {
     /// What `ledgerDraft` answers (a test changes it between inputs).
     var draft: Result<LedgerDraft, CommandFailure> = .failure(.invalid("the ledger is off"))
     func ledgerDraft(_ action: LedgerAction, now: Instant) -> Result<LedgerDraft, CommandFailure> { draft }
+    func ledgerAnchorEpoch(for entry: LedgerEntry) -> UInt64? { nil }
+    func ledgerChannelConsumer(_ channel: ChannelID) -> PublicKey? { nil }
 
     func offers(serviceType: String, provider: PublicKey?, country: String?, now: Instant) -> [ServiceProposal] {
         offersHeld.filter {
@@ -252,7 +254,7 @@ struct CommandFlowTests {
             .ledgerVote(
                 Vote.make(
                     identity: member, network: "umbra-test", slot: Slot(entry: entry), entryHash: entry.hash, report: 0),
-                from: member.publicKey)
+                proof: nil, from: member.publicKey)
         }
         #expect(flow.advance(vote(members[0], for: entry), view: view, now: Self.now).isEmpty)
         // A vote signed by a non-member, or for another entry, counts for nothing.
@@ -267,6 +269,28 @@ struct CommandFlowTests {
             return
         }
         #expect(certified.certificate.votes.count == 3 && flow.isDone)
+    }
+
+    @Test func aForgedVoteNamingAMemberDoesNotCountAsItsAnswer() {
+        let (view, members, entry) = Self.ledgerSetup()
+        var flow = CommandFlow(.ledgerSubmit(entry))
+        _ = flow.advance(.start, view: view, now: Self.now)
+        var forged = Vote.make(
+            identity: members[0], network: "umbra-test", slot: Slot(entry: entry), entryHash: entry.hash, report: 0)
+        forged.signature[0] ^= 1
+        #expect(
+            flow.advance(.ledgerVote(forged, proof: nil, from: Self.ids[2].publicKey), view: view, now: Self.now)
+                .isEmpty)
+        let refuse = { (member: Identity) -> FlowInput in
+            .ledgerRefusal(entry.hash, .slotLocked, from: member.publicKey)
+        }
+        #expect(flow.advance(refuse(members[1]), view: view, now: Self.now).isEmpty, "300 of 400 may still vote")
+        // members[0] never voted: its refusal counts, and 200 of 400 cannot make a quorum.
+        guard case .complete(.failed(.ledger))? = flow.advance(refuse(members[0]), view: view, now: Self.now).first
+        else {
+            Issue.record("the forged vote silenced the member's refusal")
+            return
+        }
     }
 
     @Test func ledgerSubmitFailsOnceRefusalsLeaveNoQuorumOrAtItsDeadline() {
@@ -321,7 +345,7 @@ struct CommandFlowTests {
                 .ledgerVote(
                     Vote.make(
                         identity: $0, network: "umbra-test", slot: Slot(entry: entry), entryHash: entry.hash, report: 0),
-                    from: $0.publicKey)
+                    proof: nil, from: $0.publicKey)
             }
         }
         let action = LedgerAction.transfer(to: Self.ids[2].publicKey, amount: 7)

@@ -101,7 +101,7 @@ struct LedgerPartTests {
         #expect(bench.takeNotices().isEmpty && Self.storageRequests(&bench).isEmpty)
 
         let voted = bench.feed(.notice(.storageCompleted(StorageCompletion(token: writes[0].token, outcome: .written))))
-        guard case .ledgerVote(let vote, let from)? = voted.first, voted.count == 1 else {
+        guard case .ledgerVote(let vote, nil, let from)? = voted.first, voted.count == 1 else {
             Issue.record("expected one vote, got \(voted)")
             return
         }
@@ -153,7 +153,7 @@ struct LedgerPartTests {
             refused == [.ledgerRefusal(fixture.transfer(20).hash, .slotLocked, from: fixture.validators[0].publicKey)])
 
         bench.part.receiveOwn(.voteRequest(first), &bench.kernel, now: bench.now, rng: &bench.rng)
-        guard case .ledgerVote(let vote, _)? = bench.takeNotices().first else {
+        guard case .ledgerVote(let vote, _, _)? = bench.takeNotices().first else {
             Issue.record("no repeat")
             return
         }
@@ -161,11 +161,178 @@ struct LedgerPartTests {
         #expect(Self.storageRequests(&bench).isEmpty, "a durable lock is not written again")
     }
 
-    @Test func aTornLockRecordIsDeletedNotRestored() {
-        var (bench, _) = Self.loaded(locks: [StorageEntry(key: [1, 2, 3], value: [9, 9])])
+    @Test func aTornLockRecordKeepsItsSlotRefusedAndIsNotDeleted() {
+        let fixture = LedgerFixture(seed: 1)
+        let entry = fixture.transfer(10)
+        let key = Slot(entry: entry).storageKey
+        var (bench, _) = Self.loaded(locks: [StorageEntry(key: key, value: [9, 9])])
         #expect(bench.part.counters.locksRestored == 0 && bench.part.counters.storedLocksRejected == 1)
-        let fixes = Self.storageRequests(&bench)
-        #expect(fixes.map(\.operation) == [.write([.delete(.ledgerLocks, key: [1, 2, 3])])])
+        #expect(Self.storageRequests(&bench).isEmpty, "the record stays on disk")
+        // Its vote may have left before the record was damaged: no entry gets a vote for the slot.
+        bench.part.receiveOwn(.voteRequest(entry), &bench.kernel, now: bench.now, rng: &bench.rng)
+        #expect(bench.takeNotices() == [.ledgerRefusal(entry.hash, .slotLocked, from: fixture.validators[0].publicKey)])
+        #expect(Self.storageRequests(&bench).isEmpty, "no lock written, so no vote can follow")
+    }
+
+    @Test func aFailedLockWriteIsWrittenAgainOnTheNextRequest() throws {
+        var (bench, fixture) = Self.loaded()
+        let entry = fixture.transfer(10)
+        bench.part.receiveOwn(.voteRequest(entry), &bench.kernel, now: bench.now, rng: &bench.rng)
+        let first = Self.storageRequests(&bench)
+        try #require(first.count == 1)
+        bench.feed(.notice(.storageCompleted(StorageCompletion(token: first[0].token, outcome: .failed("EIO")))))
+        #expect(bench.takeNotices().isEmpty)
+        bench.part.receiveOwn(.voteRequest(entry), &bench.kernel, now: bench.now, rng: &bench.rng)
+        let second = Self.storageRequests(&bench)
+        try #require(second.count == 1, "the slot is not silent until a restart")
+        #expect(second[0].operation == first[0].operation)
+        let voted = bench.feed(.notice(.storageCompleted(StorageCompletion(token: second[0].token, outcome: .written))))
+        guard case .ledgerVote(let vote, nil, _)? = voted.first else {
+            Issue.record("no vote after the second write: \(voted)")
+            return
+        }
+        #expect(vote.entryHash == entry.hash)
+    }
+
+    @Test func locksBelowTheReplayedHeightAreDeletedAtStartAndOnlyThen() throws {
+        let fixture = LedgerFixture(seed: 1)
+        let committee = try LedgerState(genesis: fixture.genesis).committee
+        let first = fixture.transfer(10)
+        let second = fixture.transfer(20, height: 1, prev: first.hash)
+        let record = { (entry: LedgerEntry) in
+            let lock = LockRecord(slot: Slot(entry: entry), entryHash: entry.hash, report: 0, channelMark: .none)
+            return StorageEntry(key: lock.slot.storageKey, value: lock.encoded())
+        }
+        let stored = { (entry: LedgerEntry) in
+            StorageEntry(key: Slot(entry: entry).storageKey, value: Self.certified(entry, fixture, committee).encoded())
+        }
+        var (bench, _) = Self.loaded(locks: [record(first), record(second)], entries: [stored(first), stored(second)])
+        #expect(bench.part.counters.entriesReplayed == 2)
+        // The replayed entries are on disk: the lock below the last certified height can go.
+        #expect(
+            Self.storageRequests(&bench).map(\.operation) == [
+                .write([.delete(.ledgerLocks, key: Slot(entry: first).storageKey)])
+            ])
+        #expect(bench.part.counters.locksDeleted == 1)
+
+        // While running, a lock the ledger passes is dropped from memory, but its record stays until
+        // the entries that pass it are known durable (the next start).
+        let third = fixture.transfer(30, height: 2, prev: second.hash)
+        bench.part.receiveOwn(.voteRequest(third), &bench.kernel, now: bench.now, rng: &bench.rng)
+        let writes = Self.storageRequests(&bench)
+        try #require(writes.count == 1)
+        bench.feed(.notice(.storageCompleted(StorageCompletion(token: writes[0].token, outcome: .written))))
+        bench.part.acceptOwn(Self.certified(third, fixture, committee), &bench.kernel, now: bench.now, rng: &bench.rng)
+        let later = Self.storageRequests(&bench).map(\.operation)
+        #expect(
+            !later.contains { operation in
+                guard case .write(let mutations) = operation else { return false }
+                return mutations.contains { if case .delete = $0 { true } else { false } }
+            })
+    }
+
+    @Test func aFailedEntryWriteIsRetriedThenCounted() throws {
+        var (bench, fixture) = Self.loaded()
+        let committee = bench.part.state!.committee
+        bench.part.acceptOwn(
+            Self.certified(fixture.transfer(10), fixture, committee), &bench.kernel, now: bench.now, rng: &bench.rng)
+        var writes = Self.storageRequests(&bench)
+        try #require(writes.count == 1)
+        let operation = writes[0].operation
+        for attempt in 1...4 {
+            bench.feed(.notice(.storageCompleted(StorageCompletion(token: writes[0].token, outcome: .failed("EIO")))))
+            writes = Self.storageRequests(&bench)
+            #expect(bench.part.counters.entryWriteFailures == UInt64(attempt))
+            if attempt <= 3 {
+                try #require(writes.count == 1, "retry \(attempt)")
+                #expect(writes[0].operation == operation)
+            } else {
+                #expect(writes.isEmpty && bench.part.counters.entryWritesLost == 1)
+            }
+        }
+    }
+
+    /// `entry` certified by the first three validators.
+    private static func certified(
+        _ entry: LedgerEntry, _ fixture: LedgerFixture, _ committee: Committee, voters: Range<Int> = 0..<3
+    ) -> CertifiedEntry {
+        let votes = fixture.validators[voters].map {
+            Vote.make(identity: $0, network: network, slot: Slot(entry: entry), entryHash: entry.hash, report: 0)
+        }
+        return CertifiedEntry(
+            entry: entry,
+            certificate: Certificate(
+                epoch: entry.epoch, account: entry.account, height: entry.height, entryHash: entry.hash,
+                votes: votes.map { CertificateVote(validator: $0.validator, report: 0, signature: $0.signature) }))
+    }
+
+    private static func gossip(
+        _ certified: CertifiedEntry, from peer: PublicKey, _ bench: inout PartBench<LedgerPart>
+    ) -> [NodeNotice] {
+        let bytes = certified.encoded()
+        return bench.feed(.notice(.gossipValidate(.ledger, bytes, MessageID(topic: .ledger, data: bytes), from: peer)))
+    }
+
+    /// A replica (not a member) with storage off and `configure` applied.
+    private static func replica(_ configure: (inout LedgerNodeConfig) -> Void) -> (PartBench<LedgerPart>, LedgerFixture)
+    {
+        let fixture = LedgerFixture(seed: 1)
+        var config = fixture.config(index: 4, storage: false)
+        configure(&config.ledger)
+        var bench = PartBench(identity: fixture.payee, config: config) { LedgerPart(identity: $0, config: $1) }
+        bench.feed(.start)
+        return (bench, fixture)
+    }
+
+    @Test func unverifiedEntriesNeverPushVerifiedOnesOut() {
+        var (bench, fixture) = Self.replica { $0.maximumPendingEntries = 3 }
+        let committee = bench.part.state!.committee
+        var chain: [LedgerEntry] = []
+        for height in UInt64(0)...3 {
+            chain.append(fixture.transfer(1, height: height, prev: chain.last?.hash ?? .zero))
+        }
+        for entry in chain.dropFirst() {
+            _ = Self.gossip(Self.certified(entry, fixture, committee), from: fixture.validators[0].publicKey, &bench)
+        }
+        #expect(bench.part.pendingCount == 3)
+        // Entries of an epoch nobody knows yet: their certificates cannot be checked.
+        for amount in Amount(1)...4 {
+            let future = LedgerEntry.make(
+                network: network, epoch: 9, identity: fixture.payer, height: 0, prev: .zero,
+                body: .transfer(recipient: fixture.payee.publicKey, amount: amount))
+            _ = Self.gossip(Self.certified(future, fixture, committee), from: fixture.validators[1].publicKey, &bench)
+        }
+        #expect(bench.part.pendingCount == 3 && bench.part.pendingUnverifiedCount == 0)
+        _ = Self.gossip(Self.certified(chain[0], fixture, committee), from: fixture.validators[0].publicKey, &bench)
+        #expect(bench.part.state!.balance(of: fixture.payer.publicKey) == 996, "the verified chain applied whole")
+    }
+
+    @Test func unverifiedEntriesAreSignatureCheckedKeyedByCertificateAndBoundedPerPeer() {
+        var (bench, fixture) = Self.replica { $0.maximumPendingPerPeer = 2 }
+        let committee = bench.part.state!.committee
+        let future = LedgerEntry.make(
+            network: network, epoch: 9, identity: fixture.payer, height: 0, prev: .zero,
+            body: .transfer(recipient: fixture.payee.publicKey, amount: 1))
+        // Two certificates for one entry are two items: a forged one cannot stand in for a real one.
+        let peer = fixture.validators[0].publicKey
+        #expect(Self.gossip(Self.certified(future, fixture, committee, voters: 0..<3), from: peer, &bench).isEmpty)
+        #expect(Self.gossip(Self.certified(future, fixture, committee, voters: 1..<4), from: peer, &bench).isEmpty)
+        #expect(bench.part.pendingCount == 2 && bench.part.pendingUnverifiedCount == 2)
+        // A third from the same peer is dropped; another peer's is held.
+        let third = Self.certified(future, fixture, committee, voters: 0..<4)
+        let dropped = Self.gossip(third, from: peer, &bench)
+        #expect(dropped.count == 1 && bench.part.pendingCount == 2)
+        #expect(Self.gossip(third, from: fixture.validators[1].publicKey, &bench).isEmpty)
+        #expect(bench.part.pendingCount == 3)
+        // An entry whose own signature fails is refused before it is held.
+        var forged = Self.certified(future, fixture, committee, voters: 1..<3)
+        forged.entry.signature[0] ^= 1
+        let bytes = forged.encoded()
+        let id = MessageID(topic: .ledger, data: bytes)
+        #expect(
+            bench.feed(.notice(.gossipValidate(.ledger, bytes, id, from: fixture.validators[2].publicKey)))
+                == [.gossipVerdict(id, .reject)])
+        #expect(bench.part.pendingCount == 3)
     }
 
     @Test func gossipedEntriesApplyInOrderAndWaitForTheirPredecessor() {
@@ -304,6 +471,38 @@ struct LedgerSimTests {
         sim.run(for: .seconds(1))
         #expect(sim.instance(5).ledger.counters.entriesReplayed == 2, "seed \(seed)")
         #expect(Self.balances(sim, 5, fixture) == [850, 650], "seed \(seed)")
+    }
+
+    @Test(arguments: [UInt64(11), 12])
+    func anEntryAfterAnEpochChangeCarriesTheOldCommitteesAnchor(seed: UInt64) throws {
+        var (sim, fixture) = Self.network(seed: seed)
+        let next = try #require(sim.instance(0).ledger.state?.nextCommittee())
+        let change = LedgerEntry.make(
+            network: UmbraTestKit.network, epoch: 0, identity: fixture.payee, height: 0, prev: .zero,
+            body: .epochChange(newEpoch: 1, committee: next, at: sim.now))
+        sim.submit(.ledgerSubmit(change), id: CommandID(1), on: 4)
+        sim.run(for: .seconds(3))
+        guard case .ledgerCertified? = sim.completion(of: CommandID(1), on: 4) else {
+            Issue.record("seed \(seed): epoch change not certified")
+            return
+        }
+        for index in 0..<sim.nodeCount { #expect(sim.instance(index).ledger.state?.epoch == 1, "node \(index)") }
+
+        // The payer's first entry of epoch 1 leaves its epoch 0: both committees certify it.
+        let crossing = LedgerEntry.make(
+            network: UmbraTestKit.network, epoch: 1, identity: fixture.payer, height: 0, prev: .zero,
+            body: .transfer(recipient: fixture.payee.publicKey, amount: 100))
+        sim.submit(.ledgerSubmit(crossing), id: CommandID(2), on: 5)
+        sim.run(for: .seconds(3))
+        guard case .ledgerCertified(let certified, _)? = sim.completion(of: CommandID(2), on: 5) else {
+            Issue.record("seed \(seed): \(String(describing: sim.completion(of: CommandID(2), on: 5)))")
+            return
+        }
+        #expect(certified.certificate.epoch == 1 && certified.anchor?.epoch == 0, "seed \(seed)")
+        for index in 0..<sim.nodeCount {
+            #expect(Self.balances(sim, index, fixture) == [900, 600], "seed \(seed) node \(index)")
+            #expect(sim.instance(index).ledger.state?.accounts[fixture.payer.publicKey]?.epoch == 1)
+        }
     }
 
     @Test(arguments: [UInt64(4), 5, 6, 7])

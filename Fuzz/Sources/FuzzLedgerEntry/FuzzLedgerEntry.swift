@@ -79,7 +79,7 @@ private func fuzzEntry(_ input: [UInt8]) {
     if case .persistLock(let token, let lock) = effects.first {
         require(lock.entryHash == entry.hash, "lock for another entry")
         let released = validator.persisted(token: token)
-        guard case .sendVote(let vote) = released.first else { return require(false, "no vote after persist") }
+        guard case .sendVote(let vote, _) = released.first else { return require(false, "no vote after persist") }
         require(vote.hasValidSignature(network: networkID), "the validator's vote does not verify")
         require(validator.handleRequest(entry, now: now) == released, "a repeat got another answer")
     }
@@ -162,6 +162,17 @@ private func fuzzCertifiedEntry(_ input: [UInt8]) {
         return refused(error)
     }
     require(certified.encoded() == input, "certified entry re-encodes differently")
+    for certificate in [certified.certificate] + (certified.anchor.map { [$0] } ?? []) {
+        for vote in certificate.votes {
+            require((vote.report > 0) == (vote.proof != nil), "a report without its promise, or a stray promise")
+            require(vote.proof.map { $0.amount == vote.report } ?? true, "a promise of another amount")
+        }
+    }
+    // Verifying once and applying the verified entry judges exactly as applying it does.
+    var viaVerify = genesisState
+    let verifiedOutcome = (try? genesisState.verify(certified)).flatMap { try? viaVerify.apply($0) }
+    var direct = genesisState
+    require(verifiedOutcome == (try? direct.apply(certified)), "verify-then-apply differs from apply")
     var replica = genesisState
     do throws(LedgerError) {
         // Only a real quorum of the genesis validators (the seeds carry one) gets here.
@@ -182,5 +193,9 @@ private func fuzzLockRecord(_ input: [UInt8]) {
         return refused(error)
     }
     require(record.encoded() == input, "lock record re-encodes differently")
+    if case .close(let channel, let proof) = record.channelMark {
+        require((record.report > 0) == (proof != nil), "a close report without its promise")
+        require(proof.map { $0.channel == channel && $0.amount == record.report } ?? true, "a stray promise")
+    }
     _ = Validator(identity: validators[0], ledger: genesisState, restoredLocks: [record])
 }
