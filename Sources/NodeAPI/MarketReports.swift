@@ -82,6 +82,8 @@ public struct MarketReport: Codable, Sendable, Equatable {
     public var accepted: UInt64
     public var ignored: UInt64
     public var rejected: UInt64
+    /// Offers dropped because their provider has no provider bond (with a ledger).
+    public var unbonded: UInt64
     public var stale: UInt64
     public var refusals: [String: UInt64]
     public var gossip: [String: UInt64]
@@ -104,6 +106,7 @@ public struct MarketReport: Codable, Sendable, Equatable {
         accepted = status.counters.proposalsAccepted
         ignored = status.counters.proposalsIgnored
         rejected = status.counters.proposalsRejected
+        unbonded = status.counters.proposalsUnbonded
         stale = status.storeCounters.stale
         var refusals: [String: UInt64] = [:]
         for reason in ProposalError.Reason.allCases {
