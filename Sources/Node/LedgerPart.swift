@@ -139,7 +139,7 @@ public struct LedgerPart: NodePart {
         switch event {
         case .start:
             start(&node, now: now, rng: &rng)
-        case .tick, .peerUp, .peerDown:
+        case .tick, .peerUp, .peerDown, .pathChanged:
             break
         case .frame(_, let payload, let key):
             guard phase != .off else { return }

@@ -7,13 +7,14 @@
 import Gossip
 import Kademlia
 import Proposals
+import Relay
 import Sessions
 import UmbraCore
 
 extension NodeInstance {
     /// The part types, for what they declare (channels, gossip topics).
     static let partTypes: [any NodePart.Type] = [
-        GossipPart.self, MarketPart.self, DialoguePart.self, TunnelPart.self, LedgerPart.self,
+        GossipPart.self, MarketPart.self, DialoguePart.self, TunnelPart.self, LedgerPart.self, RelayPart.self,
     ]
 
     /// Every gossip topic some part owns (the gossip part's validator registry).
@@ -26,6 +27,7 @@ extension NodeInstance {
         visitor.visit(&dialogue, kernel: &kernel)
         visitor.visit(&tunnel, kernel: &kernel)
         visitor.visit(&ledger, kernel: &kernel)
+        visitor.visit(&relay, kernel: &kernel)
     }
 
     func readParts(_ reader: inout some PartReader) {
@@ -34,6 +36,7 @@ extension NodeInstance {
         reader.read(dialogue)
         reader.read(tunnel)
         reader.read(ledger)
+        reader.read(relay)
     }
 
     // MARK: - Routing
@@ -73,6 +76,7 @@ extension NodeInstance {
                 case .notice(let notice):
                     broadcast(.notice(notice), now: now, rng: &rng, into: &effects)
                     commandsNotice(notice, now: now, rng: &rng, into: &effects)
+                case .ping(let peer): effects += ping(peer, now: now, rng: &rng).effects
                 }
                 if !kernel.effects.isEmpty { effects += kernel.takeEffects() }
             }
@@ -86,28 +90,39 @@ extension NodeInstance {
         return reader.earliest
     }
 
-    /// Tells the parts when how consumers reach us changed (reachability, relay reservations).
-    mutating func announceContactsIfChanged(
-        now: Instant, rng: inout some RandomNumberGenerator, into effects: inout [NodeEffect]
-    ) {
-        guard config.market.provide != nil else { return }
-        let contacts = proposalContacts
-        guard contacts != announcedContacts else { return }
-        announcedContacts = contacts
-        broadcast(.notice(.contactsChanged(contacts)), now: now, rng: &rng, into: &effects)
+    // MARK: - Relay commands and queries
+
+    /// Where relays announce themselves: the provider index of service type "relay", country "ZZ".
+    public static var relayIndexKey: Key256 { RelayPart.relayIndexKey }
+
+    /// The relay part as `umbra status` shows it.
+    public var relayStatus: RelayStatus { relay.report(kernel) }
+
+    /// Makes `key` reachable for the next frame (a ping, a request): with a session already, nothing;
+    /// else its direct endpoint from `record` now, and one of its relays if that has no session
+    /// within `directDialTimeout` (or at once when the record lists no direct endpoint). The frame
+    /// sent next starts the handshake and waits in the session layer's queue until it completes.
+    public mutating func dial(
+        _ key: PublicKey, record: PeerRecordValue?, now: Instant, rng: inout some RandomNumberGenerator
+    ) -> [NodeEffect] {
+        var effects: [NodeEffect] = []
+        relay.dial(key, record: record, &kernel, now: now, rng: &rng)
+        drain(now: now, rng: &rng, into: &effects)
+        return effects
     }
 
-    /// How consumers reach this provider: what its peer record says (the reachability verdict's
-    /// endpoints and the relays holding reservations for it), else its advertised endpoints.
-    var proposalContacts: ServiceProposal.Contacts {
-        guard let record = relayPeerRecord else {
-            return ServiceProposal.Contacts(direct: Array(config.advertisedEndpoints.prefix(4)))
-        }
-        return ServiceProposal.Contacts(
-            direct: Array(record.endpoints.prefix(4)),
-            relays: record.relays.prefix(4).map {
-                ServiceProposal.Relay(publicKey: $0.publicKey, endpoint: $0.endpoint)
-            })
+    /// The path of the session with `key`, if there is one.
+    public func sessionPath(of key: PublicKey) -> SessionPathInfo? { relay.sessionPath(of: key, sessions: sessions) }
+
+    /// The sessions that are or were relayed, by peer.
+    public var relayedSessions: [SessionPathInfo] { relay.relayedSessions(sessions) }
+
+    /// The last circuit code a relay sent about a dial or session to `key` (for error messages).
+    public func lastCircuitCode(for key: PublicKey) -> CircuitCode? { relay.lastCircuitCode(for: key) }
+
+    /// The newest valid peer record of `publisher` among a lookup's records.
+    public static func newestPeerRecord(in report: LookupReport, of publisher: PublicKey) -> PeerRecordValue? {
+        RelayPart.newestPeerRecord(in: report, of: publisher)
     }
 
     // MARK: - Market commands and queries
