@@ -14,7 +14,8 @@ import UmbraCore
 extension NodeInstance {
     /// The part types, for what they declare (channels, gossip topics).
     static let partTypes: [any NodePart.Type] = [
-        GossipPart.self, MarketPart.self, DialoguePart.self, TunnelPart.self, LedgerPart.self, RelayPart.self,
+        StoragePart.self, GossipPart.self, MarketPart.self, DialoguePart.self, TunnelPart.self, LedgerPart.self,
+        RelayPart.self,
     ]
 
     /// Every gossip topic some part owns (the gossip part's validator registry).
@@ -22,6 +23,8 @@ extension NodeInstance {
 
     /// Every part, in the order events reach them.
     mutating func visitParts(_ visitor: inout some PartVisitor) {
+        // Storage first: at start it turns the record store's change log on before anyone publishes.
+        visitor.visit(&storage, kernel: &kernel)
         visitor.visit(&gossip, kernel: &kernel)
         visitor.visit(&market, kernel: &kernel)
         visitor.visit(&dialogue, kernel: &kernel)
@@ -31,6 +34,7 @@ extension NodeInstance {
     }
 
     func readParts(_ reader: inout some PartReader) {
+        reader.read(storage)
         reader.read(gossip)
         reader.read(market)
         reader.read(dialogue)
@@ -88,6 +92,24 @@ extension NodeInstance {
         var reader = DeadlineReader()
         readParts(&reader)
         return reader.earliest
+    }
+
+    // MARK: - Storage
+
+    public var storageCounters: StorageCounters { storage.counters }
+
+    /// Whether the saved records and contacts have been loaded (always false with persistence off).
+    public var storageIsReady: Bool { storage.isReady }
+
+    /// The shell finished a `.storage` request: the part that asked hears of it (the notice
+    /// `storageCompleted`). An unknown token is ignored.
+    public mutating func storageCompleted(
+        _ completion: StorageCompletion, now: Instant, rng: inout some RandomNumberGenerator
+    ) -> [NodeEffect] {
+        guard kernel.partStorage.remove(completion.token) != nil else { return [] }
+        var effects: [NodeEffect] = []
+        broadcast(.notice(.storageCompleted(completion)), now: now, rng: &rng, into: &effects)
+        return effects
     }
 
     // MARK: - Relay commands and queries

@@ -22,7 +22,7 @@ public enum NodeEffect: Sendable, Equatable {
     /// A command (`NodeInstance.submit`) is over.
     case completed(CommandID, CommandResult)
     case event(NodeEvent)
-    /// Perform this storage request and answer it through `storageCompleted` (NodeInstance+Storage.swift).
+    /// Perform this storage request and answer it through `storageCompleted` (StoragePart.swift).
     case storage(StorageRequest)
     /// Perform this host change and answer it through `hostCompleted` (HostRequests.swift).
     case host(HostRequest)
@@ -96,7 +96,7 @@ public struct NodeConfig: Sendable {
     public var dialogue = DialogueNodeConfig()
     /// The tunnel data plane (TunnelPart.swift).
     public var tunnel = TunnelNodeConfig()
-    /// Persistence of DHT records and routing table through storage requests (NodeInstance+Storage.swift).
+    /// Persistence of DHT records and routing table through storage requests (StoragePart.swift).
     public var storage = StorageNodeConfig()
     /// The ledger: genesis, validator role, bounds (LedgerPart.swift). Off without a genesis.
     public var ledger = LedgerNodeConfig()
@@ -134,13 +134,12 @@ public struct NodeInstance: Sendable {
     public internal(set) var tunnel: TunnelPart
     public internal(set) var ledger: LedgerPart
     public internal(set) var relay: RelayPart
+    public internal(set) var storage: StoragePart
     /// Commands in flight (NodeInstance+Commands.swift).
     var commands: [CommandID: CommandFlow] = [:]
     var outstandingPings: [UInt64: (peer: PublicKey, sentAt: Instant)] = [:]
     var pingOrder: [UInt64] = []
     var nextPingRound: Instant?
-    /// Persistence of the DHT (NodeInstance+Storage.swift).
-    var storage = StorageState()
 
     public typealias DialKind = NodeKernel.DialKind
     typealias Dial = NodeKernel.Dial
@@ -173,6 +172,7 @@ public struct NodeInstance: Sendable {
         self.gossip = GossipPart(identity: identity, config: config.market, topics: Self.gossipTopics)
         self.market = MarketPart(identity: identity, config: config)
         self.relay = RelayPart(config: config, now: now)
+        self.storage = StoragePart(config: config)
         self.dialogue = DialoguePart(identity: identity, config: config)
         self.tunnel = TunnelPart(config: config)
         self.ledger = LedgerPart(identity: identity, config: config)
@@ -195,7 +195,6 @@ public struct NodeInstance: Sendable {
             NodeContact(publicKey: $0.publicKey, endpoint: $0.endpoint)
         }
         absorb(dht.bootstrap(seeds, now: now, rng: &rng), now: now, rng: &rng, into: &effects)
-        storageStart(now: now, into: &effects)
         broadcast(.start, now: now, rng: &rng, into: &effects)
         return effects
     }
@@ -308,7 +307,6 @@ public struct NodeInstance: Sendable {
         consider(nextPingRound)
         consider(partsDeadline)
         consider(commandsDeadline)
-        consider(storageDeadline)
         return earliest
     }
 
@@ -410,7 +408,9 @@ public struct NodeInstance: Sendable {
                 broadcast(.notice(.observedAddress(endpoint, reporter: reporter)), now: now, rng: &rng, into: &effects)
             }
         }
-        storageAbsorbDHT(now: now, into: &effects)
+        // The storage part's hook: what these effects changed in the record store goes to disk now.
+        storage.dhtAbsorbed(&kernel, now: now)
+        if !kernel.effects.isEmpty { effects += kernel.takeEffects() }
     }
 
     /// The frames a node sends as 0-RTT early data, and so the only ones it accepts that way: DHT

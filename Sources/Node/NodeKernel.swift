@@ -43,8 +43,8 @@ public struct NodeKernel: Sendable {
     /// Host requests asked of the shell and not answered yet (HostRequests.swift).
     var hostRequests: [HostToken: HostRequest] = [:]
     private var nextHostToken: UInt64 = 1
-    /// Storage requests parts issued and the shell has not answered. Their tokens have the top bit
-    /// set, so they never collide with the node's own (NodeInstance+Storage.swift).
+    /// Storage requests parts issued and the shell has not answered (the DHT's are the storage
+    /// part's, StoragePart.swift). Their tokens have the top bit set.
     var partStorage: Set<StorageToken> = []
     private var nextPartStorageToken: UInt64 = 1 << 63
 
