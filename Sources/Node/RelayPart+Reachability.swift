@@ -35,7 +35,7 @@ extension RelayPart {
 
     /// `key` asks to be dialled back. The core rate-limits before anything else; the prober is a
     /// random one of the peers it already tracks that we hold a direct session with and that are in
-    /// our routing table (DHT servers, i.e. nodes known to be public) — no scan of all node.sessions.
+    /// our routing table (DHT servers, i.e. nodes known to be public) — no scan of all sessions.
     mutating func reachabilityDialBackRequest(
         nonce: UInt64, endpoint: Endpoint, from key: PublicKey, now: Instant,
         rng: inout some RandomNumberGenerator, node: inout NodeKernel
