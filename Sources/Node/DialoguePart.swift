@@ -99,7 +99,7 @@ public struct DialoguePart: NodePart {
         _ event: PartEvent, node: inout NodeKernel, now: Instant, rng: inout some RandomNumberGenerator
     ) {
         switch event {
-        case .start, .peerDown:
+        case .start, .peerDown, .pathChanged:
             break
         case .tick:
             tick(&node, now: now, rng: &rng)

@@ -71,11 +71,11 @@ public struct GossipPart: NodePart {
                 maintainNeighbours(&node, now: now, rng: &rng)
             }
             reportMeshes(&node)
-        case .peerUp(let key, let endpoint):
+        case .peerUp(let key, let path):
             pendingDials.removeValue(forKey: key)
             // On-demand sessions (DHT queries, dialogues) do not gossip; kept peers do.
             guard node.isKept(key) else { return }
-            addPeer(key, endpoint: endpoint, outbound: true, &node, now: now, rng: &rng)
+            addPeer(key, endpoint: path.directEndpoint, outbound: true, &node, now: now, rng: &rng)
         case .peerDown(let key, _):
             pendingDials.removeValue(forKey: key)
             if router.hasPeer(key) {
@@ -97,7 +97,7 @@ public struct GossipPart: NodePart {
         case .notice(.gossipVerdict(let id, let result)):
             counters.verdicts += 1
             apply(router.completeValidation(id, result, now: now), &node, now, &rng)
-        case .notice:
+        case .pathChanged, .notice:
             break
         }
     }

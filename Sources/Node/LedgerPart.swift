@@ -190,7 +190,7 @@ public struct LedgerPart: NodePart {
         case .peerUp(let key, _):
             // A member reachable again (after a partition, a restart): compare frontiers soon.
             if phase == .ready, state?.committee.contains(key) == true, sync.partner == nil { sync.gapSeen = true }
-        case .peerDown:
+        case .peerDown, .pathChanged:
             break
         case .frame(let channel, let payload, let key):
             guard phase != .off else { return }

@@ -183,7 +183,7 @@ public struct MarketPart: NodePart {
             if provider != nil { provider!.nextRefresh = now }
         case .tick:
             tick(&node, now: now, rng: &rng)
-        case .peerUp, .peerDown:
+        case .peerUp, .peerDown, .pathChanged:
             break  // gossip peers come and go through the gossip part's notices
         case .frame(_, let payload, let key):
             receiveSync(payload, from: key, &node, now: now, rng: &rng)

@@ -1,6 +1,5 @@
 // Routing of the channels whose payloads other cores decode: the parts' channels go to the part
-// that declared them (NodeInstance+Parts.swift); relay frames still go to the relay extensions of
-// the node.
+// that declared them (NodeInstance+Parts.swift).
 
 import UmbraCore
 
@@ -10,9 +9,8 @@ extension NodeInstance {
         rng: inout some RandomNumberGenerator, into effects: inout [NodeEffect]
     ) {
         switch channel {
-        case .gossip, .proposalSync, .dialogue, .tunnel, .ledger, .ledgerSync:
+        case .gossip, .proposalSync, .dialogue, .tunnel, .ledger, .ledgerSync, .relay:
             deliverToPart(channel, payload, from: key, now: now, rng: &rng, into: &effects)
-        case .relay: relayFrame(payload, from: key, now: now, rng: &rng, into: &effects)
         case .ping, .pong, .dht:
             counters.framesRejected += 1
             effects.append(.event(.frameRejected(key, reason: "channel \(channel) is not opaque")))

@@ -7,13 +7,15 @@
 import Gossip
 import Kademlia
 import Proposals
+import Relay
 import Sessions
 import UmbraCore
 
 extension NodeInstance {
     /// The part types, for what they declare (channels, gossip topics).
     static let partTypes: [any NodePart.Type] = [
-        GossipPart.self, MarketPart.self, DialoguePart.self, TunnelPart.self, LedgerPart.self,
+        StoragePart.self, GossipPart.self, MarketPart.self, DialoguePart.self, TunnelPart.self, LedgerPart.self,
+        RelayPart.self,
     ]
 
     /// Every gossip topic some part owns (the gossip part's validator registry).
@@ -21,19 +23,24 @@ extension NodeInstance {
 
     /// Every part, in the order events reach them.
     mutating func visitParts(_ visitor: inout some PartVisitor) {
+        // Storage first: at start it turns the record store's change log on before anyone publishes.
+        visitor.visit(&storage, kernel: &kernel)
         visitor.visit(&gossip, kernel: &kernel)
         visitor.visit(&market, kernel: &kernel)
         visitor.visit(&dialogue, kernel: &kernel)
         visitor.visit(&tunnel, kernel: &kernel)
         visitor.visit(&ledger, kernel: &kernel)
+        visitor.visit(&relay, kernel: &kernel)
     }
 
     func readParts(_ reader: inout some PartReader) {
+        reader.read(storage)
         reader.read(gossip)
         reader.read(market)
         reader.read(dialogue)
         reader.read(tunnel)
         reader.read(ledger)
+        reader.read(relay)
     }
 
     // MARK: - Routing
@@ -73,6 +80,7 @@ extension NodeInstance {
                 case .notice(let notice):
                     broadcast(.notice(notice), now: now, rng: &rng, into: &effects)
                     commandsNotice(notice, now: now, rng: &rng, into: &effects)
+                case .ping(let peer): effects += ping(peer, now: now, rng: &rng).effects
                 }
                 if !kernel.effects.isEmpty { effects += kernel.takeEffects() }
             }
@@ -86,28 +94,57 @@ extension NodeInstance {
         return reader.earliest
     }
 
-    /// Tells the parts when how consumers reach us changed (reachability, relay reservations).
-    mutating func announceContactsIfChanged(
-        now: Instant, rng: inout some RandomNumberGenerator, into effects: inout [NodeEffect]
-    ) {
-        guard config.market.provide != nil else { return }
-        let contacts = proposalContacts
-        guard contacts != announcedContacts else { return }
-        announcedContacts = contacts
-        broadcast(.notice(.contactsChanged(contacts)), now: now, rng: &rng, into: &effects)
+    // MARK: - Storage
+
+    public var storageCounters: StorageCounters { storage.counters }
+
+    /// Whether the saved records and contacts have been loaded (always false with persistence off).
+    public var storageIsReady: Bool { storage.isReady }
+
+    /// The shell finished a `.storage` request: the part that asked hears of it (the notice
+    /// `storageCompleted`). An unknown token is ignored.
+    public mutating func storageCompleted(
+        _ completion: StorageCompletion, now: Instant, rng: inout some RandomNumberGenerator
+    ) -> [NodeEffect] {
+        guard kernel.partStorage.remove(completion.token) != nil else { return [] }
+        var effects: [NodeEffect] = []
+        broadcast(.notice(.storageCompleted(completion)), now: now, rng: &rng, into: &effects)
+        return effects
     }
 
-    /// How consumers reach this provider: what its peer record says (the reachability verdict's
-    /// endpoints and the relays holding reservations for it), else its advertised endpoints.
-    var proposalContacts: ServiceProposal.Contacts {
-        guard let record = relayPeerRecord else {
-            return ServiceProposal.Contacts(direct: Array(config.advertisedEndpoints.prefix(4)))
-        }
-        return ServiceProposal.Contacts(
-            direct: Array(record.endpoints.prefix(4)),
-            relays: record.relays.prefix(4).map {
-                ServiceProposal.Relay(publicKey: $0.publicKey, endpoint: $0.endpoint)
-            })
+    // MARK: - Relay commands and queries
+
+    /// Where relays announce themselves: the provider index of service type "relay", country "ZZ".
+    public static var relayIndexKey: Key256 { RelayPart.relayIndexKey }
+
+    /// The relay part as `umbra status` shows it.
+    public var relayStatus: RelayStatus { relay.report(kernel) }
+
+    /// Makes `key` reachable for the next frame (a ping, a request): with a session already, nothing;
+    /// else its direct endpoint from `record` now, and one of its relays if that has no session
+    /// within `directDialTimeout` (or at once when the record lists no direct endpoint). The frame
+    /// sent next starts the handshake and waits in the session layer's queue until it completes.
+    public mutating func dial(
+        _ key: PublicKey, record: PeerRecordValue?, now: Instant, rng: inout some RandomNumberGenerator
+    ) -> [NodeEffect] {
+        var effects: [NodeEffect] = []
+        relay.dial(key, record: record, &kernel, now: now, rng: &rng)
+        drain(now: now, rng: &rng, into: &effects)
+        return effects
+    }
+
+    /// The path of the session with `key`, if there is one.
+    public func sessionPath(of key: PublicKey) -> SessionPathInfo? { relay.sessionPath(of: key, sessions: sessions) }
+
+    /// The sessions that are or were relayed, by peer.
+    public var relayedSessions: [SessionPathInfo] { relay.relayedSessions(sessions) }
+
+    /// The last circuit code a relay sent about a dial or session to `key` (for error messages).
+    public func lastCircuitCode(for key: PublicKey) -> CircuitCode? { relay.lastCircuitCode(for: key) }
+
+    /// The newest valid peer record of `publisher` among a lookup's records.
+    public static func newestPeerRecord(in report: LookupReport, of publisher: PublicKey) -> PeerRecordValue? {
+        RelayPart.newestPeerRecord(in: report, of: publisher)
     }
 
     // MARK: - Market commands and queries

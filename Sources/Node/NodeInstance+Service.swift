@@ -131,7 +131,8 @@ extension NodeInstance {
             // Sealed on keys whose path is relayed (a responder's newest keypair, from an initiation
             // that came through a relay): it leaves as a relay frame, never to the socket.
             let datagram = Array(UnsafeRawBufferPointer(rebasing: output[..<sealed.length]))
-            relaySend(datagram, path: id, now: now, rng: &rng, into: &effects)
+            relay.sendRelayed(datagram, path: id, node: &kernel, now: now, rng: &rng)
+            drain(now: now, rng: &rng, into: &effects)
             return nil
         }
     }

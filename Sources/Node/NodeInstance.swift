@@ -1,6 +1,6 @@
 // NodeInstance: one Umbra node as a pure value. A router over parts (NodePart.swift): the kernel
-// (sessions, the DHT, dial targets, pings) and the gossip, market, dialogue and tunnel parts, plus
-// the relay extensions; frames go to the part that declared their channel, and commands
+// (sessions, the DHT, dial targets, pings) and the gossip, market, dialogue, tunnel, ledger and
+// relay parts; frames go to the part that declared their channel, and commands
 // (Commands.swift) complete with `.completed`. Two shells drive it: NodeRuntime (real UDP) and
 // NetSim (virtual links).
 //
@@ -22,7 +22,7 @@ public enum NodeEffect: Sendable, Equatable {
     /// A command (`NodeInstance.submit`) is over.
     case completed(CommandID, CommandResult)
     case event(NodeEvent)
-    /// Perform this storage request and answer it through `storageCompleted` (NodeInstance+Storage.swift).
+    /// Perform this storage request and answer it through `storageCompleted` (StoragePart.swift).
     case storage(StorageRequest)
     /// Perform this host change and answer it through `hostCompleted` (HostRequests.swift).
     case host(HostRequest)
@@ -90,13 +90,13 @@ public struct NodeConfig: Sendable {
     public var advertisedEndpoints: [Endpoint] = []
     /// Gossip, proposals and the provider role (GossipPart.swift, MarketPart.swift).
     public var market = MarketConfig()
-    /// Relaying, reservations, reachability and hole punching (NodeInstance+Relay.swift).
+    /// Relaying, reservations, reachability and hole punching (RelayPart.swift).
     public var relay = RelayNodeConfig()
     /// The consumer↔provider dialogue (DialoguePart.swift).
     public var dialogue = DialogueNodeConfig()
     /// The tunnel data plane (TunnelPart.swift).
     public var tunnel = TunnelNodeConfig()
-    /// Persistence of DHT records and routing table through storage requests (NodeInstance+Storage.swift).
+    /// Persistence of DHT records and routing table through storage requests (StoragePart.swift).
     public var storage = StorageNodeConfig()
     /// The ledger: genesis, validator role, bounds (LedgerPart.swift). Off without a genesis.
     public var ledger = LedgerNodeConfig()
@@ -133,18 +133,13 @@ public struct NodeInstance: Sendable {
     public internal(set) var dialogue: DialoguePart
     public internal(set) var tunnel: TunnelPart
     public internal(set) var ledger: LedgerPart
-    // Still written as extensions of the node (NodeInstance+Relay*.swift); it becomes a part next.
-    var relay: RelayState
-    var publishedPeerRecord: PeerRecordValue?
-    /// What the market was last told about how consumers reach us (`NodeNotice.contactsChanged`).
-    var announcedContacts: ServiceProposal.Contacts?
+    public internal(set) var relay: RelayPart
+    public internal(set) var storage: StoragePart
     /// Commands in flight (NodeInstance+Commands.swift).
     var commands: [CommandID: CommandFlow] = [:]
     var outstandingPings: [UInt64: (peer: PublicKey, sentAt: Instant)] = [:]
     var pingOrder: [UInt64] = []
     var nextPingRound: Instant?
-    /// Persistence of the DHT (NodeInstance+Storage.swift).
-    var storage = StorageState()
 
     public typealias DialKind = NodeKernel.DialKind
     typealias Dial = NodeKernel.Dial
@@ -176,7 +171,8 @@ public struct NodeInstance: Sendable {
         self.kernel = NodeKernel(identity: identity, config: config, now: now, rng: &rng)
         self.gossip = GossipPart(identity: identity, config: config.market, topics: Self.gossipTopics)
         self.market = MarketPart(identity: identity, config: config)
-        self.relay = RelayState(config: config.relay, now: now)
+        self.relay = RelayPart(config: config, now: now)
+        self.storage = StoragePart(config: config)
         self.dialogue = DialoguePart(identity: identity, config: config)
         self.tunnel = TunnelPart(config: config)
         self.ledger = LedgerPart(identity: identity, config: config)
@@ -199,9 +195,7 @@ public struct NodeInstance: Sendable {
             NodeContact(publicKey: $0.publicKey, endpoint: $0.endpoint)
         }
         absorb(dht.bootstrap(seeds, now: now, rng: &rng), now: now, rng: &rng, into: &effects)
-        storageStart(now: now, into: &effects)
         broadcast(.start, now: now, rng: &rng, into: &effects)
-        relayStart(now: now, rng: &rng, into: &effects)
         return effects
     }
 
@@ -229,21 +223,6 @@ public struct NodeInstance: Sendable {
         return (id, effects)
     }
 
-    /// Publishes this node's peer record (its reachable endpoints and its relays, see
-    /// `relayPeerRecord`) once the DHT has contacts, and again whenever it changes.
-    mutating func publishPeerRecordIfDue(
-        now: Instant, rng: inout some RandomNumberGenerator,
-        into effects: inout [NodeEffect]
-    ) {
-        guard dht.table.count > 0, let value = relayPeerRecord, value != publishedPeerRecord else { return }
-        publishedPeerRecord = value
-        effects +=
-            publish(
-                kind: .peer, key: RecordKey.peer(identity.publicKey), value: value.encoded(), now: now,
-                rng: &rng
-            ).effects
-    }
-
     /// Handles one datagram from the network.
     public mutating func receive(
         _ datagram: [UInt8], from source: Endpoint, now: Instant, rng: inout some RandomNumberGenerator
@@ -259,7 +238,6 @@ public struct NodeInstance: Sendable {
         var effects: [NodeEffect] = []
         absorb(sessions.tick(now: now, rng: &rng), now: now, rng: &rng, into: &effects)
         absorb(dht.tick(now: now, rng: &rng), now: now, rng: &rng, into: &effects)
-        publishPeerRecordIfDue(now: now, rng: &rng, into: &effects)
         for key in dials.keys.sorted(by: Self.keyOrder) {
             guard let due = dials[key]!.nextAttempt, due <= now else { continue }
             dials[key]!.nextAttempt = nil
@@ -275,9 +253,7 @@ public struct NodeInstance: Sendable {
                 effects += ping(key, now: now, rng: &rng).effects
             }
         }
-        announceContactsIfChanged(now: now, rng: &rng, into: &effects)
         broadcast(.tick, now: now, rng: &rng, into: &effects)
-        relayTick(now: now, rng: &rng, into: &effects)
         commandsTick(now: now, rng: &rng, into: &effects)
         return effects
     }
@@ -331,8 +307,6 @@ public struct NodeInstance: Sendable {
         consider(nextPingRound)
         consider(partsDeadline)
         consider(commandsDeadline)
-        consider(relayDeadline)
-        consider(storageDeadline)
         return earliest
     }
 
@@ -357,34 +331,33 @@ public struct NodeInstance: Sendable {
         for effect in sessionEffects {
             switch effect {
             case .send(let bytes, .direct(let endpoint)):
-                noteDirectSend(bytes, to: endpoint)
+                relay.noteDirectSend(bytes, to: endpoint)
                 effects.append(.send(bytes, to: endpoint))
             case .send(let bytes, .relayed(let id)):
-                // A relayed path never reaches the socket: it leaves as a relay frame.
-                relaySend(bytes, path: id, now: now, rng: &rng, into: &effects)
+                // A relayed path never reaches the socket: the relay part sends it as a relay frame
+                // (the session boundary's one hook, RelayPart.swift).
+                relay.sendRelayed(bytes, path: id, node: &kernel, now: now, rng: &rng)
+                drain(now: now, rng: &rng, into: &effects)
             case .established(let key, let path):
                 kernel.dials[key]?.backoff = kernel.config.redialInitial
                 dials[key]?.nextAttempt = nil
                 effects.append(.event(.peerUp(key, path)))
                 // A kept peer gets a first RTT sample right away, rather than at the next ping round.
                 if dials[key] != nil { effects += ping(key, now: now, rng: &rng).effects }
-                broadcast(.peerUp(key, path.directEndpoint), now: now, rng: &rng, into: &effects)
-                relayPeerUp(key, path: path, now: now, rng: &rng, into: &effects)
+                broadcast(.peerUp(key, path), now: now, rng: &rng, into: &effects)
             case .lost(let key):
                 scheduleRedial(key, now: now, rng: &rng)
                 rtts.removeValue(forKey: key)
                 effects.append(.event(.peerDown(key)))
                 broadcast(.peerDown(key, unreachable: false), now: now, rng: &rng, into: &effects)
-                relayPeerDown(key, now: now, rng: &rng, into: &effects)
             case .unreachable(let key):
                 scheduleRedial(key, now: now, rng: &rng)
                 absorb(dht.contactUnreachable(key, now: now), now: now, rng: &rng, into: &effects)
                 effects.append(.event(.peerUnreachable(key)))
                 broadcast(.peerDown(key, unreachable: true), now: now, rng: &rng, into: &effects)
-                relayPeerDown(key, now: now, rng: &rng, into: &effects)
             case .pathChanged(let key, let path):
                 effects.append(.event(.endpointChanged(key, path)))
-                relayPathChanged(key, path: path, now: now, rng: &rng, into: &effects)
+                broadcast(.pathChanged(key, path), now: now, rng: &rng, into: &effects)
             case .deliver(let key, let bytes):
                 handleFrame(bytes, from: key, now: now, rng: &rng, into: &effects)
             case .deliverEarly(let key, let bytes):
@@ -419,7 +392,6 @@ public struct NodeInstance: Sendable {
                         Frame.dht(message).encoded(), to: contact.publicKey, early: message.isRequest,
                         now: now, rng: &rng), now: now, rng: &rng, into: &effects)
             case .lookupFinished(let report):
-                relayLookupFinished(report, now: now, rng: &rng, into: &effects)
                 effects.append(.event(.lookupFinished(report)))
                 broadcast(.notice(.lookupFinished(report)), now: now, rng: &rng, into: &effects)
                 commandsInput(.lookupFinished(report), now: now, rng: &rng, into: &effects)
@@ -433,10 +405,12 @@ public struct NodeInstance: Sendable {
                 }
             case .observedAddress(let endpoint, let reporter):
                 effects.append(.event(.observedAddress(endpoint, reporter: reporter)))
-                relayObservedAddress(endpoint, reporter: reporter, now: now, rng: &rng, into: &effects)
+                broadcast(.notice(.observedAddress(endpoint, reporter: reporter)), now: now, rng: &rng, into: &effects)
             }
         }
-        storageAbsorbDHT(now: now, into: &effects)
+        // The storage part's hook: what these effects changed in the record store goes to disk now.
+        storage.dhtAbsorbed(&kernel, now: now)
+        if !kernel.effects.isEmpty { effects += kernel.takeEffects() }
     }
 
     /// The frames a node sends as 0-RTT early data, and so the only ones it accepts that way: DHT
@@ -479,10 +453,12 @@ public struct NodeInstance: Sendable {
         case .dht(let message):
             // The DHT knows only real addresses: a relayed sender comes with none.
             guard let path = sessions.path(of: key) else { return }
+            let joining = dht.table.count == 0
             absorb(
                 dht.handle(message, from: key, at: path.directEndpoint, now: now, rng: &rng), now: now, rng: &rng,
                 into: &effects)
-            publishPeerRecordIfDue(now: now, rng: &rng, into: &effects)
+            // The first contacts: what waited for the DHT (the relay part's peer record) can go out.
+            if joining, dht.table.count > 0 { broadcast(.notice(.dhtJoined), now: now, rng: &rng, into: &effects) }
         case .pong(let nonce):
             guard let outstanding = outstandingPings[nonce], outstanding.peer == key else {
                 counters.framesRejected += 1

@@ -14,6 +14,8 @@ public struct NodeKernel: Sendable {
         case session(SessionEffect)
         case dht(DHTEffect)
         case notice(NodeNotice)
+        /// A ping to a peer (RTT sample, liveness), sent by the router (`NodeInstance.ping`).
+        case ping(PublicKey)
     }
 
     /// Why a peer is kept connected: each part of the node manages its own dial targets.
@@ -41,8 +43,8 @@ public struct NodeKernel: Sendable {
     /// Host requests asked of the shell and not answered yet (HostRequests.swift).
     var hostRequests: [HostToken: HostRequest] = [:]
     private var nextHostToken: UInt64 = 1
-    /// Storage requests parts issued and the shell has not answered. Their tokens have the top bit
-    /// set, so they never collide with the node's own (NodeInstance+Storage.swift).
+    /// Storage requests parts issued and the shell has not answered (the DHT's are the storage
+    /// part's, StoragePart.swift). Their tokens have the top bit set.
     var partStorage: Set<StorageToken> = []
     private var nextPartStorageToken: UInt64 = 1 << 63
 
@@ -66,6 +68,53 @@ public struct NodeKernel: Sendable {
             pending.append(.session(effect))
         }
     }
+
+    /// Pings `peer` (the router sends it and matches the pong, which updates the RTT).
+    mutating func ping(_ peer: PublicKey) {
+        pending.append(.ping(peer))
+    }
+
+    /// Starts (again) a handshake with `peer`, along `path` if given.
+    mutating func rehandshake(
+        _ peer: PublicKey, path: PeerPath? = nil, now: Instant, rng: inout some RandomNumberGenerator
+    ) {
+        let sessionEffects = sessions.rehandshake(peer, path: path, now: now, rng: &rng)
+        queue(sessionEffects)
+    }
+
+    /// Sends a session keepalive to `peer` at `endpoint` (a hole-punch probe, or the first packet
+    /// on a newly punched path).
+    mutating func probe(_ peer: PublicKey, at endpoint: Endpoint, now: Instant) {
+        let sessionEffects = sessions.probe(peer, at: endpoint, now: now)
+        queue(sessionEffects)
+    }
+
+    /// Hands the session layer a datagram that did not come from the socket (one a relay delivered).
+    mutating func receiveDatagram(
+        _ bytes: [UInt8], from path: PeerPath, now: Instant, rng: inout some RandomNumberGenerator
+    ) {
+        let sessionEffects = sessions.receive(bytes, from: path, now: now, rng: &rng)
+        queue(sessionEffects)
+    }
+
+    /// Sends a DHT PING to `contact` (its PONG reports the address it sees us at).
+    mutating func dhtPing(_ contact: NodeContact, now: Instant) {
+        let dhtEffects = dht.ping(contact, now: now)
+        queue(dhtEffects)
+    }
+
+    /// Queues what a session-layer call returned, for the router.
+    mutating func queue(_ sessionEffects: [SessionEffect]) {
+        for effect in sessionEffects { pending.append(.session(effect)) }
+    }
+
+    /// Queues what a DHT call returned, for the router.
+    mutating func queue(_ dhtEffects: [DHTEffect]) {
+        for effect in dhtEffects { pending.append(.dht(effect)) }
+    }
+
+    /// Where datagrams to `peer` go when that is a socket address; nil when it is relayed (or unknown).
+    func directEndpoint(of peer: PublicKey) -> Endpoint? { sessions.path(of: peer)?.directEndpoint }
 
     /// Tells the other parts something (delivered after the current part returns).
     mutating func notify(_ notice: NodeNotice) {

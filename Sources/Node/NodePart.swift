@@ -1,5 +1,5 @@
 // Parts: the node is a router over parts (docs/architecture.md §"Parts"). A part is a value that
-// owns one concern (gossip, the market, and next the ledger and payments), declares the frame
+// owns one concern (gossip, the market, the dialogue, the tunnel, the ledger, the relay), declares the frame
 // channels and gossip topics it owns, and reacts to a small set of events: start, tick, peer up
 // and down, a frame on one of its channels, and typed notices from other parts. It acts only
 // through the kernel it is handed (`NodeKernel`: sessions, the DHT, dial targets, notices,
@@ -13,6 +13,7 @@ import Gossip
 import Kademlia
 import Ledger
 import Proposals
+import Sessions
 import UmbraCore
 
 /// What a part reacts to.
@@ -21,10 +22,13 @@ public enum PartEvent: Sendable {
     case start
     /// Some deadline passed; each part runs what is due by `now`.
     case tick
-    /// An authenticated session with a peer came up (directly at this endpoint; nil: relayed).
-    case peerUp(PublicKey, Endpoint?)
+    /// An authenticated session with a peer came up, on this path (`path.directEndpoint`: where it
+    /// is, nil when relayed).
+    case peerUp(PublicKey, PeerPath)
     /// A session went down (lost) or could not be established (unreachable).
     case peerDown(PublicKey, unreachable: Bool)
+    /// An established session moved to another path (roaming, a punched hole, a new relayed handshake).
+    case pathChanged(PublicKey, PeerPath)
     /// A frame on a channel this part declared, without its channel byte.
     case frame(FrameChannel, [UInt8], from: PublicKey)
     /// A notice from another part (or the kernel).
@@ -35,6 +39,10 @@ public enum PartEvent: Sendable {
 public enum NodeNotice: Sendable, Equatable {
     // The kernel's DHT.
     case lookupFinished(LookupReport)
+    /// A peer's PONG says it sees us at this endpoint.
+    case observedAddress(Endpoint, reporter: PublicKey)
+    /// The DHT's routing table went from empty to holding contacts (records can be published).
+    case dhtJoined
     // Gossip (GossipPart): requests to it...
     /// Publish `data` on `topic` (a topic the sender registered).
     case gossipPublish(Topic, [UInt8])
@@ -48,7 +56,7 @@ public enum NodeNotice: Sendable, Equatable {
     case gossipPeerRemoved(PublicKey)
     /// Our mesh for a topic changed size (`peers`: every gossip peer).
     case gossipMeshChanged(Topic, meshSize: Int, peers: Int)
-    // The relay side (reachability, reservations).
+    // The relay side (RelayPart: reachability, reservations).
     /// How consumers reach this node changed (what a provider's proposal lists).
     case contactsChanged(ServiceProposal.Contacts)
     /// The market stored a new offer of `provider` (gossiped or fetched from it).

@@ -185,7 +185,7 @@ public struct TunnelPart: NodePart {
         _ event: PartEvent, node: inout NodeKernel, now: Instant, rng: inout some RandomNumberGenerator
     ) {
         switch event {
-        case .start, .peerUp, .peerDown:
+        case .start, .peerUp, .peerDown, .pathChanged:
             break
         case .tick:
             tick(&node, now: now)

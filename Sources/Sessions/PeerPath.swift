@@ -1,6 +1,7 @@
 // Where a peer's datagrams go: straight to a UDP endpoint, or through a relay. The session layer
 // validates and roams over paths without knowing what a relay is; the node layer turns a relayed
-// path into relay frames and a direct one into socket sends (NodeInstance+RelayPaths.swift).
+// path into relay frames (the relay part, through the router's hook: Node/RelayPart.swift) and a
+// direct one into socket sends.
 
 import UmbraCore
 

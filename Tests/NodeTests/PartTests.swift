@@ -3,6 +3,8 @@
 import Gossip
 import Kademlia
 import Proposals
+import Relay
+import Sessions
 import Testing
 import Tunnel
 import UmbraCore
@@ -249,5 +251,57 @@ struct PartTests {
         bench.part.setUpHost(plan, &bench.kernel)
         bench.feed(.notice(.hostCompleted(hostRequests(&bench)[0], .failed("no TUN"))))
         #expect(bench.part.host == .none && bench.part.consumer == nil)
+    }
+
+    // MARK: - Relay
+
+    @Test func relayPartRejectsUndecodableFramesAndDropsSendsOnUnknownPaths() {
+        let ids = identities(2, seed: 11)
+        var bench = PartBench(identity: ids[0], config: NodeConfig()) { RelayPart(config: $1, now: .zero) }
+        bench.feed(.start)
+        bench.feed(.frame(.relay, [0xFF, 0x00], from: ids[1].publicKey))
+        #expect(bench.part.counters.framesUndecodable == 1)
+        #expect(bench.kernel.counters.framesRejected == 1)
+        #expect(bench.takeEvents().contains { if case .frameRejected = $0 { true } else { false } })
+
+        // A datagram along a relayed path the part never allocated goes nowhere.
+        bench.part.sendRelayed([1, 2, 3], path: RelayPathID(42), node: &bench.kernel, now: bench.now, rng: &bench.rng)
+        #expect(bench.part.counters.forwardsDropped == 1)
+        #expect(bench.kernel.pending.isEmpty)
+    }
+
+    @Test func relayPartDialsThroughARelayAndWrapsTheSessionsDatagramsInForward() throws {
+        let ids = identities(3, seed: 12)
+        let (target, relay) = (ids[1].publicKey, ids[2].publicKey)
+        let relayEndpoint = Endpoint(address: .v4(0xC000_0203), port: 4002)
+        var bench = PartBench(identity: ids[0], config: NodeConfig()) { RelayPart(config: $1, now: .zero) }
+        bench.feed(.start)
+        // A record with no direct endpoint: the dial goes through its relay at once.
+        let record = PeerRecordValue(endpoints: [], relays: [NodeContact(publicKey: relay, endpoint: relayEndpoint)])
+        bench.part.dial(target, record: record, &bench.kernel, now: bench.now, rng: &bench.rng)
+        #expect(bench.kernel.isKept(relay), "the relay is kept connected")
+        let path = try #require(bench.part.paths.index(relay: relay, peer: target))
+        #expect(bench.kernel.sessions.path(of: target) == .relayed(path))
+        // The handshake to the target leaves along the relayed path (the router hands it back).
+        let relayed = bench.kernel.pending.compactMap { item -> [UInt8]? in
+            guard case .session(.send(let bytes, .relayed(let id))) = item, id == path else { return nil }
+            return bytes
+        }
+        #expect(relayed.count == 1)
+        // ... and the relay, kept connected, gets a handshake at its endpoint.
+        #expect(
+            bench.kernel.pending.contains {
+                if case .session(.send(_, .direct(relayEndpoint))) = $0 { true } else { false }
+            })
+        bench.kernel.pending.removeAll()
+
+        // The router hands the datagram back: it becomes a `forward` on the session with the relay
+        // (queued there until that handshake completes).
+        bench.part.sendRelayed(relayed[0], path: path, node: &bench.kernel, now: bench.now, rng: &bench.rng)
+        #expect(bench.part.counters.datagramsForwarded == 1 && bench.part.counters.forwardsDropped == 0)
+        // A datagram too large for one `forward` is dropped, not cut.
+        let large = [UInt8](repeating: 0, count: RelayMessage.maximumForwardBytes + 1)
+        bench.part.sendRelayed(large, path: path, node: &bench.kernel, now: bench.now, rng: &bench.rng)
+        #expect(bench.part.counters.forwardsDropped == 1)
     }
 }

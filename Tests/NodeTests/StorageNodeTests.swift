@@ -50,6 +50,12 @@ struct StorageNodeTests {
         return (loads[0].token, loads[1].token)
     }
 
+    /// The namespace names are part of the disk format: a node must find what an older one wrote.
+    @Test func theNamespacesKeepTheirOnDiskNames() {
+        #expect(StorageNamespace.dhtRecords.name == "dht.records")
+        #expect(StorageNamespace.dhtContacts.name == "dht.contacts")
+    }
+
     @Test func storageOffEmitsNoRequests() {
         var rng = SeededRandom(seed: 1)
         var node = NodeInstance(identity: Identity.generate(using: &rng), config: NodeConfig(), now: Self.t0, rng: &rng)

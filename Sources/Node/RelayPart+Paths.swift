@@ -1,9 +1,9 @@
 // Relayed sessions and their upgrade to a direct path (DESIGN §4 "Relay", "NAT traversal").
 //
-// 1. Dial: `dial(_:record:)` tries the peer's direct endpoint; a peer without one (behind NAT), or
-//    one that has no session after `directDialTimeout`, is dialled through a relay of its record:
-//    the session layer gets the path `PeerPath.relayed(id)`, the id naming (relay, peer) in
-//    `RelayPathTable`.
+// 1. Dial: `dial(_:record:)` (`NodeInstance.dial` hands it to the part) tries the peer's direct
+//    endpoint; a peer without one (behind NAT), or one that has no session after
+//    `directDialTimeout`, is dialled through a relay of its record: the session layer gets the path
+//    `PeerPath.relayed(id)`, the id naming (relay, peer) in `RelayPathTable`.
 // 2. Relay: a datagram to a relayed path leaves as `forward(peer, bytes)` on our session with the
 //    relay; `deliver(peer, bytes)` from a relay comes back as a datagram from the relayed path of
 //    (relay, peer). The bytes are the two ends' own session ciphertext: the relay sees sizes only.
@@ -131,106 +131,81 @@ struct PendingDial: Sendable {
     var lastCircuitCode: CircuitCode?
 }
 
-extension NodeInstance {
+extension RelayPart {
     // MARK: - Dialling
 
     /// Makes `key` reachable for the next frame (a ping, a request): with a session already, nothing;
     /// else its direct endpoint from `record` now, and one of its relays if that has no session
     /// within `directDialTimeout` (or at once when the record lists no direct endpoint). The frame
     /// sent next starts the handshake and waits in the session layer's queue until it completes.
-    public mutating func dial(
-        _ key: PublicKey, record: PeerRecordValue?, now: Instant, rng: inout some RandomNumberGenerator
-    ) -> [NodeEffect] {
-        guard key != identity.publicKey, !sessions.isEstablished(key) else { return [] }
+    mutating func dial(
+        _ key: PublicKey, record: PeerRecordValue?, _ node: inout NodeKernel, now: Instant,
+        rng: inout some RandomNumberGenerator
+    ) {
+        guard key != node.identity.publicKey, !node.sessions.isEstablished(key) else { return }
         let direct = record?.endpoints ?? []
-        let relays = (record?.relays ?? []).filter { $0.publicKey != key && $0.publicKey != identity.publicKey }
+        let relays = (record?.relays ?? []).filter { $0.publicKey != key && $0.publicKey != node.identity.publicKey }
             .map { RelayContact(publicKey: $0.publicKey, endpoint: $0.endpoint) }
-        var effects: [NodeEffect] = []
-        if relay.pendingDials.count >= config.relay.maximumRelayPaths,
-            let oldest = relay.pendingDials.min(by: { $0.value.startedAt < $1.value.startedAt })
+        if pendingDials.count >= config.relay.maximumRelayPaths,
+            let oldest = pendingDials.min(by: { $0.value.startedAt < $1.value.startedAt })
         {
-            relay.pendingDials[oldest.key] = nil
+            pendingDials[oldest.key] = nil
         }
-        relay.pendingDials[key] = PendingDial(
+        pendingDials[key] = PendingDial(
             relays: relays, startedAt: now,
             fallbackAt: direct.isEmpty || relays.isEmpty ? nil : now + config.relay.directDialTimeout)
         if let endpoint = direct.first {
-            sessions.addPeer(key, path: .direct(endpoint))
+            node.sessions.addPeer(key, path: .direct(endpoint))
         } else if !relays.isEmpty {
-            dialThroughRelay(key, now: now, rng: &rng, into: &effects)
+            dialThroughRelay(key, now: now, rng: &rng, node: &node)
         }
-        return effects
     }
 
     /// Moves the dial of `key` onto a relayed path (the next relay of its record on each call).
     private mutating func dialThroughRelay(
-        _ key: PublicKey, now: Instant, rng: inout some RandomNumberGenerator, into effects: inout [NodeEffect]
+        _ key: PublicKey, now: Instant, rng: inout some RandomNumberGenerator, node: inout NodeKernel
     ) {
-        guard var pending = relay.pendingDials[key], !pending.relays.isEmpty else { return }
+        guard var pending = pendingDials[key], !pending.relays.isEmpty else { return }
         // First a relay we already have a session with; after a refusal the list has been rotated.
-        let connected = pending.relays.firstIndex { sessions.isEstablished($0.publicKey) }
+        let connected = pending.relays.firstIndex { node.sessions.isEstablished($0.publicKey) }
         let choice = pending.relayAttempts == 0 ? connected ?? 0 : 0
         let contact = pending.relays[choice]
         pending.relayAttempts += 1
         pending.fallbackAt = nil
-        relay.pendingDials[key] = pending
-        guard let index = relay.paths.allocate(relay: contact, peer: key) else {
-            relay.counters.pathsRefused += 1
+        pendingDials[key] = pending
+        guard let index = paths.allocate(relay: contact, peer: key) else {
+            counters.pathsRefused += 1
             return
         }
-        if !sessions.isEstablished(contact.publicKey) {
-            effects += addDialTarget(
+        if !node.sessions.isEstablished(contact.publicKey) {
+            node.addDialTarget(
                 DialTarget(publicKey: contact.publicKey, endpoint: contact.endpoint), kind: .relay, now: now, rng: &rng)
         }
-        absorb(
-            sessions.rehandshake(key, path: .relayed(index), now: now, rng: &rng), now: now, rng: &rng,
-            into: &effects)
+        node.rehandshake(key, path: .relayed(index), now: now, rng: &rng)
     }
 
     // MARK: - Relaying datagrams
 
-    /// The session layer sent a datagram along a relayed path: wrap it in `forward` to that path's
-    /// relay.
-    mutating func relaySend(
-        _ bytes: [UInt8], path: RelayPathID, now: Instant, rng: inout some RandomNumberGenerator,
-        into effects: inout [NodeEffect]
-    ) {
-        guard let entry = relay.paths.entry(path),
-            bytes.count <= RelayMessage.maximumForwardBytes
-        else {
-            relay.counters.forwardsDropped += 1
-            return
-        }
-        if sessions.snapshot(of: entry.relay.publicKey) == nil {
-            guard sessions.addPeer(entry.relay.publicKey, path: .direct(entry.relay.endpoint)) else { return }
-        }
-        relay.counters.datagramsForwarded += 1
-        sendFrame(
-            .relay, RelayMessage.forward(peer: entry.peer, bytes: bytes).encoded(), to: entry.relay.publicKey,
-            now: now, rng: &rng, into: &effects)
-    }
-
     /// A relay delivered a datagram from `peer`: feed it to the session layer from its relayed path.
     mutating func relayedDatagram(
         _ bytes: [UInt8], from peer: PublicKey, via relayKey: PublicKey, now: Instant,
-        rng: inout some RandomNumberGenerator, into effects: inout [NodeEffect]
+        rng: inout some RandomNumberGenerator, node: inout NodeKernel
     ) {
-        guard peer != identity.publicKey, peer != relayKey,
-            let relayEndpoint = sessions.path(of: relayKey)?.directEndpoint
+        guard peer != node.identity.publicKey, peer != relayKey,
+            let relayEndpoint = node.sessions.path(of: relayKey)?.directEndpoint
         else {
-            relay.counters.forwardsDropped += 1
+            counters.forwardsDropped += 1
             return
         }
         guard
-            let index = relay.paths.allocate(
+            let index = paths.allocate(
                 relay: RelayContact(publicKey: relayKey, endpoint: relayEndpoint), peer: peer)
         else {
-            relay.counters.pathsRefused += 1
+            counters.pathsRefused += 1
             return
         }
-        relay.counters.datagramsDelivered += 1
-        absorb(
-            sessions.receive(bytes, from: .relayed(index), now: now, rng: &rng), now: now, rng: &rng, into: &effects)
+        counters.datagramsDelivered += 1
+        node.receiveDatagram(bytes, from: .relayed(index), now: now, rng: &rng)
     }
 
     // MARK: - Relayed sessions and hole punching
@@ -238,28 +213,28 @@ extension NodeInstance {
     /// A session with `key` was established on a relayed path.
     mutating func relayedSessionUp(
         _ key: PublicKey, path: RelayPathID, now: Instant, rng: inout some RandomNumberGenerator,
-        into effects: inout [NodeEffect]
+        node: inout NodeKernel
     ) {
-        guard let entry = relay.paths.entry(path) else { return }
-        let dialled = relay.pendingDials.removeValue(forKey: key) != nil
+        guard let entry = paths.entry(path) else { return }
+        let dialled = pendingDials.removeValue(forKey: key) != nil
         let role: HolePunchRole = dialled ? .initiator : .responder
         var link = RelayLink(
             relay: entry.relay.publicKey, punch: HolePunch(role: role, config: config.relay.holePunch), relayedAt: now)
         let candidates = HolePunch.candidates(
             public: observedEndpoint.map { [$0] } ?? [], private: config.relay.localEndpoints)
         link.punch.setLocalCandidates(candidates)
-        relay.links[key] = link
+        links[key] = link
         guard role == .initiator else { return }
-        relay.counters.punchesStarted += 1
-        let punchEffects = relay.links[key]!.punch.start(nonce: rng.next(), localCandidates: candidates, now: now)
-        applyPunch(punchEffects, peer: key, now: now, rng: &rng, into: &effects)
+        counters.punchesStarted += 1
+        let punchEffects = links[key]!.punch.start(nonce: rng.next(), localCandidates: candidates, now: now)
+        applyPunch(punchEffects, peer: key, now: now, rng: &rng, node: &node)
     }
 
     mutating func relayPathChanged(
         _ key: PublicKey, path: PeerPath, now: Instant, rng: inout some RandomNumberGenerator,
-        into effects: inout [NodeEffect]
+        node: inout NodeKernel
     ) {
-        guard var link = relay.links[key] else { return }
+        guard var link = links[key] else { return }
         switch path {
         case .direct(let endpoint) where link.path == .relayed:
             // A probe (or traffic) arrived on a direct path: the punch worked.
@@ -268,22 +243,22 @@ extension NodeInstance {
             link.probesLeft = 0
             link.nextProbe = nil
             _ = link.punch.directPathConfirmed(now: now)
-            relay.links[key] = link
-            relay.counters.holePunchSuccesses += 1
+            links[key] = link
+            counters.holePunchSuccesses += 1
             // Answer on the new path at once: the other end roams (and confirms) on our first packet,
             // without waiting for traffic of its own.
-            absorb(sessions.probe(key, at: endpoint, now: now), now: now, rng: &rng, into: &effects)
-            sendFrame(
+            node.probe(key, at: endpoint, now: now)
+            node.sendFrame(
                 .relay, RelayMessage.circuitStatus(peer: key, code: .closed).encoded(), to: link.relay, now: now,
-                rng: &rng, into: &effects)
+                rng: &rng)
         case .relayed(let id) where link.path != .relayed:
             // A new handshake came through the relay: the direct path is gone.
             link.path = .relayed
             link.directAt = nil
-            if let entry = relay.paths.entry(id) { link.relay = entry.relay.publicKey }
+            if let entry = paths.entry(id) { link.relay = entry.relay.publicKey }
             let punchEffects = link.punch.directPathLost(now: now)
-            relay.links[key] = link
-            applyPunch(punchEffects, peer: key, now: now, rng: &rng, into: &effects)
+            links[key] = link
+            applyPunch(punchEffects, peer: key, now: now, rng: &rng, node: &node)
         default:
             break
         }
@@ -291,41 +266,41 @@ extension NodeInstance {
 
     mutating func punchMessage(
         _ message: RelayMessage, from key: PublicKey, now: Instant, rng: inout some RandomNumberGenerator,
-        into effects: inout [NodeEffect]
+        node: inout NodeKernel
     ) {
-        guard relay.links[key] != nil else { return }
+        guard links[key] != nil else { return }
         if case .punchConnect = message {
             // Our candidates may have been learnt since the session came up.
-            relay.links[key]!.punch.setLocalCandidates(
+            links[key]!.punch.setLocalCandidates(
                 HolePunch.candidates(public: observedEndpoint.map { [$0] } ?? [], private: config.relay.localEndpoints))
         }
-        let punchEffects = relay.links[key]!.punch.handle(message, now: now)
-        applyPunch(punchEffects, peer: key, now: now, rng: &rng, into: &effects)
+        let punchEffects = links[key]!.punch.handle(message, now: now)
+        applyPunch(punchEffects, peer: key, now: now, rng: &rng, node: &node)
     }
 
     private mutating func applyPunch(
         _ punchEffects: [HolePunchEffect], peer: PublicKey, now: Instant, rng: inout some RandomNumberGenerator,
-        into effects: inout [NodeEffect]
+        node: inout NodeKernel
     ) {
         for effect in punchEffects {
             switch effect {
             case .send(let message):
-                sendFrame(.relay, message.encoded(), to: peer, now: now, rng: &rng, into: &effects)
+                node.sendFrame(.relay, message.encoded(), to: peer, now: now, rng: &rng)
             case .punch(let endpoints):
-                guard var link = relay.links[peer], link.path == .relayed else { continue }
+                guard var link = links[peer], link.path == .relayed else { continue }
                 let holePunch = config.relay.holePunch
                 let targets = HolePunch.punchTargets(endpoints, own: ownAddresses, limit: holePunch.maximumTargets)
-                relay.counters.punchTargetsRefused += UInt64(endpoints.count - targets.count)
+                counters.punchTargetsRefused += UInt64(endpoints.count - targets.count)
                 guard !targets.isEmpty else { continue }
-                guard relay.punchesPerPeer.allow(peer, now: now), relay.punchesInTotal.allow(0, now: now) else {
-                    relay.counters.punchesLimited += 1
+                guard punchesPerPeer.allow(peer, now: now), punchesInTotal.allow(0, now: now) else {
+                    counters.punchesLimited += 1
                     continue
                 }
                 link.probeTargets = targets
                 link.probesLeft = config.relay.punchProbes
                 link.nextProbe = now
-                relay.links[peer] = link
-                sendProbes(to: peer, now: now, rng: &rng, into: &effects)
+                links[peer] = link
+                sendProbes(to: peer, now: now, rng: &rng, node: &node)
             case .gaveUp:
                 break
             }
@@ -334,49 +309,48 @@ extension NodeInstance {
 
     /// Sends one round of the current punch burst to `peer` if one is due.
     private mutating func sendProbes(
-        to peer: PublicKey, now: Instant, rng: inout some RandomNumberGenerator, into effects: inout [NodeEffect]
+        to peer: PublicKey, now: Instant, rng: inout some RandomNumberGenerator, node: inout NodeKernel
     ) {
-        guard var link = relay.links[peer], link.probesLeft > 0, let due = link.nextProbe, due <= now else { return }
+        guard var link = links[peer], link.probesLeft > 0, let due = link.nextProbe, due <= now else { return }
         for endpoint in link.probeTargets {
-            relay.counters.punchProbesSent += 1
-            absorb(sessions.probe(peer, at: endpoint, now: now), now: now, rng: &rng, into: &effects)
+            counters.punchProbesSent += 1
+            node.probe(peer, at: endpoint, now: now)
         }
         link.probesLeft -= 1
         link.nextProbe = link.probesLeft > 0 ? now + config.relay.punchProbeSpacing : nil
-        relay.links[peer] = link
+        links[peer] = link
     }
 
     /// Punch timers and bursts, direct-dial fallbacks, and pruning of stale paths.
-    mutating func relayPathsTick(now: Instant, rng: inout some RandomNumberGenerator, into effects: inout [NodeEffect])
-    {
-        for key in relay.links.keys.sorted(by: Self.keyOrder) {
-            sendProbes(to: key, now: now, rng: &rng, into: &effects)
-            guard relay.links[key]?.punch.nextDeadline.map({ $0 <= now }) == true else { continue }
-            let punchEffects = relay.links[key]!.punch.tick(now: now)
-            applyPunch(punchEffects, peer: key, now: now, rng: &rng, into: &effects)
+    mutating func relayPathsTick(now: Instant, rng: inout some RandomNumberGenerator, node: inout NodeKernel) {
+        for key in links.keys.sorted(by: NodeKernel.keyOrder) {
+            sendProbes(to: key, now: now, rng: &rng, node: &node)
+            guard links[key]?.punch.nextDeadline.map({ $0 <= now }) == true else { continue }
+            let punchEffects = links[key]!.punch.tick(now: now)
+            applyPunch(punchEffects, peer: key, now: now, rng: &rng, node: &node)
         }
-        for key in relay.pendingDials.keys.sorted(by: Self.keyOrder) {
-            guard let pending = relay.pendingDials[key] else { continue }
+        for key in pendingDials.keys.sorted(by: NodeKernel.keyOrder) {
+            guard let pending = pendingDials[key] else { continue }
             if let due = pending.fallbackAt, due <= now {
-                dialThroughRelay(key, now: now, rng: &rng, into: &effects)
+                dialThroughRelay(key, now: now, rng: &rng, node: &node)
             } else if now.since(pending.startedAt) >= config.sessions.rekeyAttemptTime {
-                relay.pendingDials[key] = nil
+                pendingDials[key] = nil
             }
         }
         // Sessions that idled out leave their links and paths behind: drop them when the table fills.
-        if relay.paths.count > relay.paths.capacity / 2 {
-            let sessions = self.sessions
-            let pending = relay.pendingDials
-            relay.paths.removeAll { entry in
+        if paths.count > paths.capacity / 2 {
+            let sessions = node.sessions
+            let pending = pendingDials
+            paths.removeAll { entry in
                 sessions.snapshot(of: entry.peer).map { $0.state == .idle } ?? true && pending[entry.peer] == nil
             }
-            relay.links = relay.links.filter { sessions.snapshot(of: $0.key)?.state != .idle }
+            links = links.filter { sessions.snapshot(of: $0.key)?.state != .idle }
         }
     }
 
     var relayPathsDeadline: Instant? {
-        var deadline = relay.pendingDials.values.compactMap(\.fallbackAt).min()
-        for link in relay.links.values {
+        var deadline = pendingDials.values.compactMap(\.fallbackAt).min()
+        for link in links.values {
             for candidate in [link.nextProbe, link.punch.nextDeadline].compactMap({ $0 })
             where deadline.map({ candidate < $0 }) ?? true {
                 deadline = candidate
@@ -388,19 +362,19 @@ extension NodeInstance {
     // MARK: - Reports
 
     /// The path of the session with `key`, if there is one.
-    public func sessionPath(of key: PublicKey) -> SessionPathInfo? {
+    func sessionPath(of key: PublicKey, sessions: SessionManager) -> SessionPathInfo? {
         guard let snapshot = sessions.snapshot(of: key) else { return nil }
         var info = SessionPathInfo(
             peer: key, path: .direct, endpoint: snapshot.path?.directEndpoint, relay: nil, punchPhase: nil,
             punchRole: nil, punchAttempts: 0, punchRTT: nil, lastCircuitCode: nil, relayedAt: nil, directAt: nil)
-        if let entry = relay.paths.entry(snapshot.path) {
+        if let entry = paths.entry(snapshot.path) {
             info.path = .relayed
             info.relay = entry.relay
             info.endpoint = entry.relay.endpoint
         }
-        if let link = relay.links[key] {
+        if let link = links[key] {
             info.path = link.path
-            info.relay = info.relay ?? relay.paths.entries.values.first { $0.relay.publicKey == link.relay }?.relay
+            info.relay = info.relay ?? paths.entries.values.first { $0.relay.publicKey == link.relay }?.relay
             info.punchPhase = link.punch.phase
             info.punchRole = link.punch.role
             info.punchAttempts = link.punch.counters.attempts
@@ -413,32 +387,32 @@ extension NodeInstance {
     }
 
     /// The sessions that are or were relayed, by peer.
-    public var relayedSessions: [SessionPathInfo] {
-        relay.links.keys.sorted(by: Self.keyOrder).compactMap { sessionPath(of: $0) }
+    func relayedSessions(_ sessions: SessionManager) -> [SessionPathInfo] {
+        links.keys.sorted(by: NodeKernel.keyOrder).compactMap { sessionPath(of: $0, sessions: sessions) }
     }
 
     /// The last circuit code a relay sent about a dial or session to `key` (for error messages).
-    public func lastCircuitCode(for key: PublicKey) -> CircuitCode? {
-        relay.links[key]?.lastCircuitCode ?? relay.pendingDials[key]?.lastCircuitCode
+    func lastCircuitCode(for key: PublicKey) -> CircuitCode? {
+        links[key]?.lastCircuitCode ?? pendingDials[key]?.lastCircuitCode
     }
 
     /// A relay refused or closed the circuit of a dial in progress: try the record's next relay.
     mutating func dialRefused(
         _ key: PublicKey, by relayKey: PublicKey, code: CircuitCode, now: Instant,
-        rng: inout some RandomNumberGenerator, into effects: inout [NodeEffect]
+        rng: inout some RandomNumberGenerator, node: inout NodeKernel
     ) {
-        guard var pending = relay.pendingDials[key] else { return }
+        guard var pending = pendingDials[key] else { return }
         pending.lastCircuitCode = code
-        relay.pendingDials[key] = pending
+        pendingDials[key] = pending
         guard code.closesCircuit, code != .closed, pending.relays.count > 1,
             pending.relayAttempts < 2 * pending.relays.count
         else { return }
         // Skip the relay that refused: move it to the back.
         if let position = pending.relays.firstIndex(where: { $0.publicKey == relayKey }) {
             pending.relays.append(pending.relays.remove(at: position))
-            relay.pendingDials[key] = pending
+            pendingDials[key] = pending
         }
-        relay.paths.removeAll { $0.peer == key && $0.relay.publicKey == relayKey }
-        dialThroughRelay(key, now: now, rng: &rng, into: &effects)
+        paths.removeAll { $0.peer == key && $0.relay.publicKey == relayKey }
+        dialThroughRelay(key, now: now, rng: &rng, node: &node)
     }
 }

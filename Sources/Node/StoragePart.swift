@@ -1,6 +1,8 @@
-// The node's storage glue: what the node keeps on its disk and how it gets it back, through host
-// requests (UmbraCore/Storage.swift). The node emits `.storage(StorageRequest)` effects; the shell
-// performs them in order and feeds each answer back through `storageCompleted`.
+// The storage part: what the node keeps on its disk for the DHT and how it gets it back, through
+// storage requests (UmbraCore/Storage.swift). The part asks through the kernel
+// (`NodeKernel.requestStorage`, which emits `.storage(StorageRequest)`); the shell performs the
+// requests in order and feeds each answer back through `NodeInstance.storageCompleted`, which
+// reaches the part as the notice `storageCompleted`.
 //
 // Today two namespaces, both owned by the DHT:
 // - "dht.records": the signed records this node holds (for others, and its own stored copies).
@@ -16,8 +18,11 @@
 // than the network. What fails them is deleted from disk (or overwritten with what the store holds).
 // The loaded contacts join the bootstrap seeds, and the node looks itself up through them.
 //
-// Everything here is reached from NodeInstance through three hooks: `storageStart` (in `start`),
-// `storageAbsorbDHT` (after every batch of DHT effects) and `storageDeadline` (in `nextDeadline`).
+// The part loads at `start` (it is the first part, so the record store logs every change from
+// then on), writes the table when its `nextDeadline` is due, and has one hook the router calls
+// directly: `dhtAbsorbed`, after every batch of DHT effects the router carries out (the DHT lives
+// in the kernel, and every one of its calls may change the store: waiting for an event would let
+// a change pile up with the next).
 
 import Kademlia
 import UmbraCore
@@ -91,8 +96,10 @@ public struct RecordDiskEntry: Sendable, Equatable {
     }
 }
 
-/// The node's side of its storage requests.
-struct StorageState: Sendable {
+/// The storage part: the DHT's records and routing table on disk.
+public struct StoragePart: NodePart {
+    public static var channels: [FrameChannel] { [] }
+
     enum Purpose: Sendable, Equatable {
         case loadRecords, loadContacts, writeRecords, writeContacts
     }
@@ -106,132 +113,131 @@ struct StorageState: Sendable {
         case ready
     }
 
+    let config: NodeConfig
     var phase = Phase.off
-    var nextToken: UInt64 = 1
     var inFlight: [StorageToken: Purpose] = [:]
     /// The contacts the issued writes leave on disk (nil: not known, e.g. after a failed write).
     var savedContacts: [PublicKey: Endpoint]? = [:]
     var nextContactsCheck: Instant?
     var counters = StorageCounters()
 
-    mutating func issue(_ operation: StorageOperation, for purpose: Purpose) -> StorageRequest {
-        let token = StorageToken(nextToken)
-        nextToken += 1
+    init(config: NodeConfig) { self.config = config }
+
+    public mutating func handle(
+        _ event: PartEvent, node: inout NodeKernel, now: Instant, rng: inout some RandomNumberGenerator
+    ) {
+        switch event {
+        case .start:
+            start(&node)
+        case .notice(.storageCompleted(let completion)):
+            completed(completion, &node, now: now, rng: &rng)
+        case .tick, .peerUp, .peerDown, .pathChanged, .frame, .notice:
+            break
+        }
+    }
+
+    /// Whether the saved records and contacts have been loaded (always false with persistence off).
+    var isReady: Bool { phase == .ready }
+
+    private mutating func issue(_ operation: StorageOperation, for purpose: Purpose, _ node: inout NodeKernel) {
+        guard let token = node.requestStorage(operation) else { return }
         inFlight[token] = purpose
         counters.requestsIssued += 1
-        return StorageRequest(token: token, operation: operation)
     }
 
     var isWritingContacts: Bool { inFlight.values.contains(.writeContacts) }
-}
 
-extension NodeInstance {
-    // MARK: - Status
-
-    public var storageCounters: StorageCounters { storage.counters }
-
-    /// Whether the saved records and contacts have been loaded (always false with persistence off).
-    public var storageIsReady: Bool { storage.phase == .ready }
-
-    // MARK: - Hooks
+    // MARK: - Start, and the hook after DHT effects
 
     /// At `start`: turns the record store's change log on and loads both namespaces.
-    mutating func storageStart(now: Instant, into effects: inout [NodeEffect]) {
-        guard config.storage.isEnabled, storage.phase == .off else { return }
-        dht.trackRecordChanges()
-        storage.phase = .loading
-        effects.append(.storage(storage.issue(.load(.dhtRecords), for: .loadRecords)))
-        effects.append(.storage(storage.issue(.load(.dhtContacts), for: .loadContacts)))
+    private mutating func start(_ node: inout NodeKernel) {
+        guard config.storage.isEnabled, phase == .off else { return }
+        node.dht.trackRecordChanges()
+        phase = .loading
+        issue(.load(.dhtRecords), for: .loadRecords, &node)
+        issue(.load(.dhtContacts), for: .loadContacts, &node)
     }
 
     /// After every batch of DHT effects: writes the record store's changes, and the routing table
     /// when its check is due.
-    mutating func storageAbsorbDHT(now: Instant, into effects: inout [NodeEffect]) {
-        guard storage.phase != .off else { return }
-        let changes = Self.recordMutations(dht.drainRecordChanges())
+    mutating func dhtAbsorbed(_ node: inout NodeKernel, now: Instant) {
+        guard phase != .off else { return }
+        let changes = Self.recordMutations(node.dht.drainRecordChanges())
         if !changes.isEmpty {
-            storage.counters.recordWrites += 1
-            effects.append(.storage(storage.issue(.write(changes), for: .writeRecords)))
+            counters.recordWrites += 1
+            issue(.write(changes), for: .writeRecords, &node)
         }
-        guard storage.phase == .ready, let due = storage.nextContactsCheck, due <= now else { return }
-        guard !storage.isWritingContacts else { return }  // checked again once the write completes
-        storage.nextContactsCheck = now + config.storage.contactsInterval
-        let contacts = dht.table.contacts
+        guard phase == .ready, let due = nextContactsCheck, due <= now else { return }
+        guard !isWritingContacts else { return }  // checked again once the write completes
+        nextContactsCheck = now + config.storage.contactsInterval
+        let contacts = node.dht.table.contacts
         guard !contacts.isEmpty else { return }
-        let saved = storage.savedContacts ?? [:]
+        let saved = savedContacts ?? [:]
         var current: [PublicKey: Endpoint] = [:]
         for contact in contacts { current[contact.publicKey] = contact.endpoint }
         var mutations: [StorageMutation] = []
-        for contact in contacts.sorted(by: { Self.keyOrder($0.publicKey, $1.publicKey) })
-        where storage.savedContacts?[contact.publicKey] != contact.endpoint {
+        for contact in contacts.sorted(by: { NodeKernel.keyOrder($0.publicKey, $1.publicKey) })
+        where savedContacts?[contact.publicKey] != contact.endpoint {
             var writer = ByteWriter(capacity: 56)
             writer.write(contact)
             mutations.append(.put(.dhtContacts, key: contact.publicKey.bytes, value: writer.bytes))
         }
-        for key in saved.keys.sorted(by: Self.keyOrder) where current[key] == nil {
+        for key in saved.keys.sorted(by: NodeKernel.keyOrder) where current[key] == nil {
             mutations.append(.delete(.dhtContacts, key: key.bytes))
         }
         guard !mutations.isEmpty else { return }
-        storage.savedContacts = current
-        storage.counters.contactWrites += 1
-        effects.append(.storage(storage.issue(.write(mutations), for: .writeContacts)))
+        savedContacts = current
+        counters.contactWrites += 1
+        issue(.write(mutations), for: .writeContacts, &node)
     }
 
     /// When the routing table is next compared with the disk (nil: not now).
-    var storageDeadline: Instant? {
-        guard storage.phase == .ready, !storage.isWritingContacts else { return nil }
-        return storage.nextContactsCheck
+    public var nextDeadline: Instant? {
+        guard phase == .ready, !isWritingContacts else { return nil }
+        return nextContactsCheck
     }
 
     // MARK: - Completions
 
-    /// The shell finished a `.storage` request. Loaded records are re-validated and restored, loaded
-    /// contacts seed a join; write completions free the slot for the next contacts write. An
-    /// unknown token is ignored.
-    public mutating func storageCompleted(
-        _ completion: StorageCompletion, now: Instant, rng: inout some RandomNumberGenerator
-    ) -> [NodeEffect] {
-        if kernel.partStorage.remove(completion.token) != nil {
-            // A part's request (the ledger's locks and entries): the parts hear of it.
-            var effects: [NodeEffect] = []
-            broadcast(.notice(.storageCompleted(completion)), now: now, rng: &rng, into: &effects)
-            return effects
-        }
-        guard let purpose = storage.inFlight.removeValue(forKey: completion.token) else { return [] }
-        storage.counters.completions += 1
-        var effects: [NodeEffect] = []
+    /// The shell finished one of this part's requests. Loaded records are re-validated and
+    /// restored, loaded contacts seed a join; write completions free the slot for the next contacts
+    /// write. A token of another part's is not this part's business.
+    private mutating func completed(
+        _ completion: StorageCompletion, _ node: inout NodeKernel, now: Instant, rng: inout some RandomNumberGenerator
+    ) {
+        guard let purpose = inFlight.removeValue(forKey: completion.token) else { return }
+        counters.completions += 1
         switch (purpose, completion.outcome) {
         case (_, .failed):
-            storage.counters.failures += 1
+            counters.failures += 1
             // A write that failed may or may not be on disk: the next contacts write puts every
             // contact again. A failed load leaves the namespace as it is on disk (not deleted).
-            if purpose == .writeContacts { storage.savedContacts = nil }
-            if purpose == .loadContacts { storage.savedContacts = nil }
+            if purpose == .writeContacts { savedContacts = nil }
+            if purpose == .loadContacts { savedContacts = nil }
         case (.loadRecords, .loaded(let entries)):
-            restoreRecords(entries, now: now, into: &effects)
+            restoreRecords(entries, &node, now: now)
         case (.loadContacts, .loaded(let entries)):
-            restoreContacts(entries, now: now, rng: &rng, into: &effects)
+            restoreContacts(entries, &node, now: now, rng: &rng)
         case (.loadRecords, .written), (.loadContacts, .written), (.writeRecords, _), (.writeContacts, _):
             break
         }
-        if storage.phase == .loading,
-            !storage.inFlight.values.contains(where: { $0 == .loadRecords || $0 == .loadContacts })
+        if phase == .loading,
+            !inFlight.values.contains(where: { $0 == .loadRecords || $0 == .loadContacts })
         {
-            storage.phase = .ready
-            storage.nextContactsCheck = now + config.storage.contactsInterval
+            phase = .ready
+            nextContactsCheck = now + config.storage.contactsInterval
         }
-        storageAbsorbDHT(now: now, into: &effects)
-        return effects
+        dhtAbsorbed(&node, now: now)
     }
 
-    private mutating func restoreRecords(_ entries: [StorageEntry], now: Instant, into effects: inout [NodeEffect]) {
+    private mutating func restoreRecords(_ entries: [StorageEntry], _ node: inout NodeKernel, now: Instant) {
         var fixes: [StorageMutation] = []
         var restored: [[UInt8]: SignedRecord] = [:]
         for entry in entries {
             guard let decoded = try? RecordDiskEntry.decode(entry.value),
                 RecordDiskEntry.key(decoded.record.key, publisher: decoded.record.publisher) == entry.key
             else {
-                storage.counters.recordsRejected += 1
+                counters.recordsRejected += 1
                 fixes.append(.delete(.dhtRecords, key: entry.key))
                 continue
             }
@@ -239,16 +245,16 @@ extension NodeInstance {
             // A record with no source is one this node stored itself; only its own records may be,
             // so anyone else's is charged to the unknown source (a tampered disk gets no free pass).
             let source =
-                decoded.source ?? (record.publisher == identity.publicKey ? nil : RecordStore.unknownSource)
-            switch dht.restoreRecord(record, source: source, now: now) {
+                decoded.source ?? (record.publisher == node.identity.publicKey ? nil : RecordStore.unknownSource)
+            switch node.dht.restoreRecord(record, source: source, now: now) {
             case .stored, .replaced, .unchanged:
-                storage.counters.recordsRestored += 1
+                counters.recordsRestored += 1
                 restored[entry.key] = record
             case .refused:
-                storage.counters.recordsRejected += 1
+                counters.recordsRejected += 1
                 // What the store holds for this slot (a newer record that arrived meanwhile) is
                 // written back; if nothing, the entry goes.
-                if let held = dht.store.record(for: record.key, publisher: record.publisher, now: now) {
+                if let held = node.dht.store.record(for: record.key, publisher: record.publisher, now: now) {
                     let source = decoded.source
                     fixes.append(
                         .put(
@@ -261,7 +267,7 @@ extension NodeInstance {
         }
         // Restoring logged every record as a change; those already on disk need no write.
         var mutations: [StorageMutation] = []
-        for change in dht.drainRecordChanges() {
+        for change in node.dht.drainRecordChanges() {
             if case .held(let record, _) = change,
                 restored[RecordDiskEntry.key(record.key, publisher: record.publisher)] == record
             {
@@ -271,14 +277,13 @@ extension NodeInstance {
         }
         mutations += fixes
         if !mutations.isEmpty {
-            storage.counters.recordWrites += 1
-            effects.append(.storage(storage.issue(.write(mutations), for: .writeRecords)))
+            counters.recordWrites += 1
+            issue(.write(mutations), for: .writeRecords, &node)
         }
     }
 
     private mutating func restoreContacts(
-        _ entries: [StorageEntry], now: Instant, rng: inout some RandomNumberGenerator,
-        into effects: inout [NodeEffect]
+        _ entries: [StorageEntry], _ node: inout NodeKernel, now: Instant, rng: inout some RandomNumberGenerator
     ) {
         var saved: [PublicKey: Endpoint] = [:]
         var loaded: [NodeContact] = []
@@ -287,18 +292,18 @@ extension NodeInstance {
             guard let contact = try? reader.readNodeContact(), reader.isAtEnd, contact.publicKey.bytes == entry.key
             else { continue }  // a bad entry is not on `savedContacts`, so it is never deleted: harmless
             saved[contact.publicKey] = contact.endpoint
-            if contact.isShareable, contact.publicKey != identity.publicKey { loaded.append(contact) }
+            if contact.isShareable, contact.publicKey != node.identity.publicKey { loaded.append(contact) }
         }
-        storage.savedContacts = saved
-        storage.counters.contactsLoaded += UInt64(loaded.count)
+        savedContacts = saved
+        counters.contactsLoaded += UInt64(loaded.count)
         guard !loaded.isEmpty else { return }
         let seeds = (config.bootstrap + config.dhtSeeds).map {
             NodeContact(publicKey: $0.publicKey, endpoint: $0.endpoint)
         }
         let known = Set(seeds.map(\.publicKey))
-        absorb(
-            dht.bootstrap(seeds + loaded.filter { !known.contains($0.publicKey) }, now: now, rng: &rng), now: now,
-            rng: &rng, into: &effects)
+        let dhtEffects = node.dht.bootstrap(
+            seeds + loaded.filter { !known.contains($0.publicKey) }, now: now, rng: &rng)
+        node.queue(dhtEffects)
     }
 
     /// The write-batch form of record store changes.
