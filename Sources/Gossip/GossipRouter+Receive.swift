@@ -33,7 +33,7 @@ extension GossipRouter {
             return effects
         }
         switch message {
-        case .subscribe(let topics): handleSubscribe(topics, from: peer, &effects)
+        case .subscribe(let topics): handleSubscribe(topics, from: peer, now: now, &effects)
         case .unsubscribe(let topics): handleUnsubscribe(topics, from: peer)
         case .publish(let topic, let data):
             handlePublish(topic: topic, data: data, from: peer, now: now, validate: validate, &effects)
@@ -47,15 +47,25 @@ extension GossipRouter {
 
     // MARK: - Subscriptions
 
-    private mutating func handleSubscribe(_ topics: [Topic], from peer: GossipPeer, _ effects: inout [GossipEffect]) {
+    private mutating func handleSubscribe(
+        _ topics: [Topic], from peer: GossipPeer, now: Instant, _ effects: inout [GossipEffect]
+    ) {
         // A live peer only announces changes, so a subscription to topics it already holds means it
         // started over (a restart its new session did not reveal: the session layer sees a handshake
         // like a rekey). It lost our subscriptions and its mesh: forget its mesh places and send ours
-        // again, so both sides graft afresh. Its score is kept.
-        if !topics.isEmpty, topics.allSatisfy({ peerStates[peer]!.topics.contains($0) }) {
+        // again, so both sides graft afresh. Its score is kept (mesh time restarts as on any prune), and
+        // this happens at most once per peer per prune backoff, so announcing topics again cannot be
+        // used to churn our mesh or to keep resetting its mesh-delivery record.
+        let detectedBefore = peerStates[peer]!.restartDetectedAt
+        if !topics.isEmpty, topics.allSatisfy({ peerStates[peer]!.topics.contains($0) }),
+            detectedBefore.map({ now.since($0) >= config.pruneBackoff }) ?? true
+        {
             counters.peersRestarted += 1
+            peerStates[peer]!.restartDetectedAt = now
             peerStates[peer]!.topics = []
-            for topic in meshes.keys.sorted() { meshes[topic]?.remove(peer) }
+            for topic in meshes.keys.sorted() where meshes[topic]!.remove(peer) != nil {
+                scores.prune(peer, topic: topic)
+            }
             for topic in fanout.keys.sorted() { fanout[topic]?.remove(peer) }
             let ours = subscriptions
             for start in stride(from: 0, to: ours.count, by: GossipMessage.maximumTopics) {

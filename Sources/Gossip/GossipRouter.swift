@@ -137,6 +137,8 @@ public struct GossipRouter: Sendable {
         var outbound: Bool
         var topics: Set<Topic> = []
         var graylisted = false
+        /// When this peer was last seen to start over (a full re-subscription).
+        var restartDetectedAt: Instant?
         // Per heartbeat:
         var messages = 0
         var ihaves = 0

@@ -70,7 +70,8 @@ enum FlowAction: Sendable, Equatable {
     case sendLedger(LedgerMessage, to: PublicKey)
     /// Apply and gossip a certified entry this flow made.
     case ledgerCertified(CertifiedEntry)
-    /// An entry of ours goes out for votes (the ledger part keeps it until it is certified).
+    /// An entry of ours is about to go out for votes: the ledger part keeps it, on disk, until it is
+    /// certified, and answers with the input `ledgerOwnPersisted` once it is durable.
     case ledgerSubmitted(LedgerEntry)
     /// Read stored certified entries (answered by the input `ledgerEntriesRead` for this command).
     case readLedgerEntries(account: PublicKey, from: UInt64, limit: Int)
@@ -91,6 +92,8 @@ enum FlowInput: Sendable {
     case ledgerRefusal(EntryHash, RefusalCode, from: PublicKey)
     /// What this command's `readLedgerEntries` read (given to that command only).
     case ledgerEntriesRead(Result<[CertifiedEntry], CommandFailure>)
+    /// This command's pending entry is durable (or its write failed).
+    case ledgerOwnPersisted(durable: Bool)
     /// The flow's deadline passed.
     case deadline
 }
@@ -142,6 +145,8 @@ struct CommandFlow: Sendable {
         case redrafting(retried: CertifiedEntry)
         /// Waiting for the ledger part's read of the store.
         case readingEntries
+        /// Waiting until our entry is durable before its vote requests leave.
+        case persistingOwn(LedgerEntry)
         case done
     }
 
@@ -157,9 +162,6 @@ struct CommandFlow: Sendable {
     /// The wait before unanswered members are asked again.
     private var resendDelay = Self.firstResend
     static let firstResend: Duration = .milliseconds(400)
-    /// Members asked again after a `wrongPosition` refusal, and how often.
-    private var reasks: [PublicKey: Int] = [:]
-    static let maximumReasks = 5
 
     init(_ command: NodeCommand) { self.command = command }
 
@@ -300,20 +302,30 @@ struct CommandFlow: Sendable {
             }
         case (.readingEntries, .deadline):
             return finish(.failed(.timedOut))
+        case (.persistingOwn(let entry), .ledgerOwnPersisted(let durable)):
+            guard durable else {
+                return finish(
+                    .failed(
+                        .invalid(
+                            "this node could not write its entry to its store, so nothing was sent; check the disk "
+                                + "(the node's log names the error) and try again")))
+            }
+            return certify(entry, view: view, now: now)
+        case (.persistingOwn, .deadline):
+            return finish(.failed(.timedOut))
         case (.redrafting(let certified), .deadline):
             guard case .ledger(let action) = command else { return [] }
             retried = certified
             return submitDraft(action, view: view, now: now)
         case (.certifying(var quorums, var refusals), .ledgerRefusal(let hash, let code, let from))
         where hash == quorums[0].collector.entryHash:
-            // A member that has not applied our previous entry yet (its certificate is on its way)
-            // is asked again, a few times, one round trip apart.
-            let unanswered = quorums.contains {
-                $0.collector.committee.contains(from) && !$0.answered.contains(from)
-            }
-            if code == .wrongPosition, unanswered, reasks[from, default: 0] < Self.maximumReasks {
-                reasks[from, default: 0] += 1
-                return [.sendLedger(.voteRequest(quorums[0].collector.entry), to: from)]
+            // Refusals that may pass are not counted: a member that has not applied our previous entry
+            // yet (`wrongPosition`: its certificate or a catch-up is on its way) or is busy (loading, a
+            // full table) stays unanswered, so the resends ask it again until the limit.
+            if code == .wrongPosition || code == .busy {
+                if !refusals.contains(code) { refusals.append(code) }
+                state = .certifying(quorums, refusals: refusals)
+                return []
             }
             var counted = false
             for index in quorums.indices {
@@ -478,7 +490,6 @@ struct CommandFlow: Sendable {
         state = .certifying(quorums, refusals: [])
         certifyBy = now + Self.ledgerWait
         resendDelay = Self.firstResend
-        reasks = [:]
         deadline = now + resendDelay
         var asked = Set<PublicKey>()
         return quorums.flatMap(\.collector.committee.members).compactMap { member in
@@ -486,13 +497,17 @@ struct CommandFlow: Sendable {
         }
     }
 
-    /// Why certifying failed; for an earlier entry sent again, which one.
+    /// Why certifying failed; for an earlier entry sent again, which one. A `ledger` command's entry
+    /// stays pending: saying so keeps an operator from repeating the command (and paying twice).
     private func ledgerFailure(_ reason: String) -> CommandFailure {
-        guard submittedRetry, case .certifying(let quorums, _) = state else { return .ledger(reason) }
+        guard case .ledger = command, case .certifying(let quorums, _) = state else { return .ledger(reason) }
         let entry = quorums[0].collector.entry
+        let pending =
+            "; the entry stays pending and the next umbra ledger command sends it first (do not repeat this one)"
+        guard submittedRetry else { return .ledger(reason + pending) }
         return .ledger(
             "an earlier entry of this node (\(entry.kind) at height \(entry.height)) holds the account's next slot "
-                + "and was sent again first: \(reason)")
+                + "and was sent again first: \(reason)" + pending)
     }
 
     /// Drafts this node's next entry and asks the committee to certify it.
@@ -502,10 +517,20 @@ struct CommandFlow: Sendable {
         case .success(let made): draft = made
         case .failure(let failure): return finish(.failed(failure))
         }
-        submittedRetry = draft.isRetry && retried == nil
-        let asked = certify(draft.entry, view: view, now: now)
-        guard case .certifying = state else { return asked }
-        return [.ledgerSubmitted(draft.entry)] + asked
+        if draft.isRetry, retried != nil {
+            // The earlier entry was certified but has not applied here yet.
+            return finish(
+                .failed(
+                    .invalid(
+                        "an earlier entry of this node was certified and is not applied here yet; "
+                            + "try again in a moment")))
+        }
+        // The pending entry is what was asked again (the command was repeated after a failure): it
+        // is the answer, nothing else is drafted after it.
+        submittedRetry = draft.isRetry && !action.matches(draft.entry.body)
+        state = .persistingOwn(draft.entry)
+        deadline = now + Self.stepLimit
+        return [.ledgerSubmitted(draft.entry)]
     }
 
     private mutating func startConnect(view: some FlowView, now: Instant) -> [FlowAction] {

@@ -80,6 +80,18 @@ public enum LedgerAction: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
+    /// Whether `body` is what this action makes (times aside).
+    public func matches(_ body: EntryBody) -> Bool {
+        switch (self, body) {
+        case (.transfer(let to, let amount), .transfer(let recipient, let sent)): to == recipient && amount == sent
+        case (.bond(let role, let amount), .bond(let bodyRole, let bonded)): role == bodyRole && amount == bonded
+        case (.unbond(let role, let amount), .unbond(let bodyRole, let unbonded, _)):
+            role == bodyRole && amount == unbonded
+        case (.withdraw, .withdraw): true
+        default: false
+        }
+    }
+
     public var description: String {
         switch self {
         case .transfer(let recipient, let amount): "transfer \(amount) to \(NodeAddress(publicKey: recipient))"

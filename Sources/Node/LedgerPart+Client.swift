@@ -40,10 +40,19 @@ extension LedgerPart {
                         ? "the ledger is off on this node: start it with --genesis FILE (see umbra ledger genesis)"
                         : "the ledger is still loading its entries; try again in a moment"))
         }
+        guard !ownUnreadable else {
+            return .failure(
+                .invalid(
+                    "this node could not read its pending ledger entry from its store at start, so it makes no "
+                        + "entry in this run (it must never sign two for one height); restart it"))
+        }
         let me = identity.publicKey
         let account = state.accounts[me]
+        // An unfinished entry of an earlier epoch is not sent again: the current committee refuses
+        // it (wrong epoch), and a fresh entry in this epoch is a crossing that the members locked to
+        // the old one refuse, so no second certificate for that height can come of it.
         if let unfinished, unfinished.height == account?.nextHeight ?? 0, unfinished.prev == account?.head ?? .zero,
-            state.committees[unfinished.epoch] != nil
+            unfinished.epoch == state.epoch
         {
             return .success(LedgerDraft(entry: unfinished, isRetry: true))
         }
@@ -82,16 +91,38 @@ extension LedgerPart {
         }
     }
 
-    /// An entry of ours goes out for votes: kept until certified.
-    mutating func submitted(_ entry: LedgerEntry, _ node: inout NodeKernel) {
-        guard entry.account == identity.publicKey, entry != unfinished else { return }
+    /// An entry of ours is about to go out for votes: kept until certified, and durable first. The
+    /// command hears `ledgerOwnPersisted` once the write completed (at once when the entry is on disk
+    /// already, or storage is off); only then do its vote requests leave. A crash between the two
+    /// otherwise leaves validators locked to an entry this node no longer knows, and its next draft
+    /// would be a second entry for that height.
+    mutating func submitted(_ entry: LedgerEntry, for command: CommandID, _ node: inout NodeKernel) {
+        guard entry != unfinished else {
+            node.notify(.ledgerOwnPersisted(command, durable: true))
+            return
+        }
         unfinished = entry
-        _ = node.requestStorage(.write([.put(.ledgerOwn, key: Self.ownKey, value: entry.encoded())]))
+        guard let token = node.requestStorage(.write([.put(.ledgerOwn, key: Self.ownKey, value: entry.encoded())]))
+        else {
+            node.notify(.ledgerOwnPersisted(command, durable: true))  // storage off: memory is all there is
+            return
+        }
+        ownWrites[token] = command
     }
 
     /// An entry of this account applied: an unfinished entry at or below its height is done.
     mutating func ownApplied(_ entry: LedgerEntry, _ node: inout NodeKernel) {
         guard entry.account == identity.publicKey, let unfinished, unfinished.height <= entry.height else { return }
+        self.unfinished = nil
+        _ = node.requestStorage(.write([.delete(.ledgerOwn, key: Self.ownKey)]))
+    }
+
+    /// After the replay: a pending entry whose height the stored entries pass was certified (its
+    /// delete did not reach the disk before a crash).
+    mutating func dropCertifiedOwn(_ node: inout NodeKernel) {
+        guard let unfinished, let state,
+            (state.accounts[identity.publicKey]?.nextHeight ?? 0) > unfinished.height
+        else { return }
         self.unfinished = nil
         _ = node.requestStorage(.write([.delete(.ledgerOwn, key: Self.ownKey)]))
     }

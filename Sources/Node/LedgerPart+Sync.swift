@@ -63,6 +63,8 @@ public struct LedgerSyncCounters: Sendable, Equatable {
     public var frontierPagesServed: UInt64 = 0
     public var rangesServed: UInt64 = 0
     public var rangesDropped: UInt64 = 0
+    /// Range fetches that timed out (the round went on with the next account).
+    public var rangesStalled: UInt64 = 0
     public init() {}
 }
 
@@ -84,7 +86,16 @@ extension LedgerPart {
     mutating func syncTick(_ node: inout NodeKernel, now: Instant, rng: inout some RandomNumberGenerator) {
         guard phase == .ready, let state else { return }
         if sync.partner != nil {
-            if let deadline = sync.deadline, deadline <= now { endRound(abandoned: true, now: now) }
+            guard let deadline = sync.deadline, deadline <= now else { return }
+            if sync.fetching != nil {
+                // One account's range stalled (an entry the partner cannot send, or lost frames): the
+                // next account goes on; this one is asked again next round.
+                syncCounters.rangesStalled += 1
+                sync.fetching = nil
+                pump(&node, now: now, rng: &rng)
+            } else {
+                endRound(abandoned: true, now: now)
+            }
             return
         }
         let due = sync.nextRound.map { $0 <= now } ?? true
@@ -126,7 +137,7 @@ extension LedgerPart {
     }
 
     /// Sends the next range request, or the next frontier request, or ends the round.
-    private mutating func pump(_ node: inout NodeKernel, now: Instant, rng: inout some RandomNumberGenerator) {
+    mutating func pump(_ node: inout NodeKernel, now: Instant, rng: inout some RandomNumberGenerator) {
         guard let partner = sync.partner, sync.fetching == nil, !sync.awaitingFrontier, let state else { return }
         while !sync.wanted.isEmpty {
             let range = sync.wanted.removeFirst()
@@ -222,7 +233,11 @@ extension LedgerPart {
                 syncCounters.unsolicited += 1
                 let hash = certified.entry.hash
                 let known = state.applied.contains(hash)
+                let rejectedBefore = counters.certificatesRejected
                 take(certified, size: payload.count, messageID: nil, source: key, &node)
+                if counters.certificatesRejected > rejectedBefore {
+                    node.rejectFrame(from: key, reason: "ledger sync: a pushed certificate that does not verify")
+                }
                 if !known, self.state?.applied.contains(hash) == true {
                     node.notify(.gossipPublish(.ledger, certified.encoded()))
                 }

@@ -149,6 +149,10 @@ public struct LedgerPart: NodePart {
     public private(set) var recentVotes: [Vote] = []
     /// This node's own entry sent for votes and not certified yet (LedgerPart+Client.swift).
     public internal(set) var unfinished: LedgerEntry?
+    /// The stored pending entry could not be read at start: no entry of ours is made in this run.
+    var ownUnreadable = false
+    /// Writes of our pending entry in flight: storage token → the command waiting for it.
+    var ownWrites: [StorageToken: CommandID] = [:]
     /// Lookups of committee members' peer records in flight: record key → member.
     var committeeLookups: [Key256: PublicKey] = [:]
     var nextCommitteeCheck: Instant?
@@ -255,6 +259,8 @@ public struct LedgerPart: NodePart {
                 // Without its locks a member could vote twice for a slot it voted in before the
                 // restart: it stays a replica for this run (vote requests are refused as busy).
                 if namespace == .ledgerLocks { locksUnreadable = true }
+                // Without its pending entry this node could sign a second entry for that height.
+                if namespace == .ledgerOwn { ownUnreadable = true }
             }
             switch namespace {
             case .ledgerLocks: loadedLocks = loaded
@@ -264,6 +270,11 @@ public struct LedgerPart: NodePart {
             guard loads.isEmpty else { return }
             replay(&node)
             reachCommittee(&node, now: now, rng: &rng)
+            return
+        }
+        if let command = ownWrites.removeValue(forKey: completion.token) {
+            if completion.outcome != .written { counters.storageFailures += 1 }
+            node.notify(.ledgerOwnPersisted(command, durable: completion.outcome == .written))
             return
         }
         if let command = entryReads.removeValue(forKey: completion.token) {
@@ -359,6 +370,7 @@ public struct LedgerPart: NodePart {
         loadedLocks = nil
         counters.locksRestored += UInt64(locks.count)
         if !fixes.isEmpty { _ = node.requestStorage(.write(fixes)) }
+        dropCertifiedOwn(&node)
         becomeReady(restoredLocks: locks, unreadableSlots: unreadable, &node)
     }
 
@@ -407,15 +419,12 @@ public struct LedgerPart: NodePart {
     ) {
         guard let current = state else { return }
         if current.applied.contains(certified.entry.hash) {
-            // Held already (often from the client's direct push, ahead of gossip): still forwarded,
-            // so replicas that hear only gossip get it, but only with a certificate that verifies.
+            // Held already: not forwarded. A member that took the client's push published those same
+            // bytes itself (LedgerPart+Sync.swift), so the client's gossip copy is one message with
+            // it; another certificate for an applied entry (any quorum subset, any anchor) is not
+            // news, and forwarding it would let anyone flood the topic with variants.
             counters.entriesIgnored += 1
-            guard messageID != nil else { return }
-            let entry = certified.entry
-            let valid = current.committees[entry.epoch].map { committee in
-                (try? certified.certificate.verify(for: entry, committee: committee)) != nil
-            }
-            answer(messageID, valid == true ? .accept : .reject, &node)
+            answer(messageID, .ignore, &node)
             return
         }
         let verified: VerifiedEntry
@@ -427,8 +436,9 @@ public struct LedgerPart: NodePart {
                 answer(messageID, .reject, &node)
                 return
             }
-            // Nothing checks its certificate yet; its entry's signature can be checked now.
-            guard certified.entry.hasValidSignature else {
+            // Nothing checks its certificate yet; its entry's signature can be checked now, and only
+            // the next epoch is waited for (an epoch change on its way), not any number a peer names.
+            guard certified.entry.hasValidSignature, certified.entry.epoch <= current.epoch + 1 else {
                 counters.certificatesRejected += 1
                 answer(messageID, .reject, &node)
                 return

@@ -135,6 +135,9 @@ public struct MarketPart: NodePart {
     var provider: ProviderRole?
     /// Providers' bonds, with a ledger (nil: no ledger, every signed offer counts).
     public internal(set) var bonds: ProviderBonds?
+    /// The ledger part has reported the whole table once. Before that (the ledger is loading) offers
+    /// are stored but neither forwarded nor offered, so the join sync at start is not lost.
+    var bondsReported = false
 
     /// The provider role (`MarketConfig.provide` set): the offer and its refresh schedule.
     struct ProviderRole: Sendable {
@@ -193,6 +196,7 @@ public struct MarketPart: NodePart {
                 guard admitsProvider(of: data) else {
                     counters.proposalsUnbonded += 1
                     counters.proposalsIgnored += 1
+                    if !bondsReported { _ = store.verifyAndInsert(data, networkID: networkID, now: now) }
                     node.notify(.gossipVerdict(id, .ignore))
                     return
                 }
@@ -219,6 +223,7 @@ public struct MarketPart: NodePart {
                 contacts = newContacts
             case .providerBonds(let report):
                 if bonds == nil { bonds = report } else { bonds!.merge(report) }
+                if report.isComplete { bondsReported = true }
                 ownBondChanged(&node, now: now, rng: &rng)
             default:
                 break
@@ -271,7 +276,7 @@ public struct MarketPart: NodePart {
             if page.isLast { directFetches.removeValue(forKey: page.requestID) }
             for item in page.items {
                 guard (try? SignedProposal(decoding: item))?.provider == key else { continue }
-                guard admitsProvider(of: item) else {
+                guard admitsProvider(of: item) || !bondsReported else {
                     counters.proposalsUnbonded += 1
                     continue
                 }
@@ -282,7 +287,7 @@ public struct MarketPart: NodePart {
         case .page:
             let (items, syncEffects) = sync.handle(message, from: key, now: now)
             for item in items {
-                guard admitsProvider(of: item) else {
+                guard admitsProvider(of: item) || !bondsReported else {
                     counters.proposalsUnbonded += 1
                     continue
                 }
@@ -321,10 +326,12 @@ public struct MarketPart: NodePart {
     ) -> [ServiceProposal] {
         let found = store.query(
             serviceType: serviceType, country: country, maxPricePerGiB: maxPricePerGiB,
-            maxPricePerMinute: maxPricePerMinute, consumer: identity.publicKey, now: now, limit: limit, rtt: rtt)
-        // Offers stored before their provider unbonded are held but not offered.
+            maxPricePerMinute: maxPricePerMinute, consumer: identity.publicKey, now: now,
+            limit: bonds == nil ? limit : .max, rtt: rtt)
+        // Offers stored before their provider unbonded (or before the ledger reported) are held but
+        // not offered.
         guard let bonds else { return found }
-        return found.filter { bonds.admits($0.provider) }
+        return Array(found.lazy.filter { bonds.admits($0.provider) }.prefix(limit))
     }
 
     /// Asks `provider` at `endpoint` for its own proposal of `serviceType` (see
@@ -371,7 +378,7 @@ public struct MarketPart: NodePart {
         provider.map {
             ProviderStatus(
                 proposal: $0.own?.offer, withdrawn: $0.tombstoned, nextRefresh: $0.nextRefresh,
-                bondNeeded: bonds.flatMap { $0.admits(identity.publicKey) ? nil : $0.minimum })
+                bondNeeded: bonds.flatMap { $0.admits(identity.publicKey) ? nil : max($0.minimum, 1) })
         }
     }
 

@@ -118,6 +118,8 @@ extension NodeInstance: FlowView {
             commandsInput(.ledgerRefusal(hash, code, from: from), now: now, rng: &rng, into: &effects)
         case .ledgerEntriesRead(let id, let result):
             advance(id, .ledgerEntriesRead(result), now: now, rng: &rng, into: &effects)
+        case .ledgerOwnPersisted(let id, let durable):
+            advance(id, .ledgerOwnPersisted(durable: durable), now: now, rng: &rng, into: &effects)
         default:
             break
         }
@@ -200,7 +202,7 @@ extension NodeInstance: FlowView {
             ledger.acceptOwn(certified, &kernel, now: now, rng: &rng)
             drain(now: now, rng: &rng, into: &effects)
         case .ledgerSubmitted(let entry):
-            ledger.submitted(entry, &kernel)
+            ledger.submitted(entry, for: id, &kernel)
             drain(now: now, rng: &rng, into: &effects)
         case .readLedgerEntries(let account, let height, let limit):
             ledger.readEntries(for: id, account: account, from: height, limit: limit, &kernel)

@@ -78,6 +78,8 @@ public enum NodeNotice: Sendable, Equatable {
     // ... and what committee members answered a vote request of ours.
     case ledgerVote(Vote, proof: ChannelPromise?, from: PublicKey)
     case ledgerRefusal(EntryHash, RefusalCode, from: PublicKey)
+    /// A command's pending entry is on disk (or could not be written): its vote requests may leave.
+    case ledgerOwnPersisted(CommandID, durable: Bool)
     /// The store read a `ledgerEntries` command asked for.
     case ledgerEntriesRead(CommandID, Result<[CertifiedEntry], CommandFailure>)
     // The shell.

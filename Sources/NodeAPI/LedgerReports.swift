@@ -210,7 +210,15 @@ extension LedgerStatusReport {
             "entries_ignored": c.entriesIgnored, "entries_held": c.entriesHeld, "pending_dropped": c.pendingDropped,
             "vote_requests": c.voteRequests, "votes_sent": c.votesSent, "refusals_sent": c.refusalsSent,
             "locks_restored": c.locksRestored, "storage_failures": c.storageFailures, "malformed": c.malformed,
+            "entry_write_failures": c.entryWriteFailures, "entry_writes_lost": c.entryWritesLost,
         ]
+        let sync = part.syncCounters
+        counters.merge([
+            "sync_rounds": sync.rounds, "sync_rounds_abandoned": sync.roundsAbandoned,
+            "sync_entries_fetched": sync.entriesFetched, "sync_unsolicited": sync.unsolicited,
+            "sync_frontier_pages_served": sync.frontierPagesServed, "sync_ranges_served": sync.rangesServed,
+            "sync_ranges_dropped": sync.rangesDropped, "sync_ranges_stalled": sync.rangesStalled,
+        ]) { $1 }
         let me = instance.identity.publicKey
         unfinishedHeight = part.unfinished?.height
         guard let ledger = part.state else {
@@ -310,6 +318,8 @@ extension ControlRouter {
                         entries: entries.map(LedgerEntryReport.init)))
             case .failed(.invalid(let reason)):
                 return try relayJSON(ErrorReport(error: reason), status: .conflict)
+            case .failed(let failure):
+                return try relayJSON(ErrorReport(error: failure.description), status: .serviceUnavailable)
             default:
                 return try relayJSON(
                     ErrorReport(error: NodeDriver.CommandFailed(result).description), status: .internalServerError)

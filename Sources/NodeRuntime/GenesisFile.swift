@@ -20,6 +20,21 @@ public enum GenesisFile {
     public static let maximumSize = 1 << 20
     /// The copy a data dir keeps.
     public static let dataDirName = "genesis.json"
+    /// The largest committee a genesis may name today: a certified entry travels in one gossip message
+    /// or one sync frame (about 1,000 bytes), and a transfer's certificate from more than two thirds
+    /// of 8 equal members (6 votes of 104 bytes) is the most that fits. Larger committees need
+    /// entries carried in pieces or aggregate signatures (docs/threat-model.md).
+    public static let maximumCommitteeSize = 8
+
+    /// Throws unless every entry certified under `parameters` can be replicated.
+    public static func checkCarriable(_ parameters: GenesisParameters) throws(GenesisFileError) {
+        guard parameters.committeeSize <= maximumCommitteeSize, parameters.committee.count <= maximumCommitteeSize
+        else {
+            throw GenesisFileError(
+                "a committee of at most \(maximumCommitteeSize) validators (committeeSize and the first committee): "
+                    + "a larger committee's certificates do not fit one gossip message yet")
+        }
+    }
 
     private struct Document: Codable {
         struct Member: Codable {
@@ -132,6 +147,7 @@ public enum GenesisFile {
             evidenceLifetime: .seconds(Int64(document.evidenceLifetimeSeconds)),
             committeeSize: document.committeeSize, reporterRewardPPM: document.reporterRewardPPM)
         do { try parameters.validate() } catch { throw GenesisFileError(error.description) }
+        try checkCarriable(parameters)
         return parameters
     }
 

@@ -364,6 +364,9 @@ struct LedgerGenesis: AsyncParsableCommand {
             unbondingDelay: .seconds(Int64(unbondingDelay)), evidenceLifetime: .seconds(Int64(lifetime)),
             committeeSize: size, reporterRewardPPM: reporterReward)
         do { try parameters.validate() } catch { throw ValidationError("the genesis is not valid: \(error)") }
+        do { try GenesisFile.checkCarriable(parameters) } catch {
+            throw ValidationError("the genesis is not valid: \(error)")
+        }
         return parameters
     }
 

@@ -100,11 +100,6 @@ struct Up: AsyncParsableCommand {
         var config = NodeConfig()
         config.sessions.networkID = networkId
         if let ledgerGenesis {
-            if ledgerGenesis.isNew {
-                do { try GenesisFile.remember(ledgerGenesis.parameters, in: directory) } catch {
-                    throw CLIError("umbra up: \(error)")
-                }
-            }
             config.ledger.genesis = ledgerGenesis.parameters
             config.ledger.isValidator = validator
             if validator, !ledgerGenesis.parameters.committee.contains(where: { $0.identity == identity.publicKey }) {
@@ -194,6 +189,14 @@ struct Up: AsyncParsableCommand {
                 "provide": "\(config.market.provide.map { "\($0.serviceType) in \($0.location.country)" } ?? "no")",
                 "ledger": "\(config.ledger.genesis.map { "\($0.network)\(validator ? " (validator)" : "")" } ?? "off")",
             ])
+        // The data dir joins the genesis only now, when every other check has passed: a start that
+        // failed leaves it free to be started with another file.
+        if let ledgerGenesis, ledgerGenesis.isNew {
+            do { try GenesisFile.remember(ledgerGenesis.parameters, in: directory) } catch {
+                await tunnel.stop()
+                throw CLIError("umbra up: \(error)")
+            }
+        }
         let services = ServiceGroup(
             configuration: .init(
                 services: [.init(service: node), .init(service: control)],

@@ -39,6 +39,16 @@ import UmbraTestKit
         // A change (a new topic) is not a restart.
         #expect(sends(bench.receive(.subscribe([.ledger]), from: 3)).isEmpty)
         #expect(bench.router.counters.peersRestarted == 1)
+        // Announcing again within the prune backoff greets nobody and churns nothing.
+        bench.receive(.graft(.proposals), from: 2)
+        #expect(sends(bench.receive(.subscribe([.proposals]), from: 2)).isEmpty)
+        #expect(bench.router.mesh(.proposals).contains(peerKey(2)) && bench.router.counters.peersRestarted == 1)
+        _ = bench.advance(GossipConfig().pruneBackoff)
+        #expect(
+            sends(bench.receive(.subscribe([.proposals]), from: 2)).contains {
+                $0.message == .subscribe([.ledger, .proposals])
+            })
+        #expect(bench.router.counters.peersRestarted == 2)
     }
 
     @Test func subscribeGraftsDPeersOfTheTopic() {

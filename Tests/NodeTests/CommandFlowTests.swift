@@ -351,9 +351,9 @@ struct CommandFlowTests {
         let action = LedgerAction.transfer(to: Self.ids[2].publicKey, amount: 7)
         var flow = CommandFlow(.ledger(action))
         view.draft = .success(LedgerDraft(entry: earlier, isRetry: true))
-        let asked = flow.advance(.start, view: view, now: Self.now)
-        #expect(
-            asked == [.ledgerSubmitted(earlier)] + members.map { .sendLedger(.voteRequest(earlier), to: $0.publicKey) })
+        #expect(flow.advance(.start, view: view, now: Self.now) == [.ledgerSubmitted(earlier)], "disk first")
+        let asked = flow.advance(.ledgerOwnPersisted(durable: true), view: view, now: Self.now)
+        #expect(asked == members.map { .sendLedger(.voteRequest(earlier), to: $0.publicKey) })
         var last: [FlowAction] = []
         for input in votes(for: earlier) { last = flow.advance(input, view: view, now: Self.now) }
         guard case .ledgerCertified(let retried)? = last.first, last.count == 1 else {
@@ -367,7 +367,8 @@ struct CommandFlowTests {
             network: "umbra-test", epoch: 0, identity: Self.ids[0], height: 1, prev: earlier.hash,
             body: action.body(now: Self.now))
         view.draft = .success(LedgerDraft(entry: next, isRetry: false))
-        #expect(flow.advance(.deadline, view: view, now: Self.now).first == .ledgerSubmitted(next))
+        #expect(flow.advance(.deadline, view: view, now: Self.now) == [.ledgerSubmitted(next)])
+        _ = flow.advance(.ledgerOwnPersisted(durable: true), view: view, now: Self.now)
         for input in votes(for: next) { last = flow.advance(input, view: view, now: Self.now) }
         guard case .complete(.ledgerCertified(let certified, let first?))? = last.last else {
             Issue.record("not certified: \(last)")
@@ -386,18 +387,73 @@ struct CommandFlowTests {
             ])
     }
 
-    @Test func aRetriedEntryThatFailsSaysItWasTheEarlierEntry() {
+    @Test func aRetriedEntryThatFailsSaysItWasTheEarlierEntryAndThatItStaysPending() {
         var (view, members, earlier) = Self.ledgerSetup()
         view.draft = .success(LedgerDraft(entry: earlier, isRetry: true))
         var flow = CommandFlow(.ledger(.withdraw))
         _ = flow.advance(.start, view: view, now: Self.now)
-        _ = flow.advance(.ledgerRefusal(earlier.hash, .busy, from: members[0].publicKey), view: view, now: Self.now)
+        _ = flow.advance(.ledgerOwnPersisted(durable: true), view: view, now: Self.now)
+        _ = flow.advance(
+            .ledgerRefusal(earlier.hash, .slotLocked, from: members[0].publicKey), view: view, now: Self.now)
         let failed = flow.advance(
-            .ledgerRefusal(earlier.hash, .busy, from: members[1].publicKey), view: view, now: Self.now)
+            .ledgerRefusal(earlier.hash, .slotLocked, from: members[1].publicKey), view: view, now: Self.now)
         guard case .complete(.failed(.ledger(let reason)))? = failed.first else {
             Issue.record("not failed: \(failed)")
             return
         }
         #expect(reason.hasPrefix("an earlier entry of this node (transfer at height 0)"))
+        #expect(reason.hasSuffix("(do not repeat this one)"))
+    }
+
+    @Test func repeatingAFailedActionCertifiesThePendingEntryOnceAndDraftsNothingMore() {
+        var (view, members, earlier) = Self.ledgerSetup()
+        // `earlier` is a transfer of 5 to ids[1]: the same action, asked again after a failure.
+        view.draft = .success(LedgerDraft(entry: earlier, isRetry: true))
+        var flow = CommandFlow(.ledger(.transfer(to: Self.ids[1].publicKey, amount: 5)))
+        _ = flow.advance(.start, view: view, now: Self.now)
+        _ = flow.advance(.ledgerOwnPersisted(durable: true), view: view, now: Self.now)
+        var last: [FlowAction] = []
+        for member in members.prefix(3) {
+            let vote = Vote.make(
+                identity: member, network: "umbra-test", slot: Slot(entry: earlier), entryHash: earlier.hash, report: 0)
+            last = flow.advance(.ledgerVote(vote, proof: nil, from: member.publicKey), view: view, now: Self.now)
+        }
+        guard case .complete(.ledgerCertified(let certified, nil))? = last.last else {
+            Issue.record("not completed with the pending entry: \(last)")
+            return
+        }
+        #expect(certified.entry == earlier && flow.isDone, "paid once")
+    }
+
+    @Test func refusalsThatMayPassAreAskedAgainNotCounted() {
+        var (view, members, entry) = Self.ledgerSetup()
+        view.draft = .success(LedgerDraft(entry: entry, isRetry: false))
+        var flow = CommandFlow(.ledger(.transfer(to: Self.ids[1].publicKey, amount: 5)))
+        _ = flow.advance(.start, view: view, now: Self.now)
+        _ = flow.advance(.ledgerOwnPersisted(durable: true), view: view, now: Self.now)
+        // Two of four members are behind or busy: not final, whatever their stake.
+        #expect(
+            flow.advance(
+                .ledgerRefusal(entry.hash, .wrongPosition, from: members[0].publicKey), view: view, now: Self.now
+            ).isEmpty)
+        #expect(
+            flow.advance(.ledgerRefusal(entry.hash, .busy, from: members[1].publicKey), view: view, now: Self.now)
+                .isEmpty)
+        #expect(!flow.isDone)
+        let resent = flow.advance(.deadline, view: view, now: Self.now + .milliseconds(400))
+        #expect(resent == members.map { .sendLedger(.voteRequest(entry), to: $0.publicKey) }, "all four asked again")
+    }
+
+    @Test func anEntryThatCannotBeWrittenIsNeverSent() {
+        var (view, _, entry) = Self.ledgerSetup()
+        view.draft = .success(LedgerDraft(entry: entry, isRetry: false))
+        var flow = CommandFlow(.ledger(.transfer(to: Self.ids[1].publicKey, amount: 5)))
+        #expect(flow.advance(.start, view: view, now: Self.now) == [.ledgerSubmitted(entry)])
+        let failed = flow.advance(.ledgerOwnPersisted(durable: false), view: view, now: Self.now)
+        guard case .complete(.failed(.invalid(let reason)))? = failed.first, failed.count == 1 else {
+            Issue.record("sent or not failed: \(failed)")
+            return
+        }
+        #expect(reason.contains("nothing was sent"))
     }
 }

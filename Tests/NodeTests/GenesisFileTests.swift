@@ -55,6 +55,7 @@ struct GenesisFileTests {
         #expect(refusal { $0["committeeSize"] = "four" }.contains("committeeSize"))
         #expect(refusal { $0["committee"] = [] }.contains("committee"))
         #expect(refusal { $0["evidenceLifetimeSeconds"] = 601 }.contains("unbonding delay"))
+        #expect(refusal { $0["committeeSize"] = 9 }.contains("at most 8 validators"))
         #expect(refusal { $0["allocations"] = [["account": Self.address(0), "amount": -1]] } != "accepted")
         #expect(throws: GenesisFileError.self) { try GenesisFile.decode(Data("not json".utf8)) }
         #expect(throws: GenesisFileError.self) {

@@ -229,17 +229,37 @@ struct StakeGateTests {
         let bytes = try SignedProposal.make(offer: offer, identity: stranger, networkID: config.sessions.networkID)
             .encoded()
         let id = MessageID(topic: .proposals, data: bytes)
+        func offered() -> [UInt64] {
+            bench.part.proposals(
+                serviceType: "ip-tunnel", country: nil, maxPricePerGiB: nil, maxPricePerMinute: nil, now: bench.now,
+                limit: 10, rtt: { _ in nil }
+            ).map(\.seq)
+        }
+        // While the ledger loads (no report yet) an offer is kept, but neither forwarded nor offered.
         #expect(
             bench.feed(.notice(.gossipValidate(.proposals, bytes, id, from: stranger.publicKey))) == [
                 .gossipVerdict(id, .ignore)
             ])
-        #expect(bench.part.counters.proposalsUnbonded == 1 && bench.part.store.offers(now: bench.now).isEmpty)
+        #expect(bench.part.store.offers(now: bench.now).count == 1 && offered().isEmpty)
+        // Once the ledger reported (the stranger has no bond), its offers are dropped and counted.
+        bench.feed(.notice(.providerBonds(ProviderBonds(minimum: 10, bonds: [:], isComplete: true))))
+        var newer = offer
+        newer.seq = 2
+        let again = try SignedProposal.make(offer: newer, identity: stranger, networkID: config.sessions.networkID)
+            .encoded()
+        let againID = MessageID(topic: .proposals, data: again)
+        #expect(
+            bench.feed(.notice(.gossipValidate(.proposals, again, againID, from: stranger.publicKey))) == [
+                .gossipVerdict(againID, .ignore)
+            ])
+        #expect(bench.part.counters.proposalsUnbonded == 2 && bench.part.store.offers(now: bench.now).first?.seq == 1)
+        // Bonded: accepted, stored and offered.
         bench.feed(
             .notice(
                 .providerBonds(ProviderBonds(minimum: 10, bonds: [stranger.publicKey: 10], isComplete: false))))
         #expect(
-            bench.feed(.notice(.gossipValidate(.proposals, bytes, id, from: stranger.publicKey))).last
-                == .gossipVerdict(id, .accept))
-        #expect(bench.part.store.offers(now: bench.now).map(\.provider) == [stranger.publicKey])
+            bench.feed(.notice(.gossipValidate(.proposals, again, againID, from: stranger.publicKey))).last
+                == .gossipVerdict(againID, .accept))
+        #expect(offered() == [2])
     }
 }

@@ -310,8 +310,15 @@ struct LedgerPartTests {
     @Test func unverifiedEntriesAreSignatureCheckedKeyedByCertificateAndBoundedPerPeer() {
         var (bench, fixture) = Self.replica { $0.maximumPendingPerPeer = 2 }
         let committee = bench.part.state!.committee
-        let future = LedgerEntry.make(
+        // The next epoch (an epoch change on its way) is waited for; a later one is refused.
+        let far = LedgerEntry.make(
             network: network, epoch: 9, identity: fixture.payer, height: 0, prev: .zero,
+            body: .transfer(recipient: fixture.payee.publicKey, amount: 1))
+        let refused = Self.gossip(
+            Self.certified(far, fixture, committee), from: fixture.validators[0].publicKey, &bench)
+        #expect(refused.count == 1 && bench.part.pendingCount == 0, "epoch 9 when 0 is current: \(refused)")
+        let future = LedgerEntry.make(
+            network: network, epoch: 1, identity: fixture.payer, height: 0, prev: .zero,
             body: .transfer(recipient: fixture.payee.publicKey, amount: 1))
         // Two certificates for one entry are two items: a forged one cannot stand in for a real one.
         let peer = fixture.validators[0].publicKey
