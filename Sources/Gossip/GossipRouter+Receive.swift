@@ -67,12 +67,7 @@ extension GossipRouter {
                 scores.prune(peer, topic: topic)
             }
             for topic in fanout.keys.sorted() { fanout[topic]?.remove(peer) }
-            let ours = subscriptions
-            for start in stride(from: 0, to: ours.count, by: GossipMessage.maximumTopics) {
-                send(
-                    .subscribe(Array(ours[start..<min(start + GossipMessage.maximumTopics, ours.count)])), to: peer,
-                    &effects)
-            }
+            sendSubscriptions(to: peer, &effects)
         }
         for topic in topics where peerStates[peer]!.topics.count < config.maximumTopicsPerPeer {
             peerStates[peer]!.topics.insert(topic)

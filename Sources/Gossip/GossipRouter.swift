@@ -245,11 +245,7 @@ public struct GossipRouter: Sendable {
         peerStates[peer] = PeerState(outbound: outbound)
         scores.connect(peer, colocationKey: colocationKey)
         var effects: [GossipEffect] = []
-        let topics = subscriptions
-        for start in stride(from: 0, to: topics.count, by: GossipMessage.maximumTopics) {
-            let chunk = Array(topics[start..<min(start + GossipMessage.maximumTopics, topics.count)])
-            send(.subscribe(chunk), to: peer, &effects)
-        }
+        sendSubscriptions(to: peer, &effects)
         checkGraylist(peer, &effects)
         return effects
     }
@@ -393,6 +389,16 @@ public struct GossipRouter: Sendable {
     }
 
     func isOutbound(_ peer: GossipPeer) -> Bool { peerStates[peer]?.outbound ?? false }
+
+    /// Sends our whole subscription list to `peer`, in messages of at most `maximumTopics` topics.
+    mutating func sendSubscriptions(to peer: GossipPeer, _ effects: inout [GossipEffect]) {
+        let topics = subscriptions
+        for start in stride(from: 0, to: topics.count, by: GossipMessage.maximumTopics) {
+            send(
+                .subscribe(Array(topics[start..<min(start + GossipMessage.maximumTopics, topics.count)])), to: peer,
+                &effects)
+        }
+    }
 
     mutating func send(_ message: GossipMessage, to peer: GossipPeer, _ effects: inout [GossipEffect]) {
         effects.append(.send(message.encoded(), to: peer))
